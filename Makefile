@@ -1,0 +1,47 @@
+# maia: two commands on a fresh Debian machine with Python 3.11.
+#   make demo   install everything and start the playground on http://127.0.0.1:7860
+#   make test   install everything and run the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install sysdeps lint bench data train clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "maia needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	@scripts/sysdeps.sh audio
+	$(BIN)/python app.py
+
+test: install
+	@scripts/sysdeps.sh audio browser
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/pip install -q -r requirements-bench.txt
+	$(BIN)/python bench/encoding.py
+	$(BIN)/python bench/training.py
+	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/attention.py
+
+data: install
+	$(BIN)/python -m training.prepare --source music21 --out data/music21
+
+train: data
+	$(BIN)/python -m training.train --config training/configs/gpt.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""maia's command line: encode, decode, generate, info.
+
+Usage:
+    python -m maia encode FILE                      tokens, space-separated, on stdout
+    python -m maia decode TOKENS.txt -o OUT.mid     tokens back to MIDI
+    python -m maia generate [--prompt FILE] [--composer NAME] [--model gpt|lstm|sparse|DIR] -o OUT.mid
+    python -m maia info                             vocabulary, special tokens, composers, models
+
+Bad input ends with one line on stderr naming the file and the problem, and exit status 1 (2 for a
+command-line usage error). Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from maia.errors import InputError, MaiaError
+
+
+def _vocab_for(model_arg: str | None):
+    """The vocabulary of the chosen model, or the default one when no model is installed."""
+    from maia.checkpoint import list_models, read_config, resolve_model
+    from maia.vocab import Vocab
+
+    name = model_arg or next(iter(list_models()), None)
+    if name is None:
+        return Vocab()
+    return Vocab.from_dict(read_config(resolve_model(name))["vocab"])
+
+
+def cmd_encode(a) -> int:
+    from maia.encoding import encode, read
+
+    vocab = _vocab_for(a.model)
+    piece = read(a.file)
+    print(" ".join(encode(piece, vocab, a.composer)))
+    return 0
+
+
+def cmd_decode(a) -> int:
+    from maia.encoding import decode
+
+    path = Path(a.tokens)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file of tokens") from None
+    vocab = _vocab_for(a.model)
+    tokens = text.split()
+    unknown = [t for t in tokens if t not in vocab.stoi]
+    if not tokens or len(unknown) == len(tokens):
+        raise InputError(f"{path}: no maia tokens found")
+    if unknown:
+        print(f"{path}: skipped {len(unknown)} unknown tokens (first: {unknown[0]!r})", file=sys.stderr)
+    ts = tuple(int(x) for x in a.time_signature.split("/")) if a.time_signature else None
+    piece = decode(tokens, vocab, tempo_qpm=a.tempo, time_signature=ts)
+    piece.write_midi(a.output)
+    print(f"wrote {a.output}: {len(piece)} notes, {piece.duration_seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_info(a) -> int:
+    from maia.checkpoint import list_models, read_config
+    from maia.vocab import END, PAD, START
+
+    vocab = _vocab_for(a.model)
+    c = vocab.config
+    print(f"vocabulary: {len(vocab)} tokens ({c.steps_per_quarter} steps per quarter, waits 1..{c.max_wait}, "
+          f"pitches {c.pitch_lo}..{c.pitch_hi}, {c.n_velocity_bins} dynamics levels, {len(vocab.merges)} n-gram merges)")
+    print(f"special tokens: {PAD} {START} {END}")
+    print(f"composers ({len(vocab.composers)}): {', '.join(vocab.composers)}")
+    models = list_models()
+    if not models:
+        print("models: none installed (train one: python -m training.train --config training/configs/gpt.toml)")
+    for name, folder in models.items():
+        try:
+            cfg = read_config(folder)
+            bpn = cfg.get("metrics", {}).get("bits_per_note")
+            print(f"model {name}: {cfg['kind']}, {folder}" + (f", {bpn:.2f} bits/note held out" if bpn else ""))
+        except MaiaError as e:
+            print(f"model {name}: unusable ({e})")
+    return 0
+
+
+def cmd_generate(a) -> int:
+    from maia.generate import run_cli
+
+    return run_cli(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m maia", description="maia: an AI composer of piano music")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("encode", help="print a file's notewise tokens")
+    p.add_argument("file")
+    p.add_argument("--composer", help="composer token to start with (default: unknown)")
+    p.add_argument("--model", help="use this model's vocabulary")
+    p.set_defaults(func=cmd_encode)
+    p = sub.add_parser("decode", help="write tokens as MIDI")
+    p.add_argument("tokens", help="a text file of space-separated tokens")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--tempo", type=float, default=120.0, help="quarter notes per minute")
+    p.add_argument("--time-signature", help="e.g. 3/4")
+    p.add_argument("--model", help="use this model's vocabulary")
+    p.set_defaults(func=cmd_decode)
+    p = sub.add_parser("info", help="vocabulary, composers and installed models")
+    p.add_argument("--model")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("generate", help="compose a continuation")
+    p.add_argument("--prompt", help="MIDI or score file to continue")
+    p.add_argument("--composer", help="composer to condition on (bach, mozart, ...)")
+    p.add_argument("--model", default=None, help="gpt, lstm, sparse, or a model folder")
+    p.add_argument("--tokens", type=int, default=512, help="tokens to generate")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variations", type=int, default=1)
+    p.add_argument("-o", "--output", required=True, help="output MIDI (variation i>1 gets a _i suffix)")
+    p.add_argument("--wav", help="also render audio with FluidSynth")
+    p.add_argument("--roll", help="also draw the piano roll (PNG)")
+    p.set_defaults(func=cmd_generate)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except MaiaError as e:
+        print(f"maia: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:  # e.g. an unwritable output path, a bad --time-signature
+        print(f"maia: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The notewise vocabulary: token <-> id, special tokens, JSON save/load, optional n-gram merges.
+
+Token families (ids are laid out in this order so that note ids never move when composers change):
+
+    <pad> <start> <end>                 special tokens
+    v1 .. v<n_velocity_bins>            dynamics level, emitted only when it changes
+    wait1 .. wait<max_wait>             advance time by n grid steps
+    p<lo> .. p<hi>                      note on
+    endp<lo> .. endp<hi>                note off
+    <composer:unknown> <composer:NAME>  one per composer of the training corpus
+    <m:a+b+...>                         optional n-gram merges (see maia/ngram.py)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PAD, START, END = "<pad>", "<start>", "<end>"
+UNKNOWN_COMPOSER = "unknown"
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    steps_per_quarter: int = 12  # grid resolution: 12 makes 16ths (3) and 8th triplets (4) exact
+    max_wait: int = 48  # longest single wait token in steps (one 4/4 bar); longer gaps use several
+    n_velocity_bins: int = 8  # dynamics levels v1..v8, each 16 MIDI velocities wide
+    pitch_lo: int = 21  # A0, lowest piano key; lower pitches fold up by octaves
+    pitch_hi: int = 108  # C8, highest piano key; higher pitches fold down by octaves
+    max_open_steps: int = 8 * 48  # a note never closed by the sequence is cut after 8 bars of 4/4
+
+    def __post_init__(self):
+        if self.pitch_hi - self.pitch_lo < 11:
+            raise ValueError("pitch range must span at least an octave so that folding terminates")
+        if not (1 <= self.n_velocity_bins <= 127 and self.max_wait >= 1 and self.steps_per_quarter >= 1):
+            raise ValueError(f"invalid encoding config: {self}")
+
+
+def composer_token(name: str) -> str:
+    return f"<composer:{normalize_composer(name)}>"
+
+
+def normalize_composer(name: str | None) -> str:
+    """Composer names are case-insensitive single words: 'J.S. Bach' -> 'j.s._bach'."""
+    name = (name or "").strip().lower().replace(" ", "_")
+    return name or UNKNOWN_COMPOSER
+
+
+@dataclass
+class Vocab:
+    """Maps notewise tokens to ids and back. Built from an EncodingConfig and the corpus's composers."""
+
+    config: EncodingConfig = field(default_factory=EncodingConfig)
+    composers: tuple[str, ...] = ()
+    merges: tuple[tuple[int, ...], ...] = ()  # each merge token expands to this run of base ids
+
+    def __post_init__(self):
+        c = self.config
+        self.composers = tuple(
+            dict.fromkeys(normalize_composer(x) for x in (UNKNOWN_COMPOSER, *self.composers))
+        )
+        self.merges = tuple(tuple(int(i) for i in m) for m in self.merges)
+        toks = [PAD, START, END]
+        self.velocity_offset = len(toks)
+        toks += [f"v{i}" for i in range(1, c.n_velocity_bins + 1)]
+        self.wait_offset = len(toks) - 1  # wait<n> has id wait_offset + n
+        toks += [f"wait{i}" for i in range(1, c.max_wait + 1)]
+        self.on_offset = len(toks) - c.pitch_lo  # p<pitch> has id on_offset + pitch
+        toks += [f"p{p}" for p in range(c.pitch_lo, c.pitch_hi + 1)]
+        self.off_offset = len(toks) - c.pitch_lo
+        toks += [f"endp{p}" for p in range(c.pitch_lo, c.pitch_hi + 1)]
+        self.composer_offset = len(toks)
+        toks += [composer_token(x) for x in self.composers]
+        self.base_size = len(toks)
+        for m in self.merges:
+            toks.append("<m:" + "+".join(toks[i] for i in m) + ">")
+        self.itos: list[str] = toks
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(toks)}
+        if len(self.stoi) != len(toks):
+            raise ValueError("duplicate tokens in vocabulary (repeated merge?)")
+        self.pad_id, self.start_id, self.end_id = 0, 1, 2
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    # ---- lookups -------------------------------------------------------------------------------
+    def composer_id(self, name: str | None) -> int:
+        """Id of a composer token; unknown names map to <composer:unknown>."""
+        return self.stoi.get(composer_token(name or UNKNOWN_COMPOSER), self.composer_offset)
+
+    def find_composer(self, name: str | None) -> str | None:
+        """Case-insensitive match of a user-typed name against the vocabulary's composers."""
+        key = normalize_composer(name)
+        if key in self.composers:
+            return key
+        hits = [c for c in self.composers if key in c]
+        return hits[0] if len(hits) == 1 else None
+
+    def is_composer(self, i: int) -> bool:
+        return self.composer_offset <= i < self.base_size
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids that may not appear inside a piece: <pad>, <start> and every composer token."""
+        return [self.pad_id, self.start_id, *range(self.composer_offset, self.base_size)]
+
+    def ids(self, tokens) -> list[int]:
+        """Tokens -> ids; raises KeyError naming the first unknown token."""
+        try:
+            return [self.stoi[t] for t in tokens]
+        except KeyError as e:
+            raise KeyError(f"unknown token {e.args[0]!r}") from None
+
+    def tokens(self, ids) -> list[str]:
+        itos = self.itos
+        return [itos[int(i)] for i in ids]
+
+    # ---- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "composers": list(self.composers),
+            "merges": [list(m) for m in self.merges],
+            "size": len(self),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocab:
+        try:
+            v = cls(EncodingConfig(**d["config"]), tuple(d["composers"]), tuple(map(tuple, d.get("merges", []))))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"invalid vocabulary description: {e}") from None
+        if "size" in d and d["size"] != len(v):
+            raise ValueError(f"vocabulary size mismatch: stored {d['size']}, rebuilt {len(v)}")
+        return v
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,251 @@
+"""Corpus -> cached notewise token arrays.
+
+Usage:
+    python -m training.prepare --source music21 --out data/music21 [--collections default|all|bach,mozart]
+    python -m training.prepare --source path/to/midi --out data/mine [--metadata maestro.csv]
+
+Steps:
+  1. list the files (the music21 corpus that ships with music21, or a folder searched recursively);
+  2. read each one in parallel on all cores (symusic for MIDI, music21 for scores); a file whose content
+     (and reading settings) was read before comes from the cache in ``OUT/cache/`` instead;
+  3. skip files that fail, one line each saying why;
+  4. build the vocabulary from the composers found, encode every piece, and write
+       OUT/tokens.npy   all pieces' token ids, concatenated (uint16)
+       OUT/index.json   one entry per piece: path, composer, start, tokens, notes, seconds, split
+       OUT/vocab.json   the vocabulary
+       OUT/summary.md   pieces, tokens and notes per composer, skipped files, time taken
+The split is 95/5 by file, from a hash of its path, so no window or transposition of a validation piece
+is ever trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from maia.encoding import MIDI_SUFFIXES, SCORE_SUFFIXES, Piece, encode_ids, read_midi_bytes, read_score
+from maia.errors import MaiaError
+from maia.vocab import EncodingConfig, Vocab, normalize_composer
+
+# Polyphonic art music: what a piano model should learn from. Left out by default, and why:
+#   ryansMammoth, oneills1850, essenFolksong, airdsAirs, miscFolk, nottingham-dataset: ~2,200 monophonic
+#     folk tunes, over half the corpus; a single melodic line teaches little about piano texture;
+#   demos, leadSheet, theoryExercises: test files and chord symbols, not pieces;
+#   *.rntxt files: Roman-numeral analyses (chord labels), not the music itself.
+DEFAULT_COLLECTIONS = (
+    "bach", "beethoven", "mozart", "haydn", "schumann_robert", "schumann_clara", "chopin", "schubert",
+    "joplin", "handel", "corelli", "cpebach", "weber", "verdi", "beach", "johnson_j_r", "liliuokalani",
+    "palestrina", "monteverdi", "josquin", "trecento", "ciconia", "luca", "lusitano", "schoenberg", "webern",
+)
+COMPOSER_ALIASES = {"schumann_robert": "schumann", "schumann_clara": "clara_schumann", "cpebach": "cpe_bach",
+                    "johnson_j_r": "johnson", "trecento": "trecento", "luca": "luca_marenzio"}
+VALID_PERCENT = 5
+MAX_FILE_BYTES = 32 * 1024 * 1024  # corpus files; uploads have their own, smaller limit
+
+
+def list_music21(collections: str) -> list[tuple[str, Path, str]]:
+    """(relative path, absolute path, composer) for the chosen collections of music21's corpus."""
+    from music21 import corpus
+
+    wanted = None if collections == "all" else set(DEFAULT_COLLECTIONS if collections == "default" else collections.split(","))
+    out = []
+    for p in corpus.getCorePaths():
+        rel = str(p).split("/corpus/", 1)[-1]
+        folder = rel.split("/", 1)[0]
+        if p.suffix.lower() == ".rntxt" or (wanted is not None and folder not in wanted):
+            continue
+        out.append((rel, Path(p), normalize_composer(COMPOSER_ALIASES.get(folder, folder))))
+    return sorted(out)
+
+
+def list_folder(root: Path, metadata: Path | None) -> list[tuple[str, Path, str]]:
+    """MIDI and score files under ``root``; the composer comes from a metadata CSV with MAESTRO's
+    ``midi_filename``/``canonical_composer`` columns, else from the parent folder's name."""
+    by_file: dict[str, str] = {}
+    if metadata:
+        with open(metadata, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("midi_filename"):
+                    by_file[row["midi_filename"]] = row.get("canonical_composer", "")
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES | SCORE_SUFFIXES:
+            rel = p.relative_to(root).as_posix()
+            composer = by_file.get(rel) or (p.parent.name if p.parent != root else "unknown")
+            out.append((rel, p, normalize_composer(composer)))
+    return out
+
+
+def read_file(args) -> tuple[str, list[dict] | str]:
+    """Worker: one file -> list of {notes, tempo, ts} (an abc/opus file may hold several pieces), or
+    the reason it failed."""
+    rel, path, cfg = args
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return rel, f"file over {MAX_FILE_BYTES >> 20} MB"
+        if path.suffix.lower() in MIDI_SUFFIXES:
+            pieces = [read_midi_bytes(path.read_bytes(), cfg, name=rel)]
+        else:
+            pieces = read_score(path, cfg)
+        return rel, [{"notes": p.notes.astype(np.int32), "tempo": p.tempo_qpm, "ts": p.time_signature} for p in pieces]
+    except MaiaError as e:
+        return rel, str(e).replace(str(path), rel)
+    except Exception as e:  # a corpus file music21 chokes on must not stop the run
+        return rel, f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def file_key(path: Path, cfg: EncodingConfig) -> str:
+    """Cache key: the file's content plus the settings that change how it is read."""
+    h = hashlib.sha1(path.read_bytes())
+    h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def split_of(rel: str) -> str:
+    """Deterministic 95/5 split from the path, so every transposition and window of a piece stays put."""
+    return "valid" if int(hashlib.sha1(rel.encode()).hexdigest()[:8], 16) % 100 < VALID_PERCENT else "train"
+
+
+def load_cached(cache: Path, key: str) -> list[dict] | None:
+    f = cache / f"{key}.npz"
+    if not f.exists():
+        return None
+    with np.load(f, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        return [{"notes": z[f"n{i}"], **m} for i, m in enumerate(meta)]
+
+
+def save_cached(cache: Path, key: str, pieces: list[dict]) -> None:
+    meta = json.dumps([{"tempo": p["tempo"], "ts": p["ts"]} for p in pieces])
+    np.savez(cache / f"{key}.npz", meta=np.array(meta), **{f"n{i}": p["notes"] for i, p in enumerate(pieces)})
+
+
+def prepare(files, out: Path, cfg: EncodingConfig, workers: int, quiet=False) -> dict:
+    """Reads, caches and encodes ``files`` [(rel, path, composer)] into ``out``; returns the summary."""
+    t0 = time.time()
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    keys = {rel: file_key(path, cfg) for rel, path, _ in files}
+    results: dict[str, list[dict] | str] = {}
+    todo = []
+    for rel, path, _ in files:
+        hit = load_cached(cache, keys[rel])
+        if hit is not None:
+            results[rel] = hit
+        else:
+            todo.append((rel, path, cfg))
+    print(f"{len(files)} files: {len(files) - len(todo)} from cache, {len(todo)} to read on {workers} workers")
+    if todo:
+        with ProcessPoolExecutor(workers) as pool:
+            for rel, res in tqdm(pool.map(read_file, todo, chunksize=1), total=len(todo), disable=quiet):
+                results[rel] = res
+                if not isinstance(res, str):
+                    save_cached(cache, keys[rel], res)
+    skipped = {rel: res for rel, res in results.items() if isinstance(res, str)}
+    for rel, why in sorted(skipped.items()):
+        print(f"skipped {rel}: {why}", file=sys.stderr)
+
+    composers = sorted({c for rel, _, c in files if rel not in skipped})
+    vocab = Vocab(cfg, tuple(composers))
+    arrays, index, pos = [], [], 0
+    for rel, _, composer in files:
+        if rel in skipped:
+            continue
+        for i, p in enumerate(results[rel]):
+            piece = Piece(p["notes"].astype(np.int64), cfg.steps_per_quarter, p["tempo"], p["ts"] and tuple(p["ts"]))
+            ids = encode_ids(piece, vocab, composer)
+            arrays.append(ids)
+            index.append({"path": rel + (f"#{i}" if len(results[rel]) > 1 else ""), "composer": composer,
+                          "start": pos, "tokens": len(ids), "notes": len(piece),
+                          "seconds": round(piece.duration_seconds, 2), "split": split_of(rel)})
+            pos += len(ids)
+    tokens = np.concatenate(arrays) if arrays else np.zeros(0, np.uint16)
+    np.save(out / "tokens.npy", tokens)
+    vocab.save(out / "vocab.json")
+    (out / "index.json").write_text(json.dumps(index, indent=0))
+    summary = summarise(index, skipped, time.time() - t0, len(files), len(todo), vocab)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.md").write_text(summary_markdown(summary))
+    return summary
+
+
+def summarise(index, skipped, seconds, n_files, n_read, vocab) -> dict:
+    per = defaultdict(lambda: {"pieces": 0, "tokens": 0, "notes": 0, "valid_pieces": 0, "seconds": 0.0})
+    for e in index:
+        d = per[e["composer"]]
+        d["pieces"] += 1
+        d["tokens"] += e["tokens"]
+        d["notes"] += e["notes"]
+        d["seconds"] += e["seconds"]
+        d["valid_pieces"] += e["split"] == "valid"
+    return {
+        "files": n_files, "files_read": n_read, "pieces": len(index), "vocab_size": len(vocab),
+        "tokens": sum(e["tokens"] for e in index), "notes": sum(e["notes"] for e in index),
+        "valid_tokens": sum(e["tokens"] for e in index if e["split"] == "valid"),
+        "seconds_taken": round(seconds, 1), "per_composer": dict(sorted(per.items())), "skipped": skipped,
+    }
+
+
+def summary_markdown(s: dict) -> str:
+    lines = [
+        f"{s['pieces']} pieces from {s['files']} files ({s['files_read']} parsed, the rest from the cache), "
+        f"{s['notes']:,} notes, {s['tokens']:,} tokens ({s['valid_tokens']:,} in the validation split), "
+        f"vocabulary {s['vocab_size']}; {len(s['skipped'])} files skipped; {s['seconds_taken']} s.",
+        "",
+        "| composer | pieces | valid pieces | notes | tokens | tokens/note | hours |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, d in s["per_composer"].items():
+        lines.append(f"| {c} | {d['pieces']} | {d['valid_pieces']} | {d['notes']:,} | {d['tokens']:,} | "
+                     f"{d['tokens'] / max(d['notes'], 1):.2f} | {d['seconds'] / 3600:.2f} |")
+    if s["skipped"]:
+        lines += ["", "Skipped files:", ""] + [f"- `{k}`: {v}" for k, v in sorted(s["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", required=True, help="'music21' for the corpus music21 ships, or a folder")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--collections", default="default", help="music21 only: default, all, or a,b,c")
+    ap.add_argument("--metadata", type=Path, help="CSV with midi_filename and canonical_composer columns")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--max-files", type=int, help="first N files only (for quick tries)")
+    ap.add_argument("--steps-per-quarter", type=int, default=EncodingConfig.steps_per_quarter)
+    ap.add_argument("--pitch-range", default="21-108", help="lowest-highest MIDI pitch kept (folded by octaves)")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        lo, hi = (int(x) for x in a.pitch_range.split("-"))
+        cfg = EncodingConfig(steps_per_quarter=a.steps_per_quarter, pitch_lo=lo, pitch_hi=hi)
+    except ValueError as e:
+        ap.error(f"bad --pitch-range or grid: {e}")
+    if a.source == "music21":
+        files = list_music21(a.collections)
+    elif Path(a.source).is_dir():
+        files = list_folder(Path(a.source), a.metadata)
+    else:
+        ap.error(f"--source {a.source}: not 'music21' and not a folder")
+    files = files[: a.max_files] if a.max_files else files
+    if not files:
+        print("no music files found", file=sys.stderr)
+        return 1
+    s = prepare(files, a.out, cfg, a.workers, a.quiet)
+    print(summary_markdown(s))
+    return 0 if s["pieces"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -398,11 +398,11 @@ def expand_merges(ids, vocab: Vocab):
     """Replaces n-gram merge tokens by the base tokens they stand for (exact inverse of merging)."""
     if not vocab.merges:
         return ids
-    base, merges = vocab.base_size, vocab.merges
+    base, runs = vocab.base_size, vocab.merge_runs
     out: list[int] = []
     for i in ids:
         i = int(i)
-        out.extend(merges[i - base] if base <= i < base + len(merges) else (i,))
+        out.extend(runs[i - base] if base <= i < base + len(runs) else (i,))
     return out
 
 

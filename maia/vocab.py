@@ -8,7 +8,7 @@ Token families (ids are laid out in this order so that note ids never move when 
     p<lo> .. p<hi>                      note on
     endp<lo> .. endp<hi>                note off
     <composer:unknown> <composer:NAME>  one per composer of the training corpus
-    <m:a+b+...>                         optional n-gram merges (see maia/ngram.py)
+    <m:a+b+...>                         optional n-gram merges, learnt BPE-style (see maia/ngram.py)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Vocab:
 
     config: EncodingConfig = field(default_factory=EncodingConfig)
     composers: tuple[str, ...] = ()
-    merges: tuple[tuple[int, ...], ...] = ()  # each merge token expands to this run of base ids
+    merges: tuple[tuple[int, int], ...] = ()  # merge k = (left id, right id), ids of earlier tokens
 
     def __post_init__(self):
         c = self.config
@@ -73,8 +73,13 @@ class Vocab:
         self.composer_offset = len(toks)
         toks += [composer_token(x) for x in self.composers]
         self.base_size = len(toks)
-        for m in self.merges:
-            toks.append("<m:" + "+".join(toks[i] for i in m) + ">")
+        self.merge_runs: list[tuple[int, ...]] = []  # merge k expands to this run of base ids
+        for left, right in self.merges:
+            if not (0 <= left < len(toks) and 0 <= right < len(toks)):
+                raise ValueError(f"merge ({left}, {right}) refers to an id not yet defined")
+            run = self.expand_id(left) + self.expand_id(right)
+            self.merge_runs.append(run)
+            toks.append("<m:" + "+".join(toks[i] for i in run) + ">")
         self.itos: list[str] = toks
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(toks)}
         if len(self.stoi) != len(toks):
@@ -96,6 +101,10 @@ class Vocab:
             return key
         hits = [c for c in self.composers if key in c]
         return hits[0] if len(hits) == 1 else None
+
+    def expand_id(self, i: int) -> tuple[int, ...]:
+        """The base ids a token stands for: itself, or the run of a merge token."""
+        return self.merge_runs[i - self.base_size] if i >= self.base_size else (i,)
 
     def is_composer(self, i: int) -> bool:
         return self.composer_offset <= i < self.base_size

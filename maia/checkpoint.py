@@ -1,0 +1,191 @@
+"""Save and load a model folder: `model.safetensors` (weights) + `config.json` (everything else).
+
+config.json describes the checkpoint completely, so loading is `Model(Config(**cfg["model"]))` followed
+by the weights; nothing is ever unpickled:
+
+    {"format": "maia-model/1", "kind": "gpt", "model": {...GPTConfig...}, "vocab": {...Vocab.to_dict()...},
+     ...extra: training settings, data summary, metrics}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from maia.errors import MaiaError
+from maia.models import MODELS, build_model
+from maia.vocab import Vocab
+
+FORMAT = "maia-model/1"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+REQUIRED_KEYS = ("format", "kind", "model", "vocab")
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "assets" / "models"  # the shipped checkpoints
+
+
+class CheckpointError(MaiaError, ValueError):
+    """A model folder that cannot be loaded; the message names the folder and the problem."""
+
+
+def _distinct_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict with tied tensors kept once, under their first name.
+
+    safetensors refuses tensors that share memory, and the GPT's lm_head.weight *is* its token
+    embedding. Loading copies into the surviving name's Parameter, which both modules share, so the tie
+    survives without being stored twice. The same model structure always drops the same names."""
+    seen, state = set(), {}
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+        if key not in seen:
+            seen.add(key)
+            state[name] = t
+    return state
+
+
+def save_model(
+    folder: str | Path,
+    model: nn.Module,
+    kind: str,
+    model_config,
+    vocab: Vocab,
+    extra: dict | None = None,
+    dtype: torch.dtype | None = torch.float16,
+) -> Path:
+    """Write `model` to `folder` (created if needed) as model.safetensors + config.json.
+
+    model_config: the model's config dataclass. extra: JSON-serialisable training settings, data summary,
+    metrics, stored at the top level of config.json. dtype: floating weights are stored in this dtype
+    (float16 halves the file); None keeps the model's own dtype. Returns the folder."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(MODELS))}")
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(REQUIRED_KEYS))
+    if clash:
+        raise ValueError(f"extra keys {clash} would overwrite reserved config.json keys")
+    config = {"format": FORMAT, "kind": kind, "model": asdict(model_config), "vocab": vocab.to_dict(), **extra}
+    text = json.dumps(config, indent=1)  # before any file is written: fails on non-JSON extras
+
+    state = {}
+    for name, t in _distinct_state(model).items():
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        state[name] = t.contiguous()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, folder / WEIGHTS, metadata={"format": "pt"})
+    (folder / CONFIG).write_text(text)
+    return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    """Parse and check a model folder's config.json; CheckpointError if it is missing or malformed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder {folder} does not exist")
+    path = folder / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"model folder {folder} has no {CONFIG}")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(cfg).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{path} lacks the keys {missing}")
+    if cfg["format"] != FORMAT:
+        raise CheckpointError(f"{path} has format {cfg['format']!r}; this version of maia reads {FORMAT!r}")
+    if cfg["kind"] not in MODELS:
+        raise CheckpointError(f"{path}: unknown model kind {cfg['kind']!r}; known: {', '.join(sorted(MODELS))}")
+    if not isinstance(cfg["model"], dict) or not isinstance(cfg["vocab"], dict):
+        raise CheckpointError(f"{path}: 'model' and 'vocab' must be JSON objects")
+    return cfg
+
+
+def load_model(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, Vocab, dict]:
+    """Load a model folder -> (model in eval mode on `device` in `dtype`, its Vocab, the config.json dict).
+
+    Raises CheckpointError naming the folder and the problem for a missing folder or file, a malformed
+    config, an invalid vocabulary, or weights that do not fit the configured model."""
+    folder = Path(folder)
+    cfg = read_config(folder)
+    try:
+        vocab = Vocab.from_dict(cfg["vocab"])
+    except ValueError as e:
+        raise CheckpointError(f"model folder {folder}: {e}") from None
+    try:
+        model = build_model(cfg["kind"], cfg["model"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"model folder {folder}: {e}") from None
+    vocab_size = getattr(model.config, "vocab_size", None)
+    if vocab_size is not None and vocab_size < len(vocab):
+        raise CheckpointError(f"model folder {folder}: model vocab_size {vocab_size} < vocabulary size {len(vocab)}")
+
+    path = folder / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"model folder {folder} has no {WEIGHTS}")
+    try:
+        weights = load_file(path, device="cpu")  # safetensors: plain tensors, never pickle
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from None
+
+    expected = _distinct_state(model)
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not match the {cfg['kind']} config: missing {missing[:5]}{'...' * (len(missing) > 5)}, "
+            f"unexpected {unexpected[:5]}{'...' * (len(unexpected) > 5)}"
+        )
+    bad = [
+        f"{k} {tuple(weights[k].shape)} != {tuple(t.shape)}" for k, t in expected.items() if weights[k].shape != t.shape
+    ]
+    if bad:
+        raise CheckpointError(f"{path} has tensors of the wrong shape for its config: {'; '.join(bad[:5])}")
+    model.load_state_dict(weights, strict=False)  # strict=False only for tied aliases, checked above
+    return model.to(device=device, dtype=dtype).eval(), vocab, cfg
+
+
+def list_models(root: str | Path = DEFAULT_ROOT) -> dict[str, Path]:
+    """Model folders under `root` (those holding a config.json), by folder name, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG).is_file()}
+
+
+def resolve_model(name_or_dir: str | Path, root: str | Path = DEFAULT_ROOT) -> Path:
+    """A model folder from a path to one or from the name of one under `root`."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    models = list_models(root)
+    if str(name_or_dir) in models:
+        return models[str(name_or_dir)]
+    known = ", ".join(models) or "none"
+    raise CheckpointError(f"no model folder {name_or_dir!r}, and no model of that name in {root} (found: {known})")
+
+
+MODELS_DIR_ENV = "MAIA_MODELS_DIR"  # the operator's model folder; requests never name a path
+PREFERRED_MODELS = ("gpt", "sparse", "lstm")  # the default model is the first of these installed
+
+
+def models_root() -> Path:
+    """Where installed models live: $MAIA_MODELS_DIR if set, else the shipped assets/models/."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env).expanduser() if env else DEFAULT_ROOT
+
+
+def default_model(root: str | Path | None = None) -> str | None:
+    """The model used when none is named: gpt, sparse or lstm if installed, else the first by name."""
+    models = list_models(models_root() if root is None else root)
+    return next((m for m in PREFERRED_MODELS if m in models), next(iter(models), None))

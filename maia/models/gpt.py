@@ -1,0 +1,211 @@
+"""A decoder-only transformer over notewise tokens, in the style of nanoGPT's model.py.
+
+Token + learned position embeddings, `n_layer` pre-LayerNorm blocks (causal self-attention through
+`F.scaled_dot_product_attention`, GELU MLP), a final LayerNorm and an lm head tied to the token embedding.
+
+Shared model interface (also implemented by lstm.py and sparse_gpt.py, used by maia.generate):
+    forward(idx)        (B, T) ids -> (B, T, V) float32 logits, the training path
+    init_cache(B)       a fresh KVCache for incremental decoding
+    step(idx, cache)    (B, T_new) new ids -> (B, T_new, V) logits, appending to the cache in place
+    max_context         block_size: the generator slides its window by resetting the cache
+    num_params()        number of distinct parameters
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int  # len(Vocab()): no default, it always comes from the vocabulary
+    block_size: int = 512  # context length in tokens: ~25 s of dense piano music in notewise tokens
+    n_layer: int = 6  # transformer blocks
+    n_head: int = 8  # attention heads; head_dim = n_embd // n_head = 32
+    n_embd: int = 256  # model width; ~4.9M parameters at the defaults, trainable on one small GPU
+    d_ff: int = 1024  # MLP hidden width, the usual 4 * n_embd
+    dropout: float = 0.1  # on embeddings, attention weights and residual branches; off in eval()
+    bias: bool = False  # biases in Linear and LayerNorm: without is slightly faster and as good
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if min(self.vocab_size, self.block_size, self.n_layer, self.n_head, self.d_ff) < 1:
+            raise ValueError(f"invalid GPT config: {self}")
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for incremental decoding.
+
+    `k[i]` and `v[i]` are (B, n_head, block_size, head_dim); positions `0 .. length-1` are filled.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.batch_size = batch_size
+        self.length = 0  # tokens consumed so far
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0):
+        """x: (B, T, C). Without `kv`, plain causal attention over x. With `kv` = (k_buf, v_buf) from a
+        KVCache, x holds positions start .. start+T-1: their keys/values are written into the buffers and
+        the queries attend to every cached position up to their own."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        dropout_p = self.dropout if self.training else 0.0
+        if kv is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:
+            k_buf, v_buf = kv
+            k_buf[:, :, start : start + T] = k
+            v_buf[:, :, start : start + T] = v
+            k, v = k_buf[:, :, : start + T], v_buf[:, :, : start + T]  # (B, nh, start+T, hd)
+            # is_causal aligns the mask top-left, which is wrong when start > 0: query i sits at position
+            # start+i and may see keys 0..start+i. A single new token sees everything, so needs no mask.
+            mask = None
+            if T > 1:
+                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, d_ff) -> (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, kv=None, start: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model over token ids."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
+                wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017): one matrix embeds tokens and scores them.
+        self.transformer.wte.weight = self.lm_head.weight
+
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so that the residual stream's
+        # variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    @property
+    def max_context(self) -> int:
+        """Most tokens the model can attend to; the generator crops/slides its window to this."""
+        return self.config.block_size
+
+    def num_params(self) -> int:
+        """Number of parameters, the tied embedding / lm head counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
+        """idx (B, T) at positions start .. start+T-1 -> (B, T, V) float32 logits."""
+        T = idx.shape[1]
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if cache is None else (cache.k[i], cache.v[i]), start)
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x).float()  # (B, T, V)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Training path: idx (B, T) with T <= block_size -> logits (B, T, V), float32."""
+        if idx.shape[1] > self.config.block_size:
+            raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds block_size {self.config.block_size}")
+        return self._run(idx, 0, None)
+
+    def init_cache(self, batch_size: int) -> KVCache:
+        """A fresh, empty KV cache on the model's device and dtype."""
+        w = self.transformer.wte.weight
+        return KVCache(self.config, batch_size, w.device, w.dtype)
+
+    @torch.no_grad()
+    def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Inference path: feed idx (B, T_new) at positions cache.length .. cache.length+T_new-1,
+        append their keys/values to `cache` in place and return their logits (B, T_new, V), float32.
+
+        Raises ValueError if the cache would grow past block_size: the caller then resets the cache
+        (init_cache) and re-primes it with the last tokens of its window."""
+        T = idx.shape[1]
+        if idx.shape[0] != cache.batch_size:
+            raise ValueError(f"batch of {idx.shape[0]} does not match the cache's batch of {cache.batch_size}")
+        if cache.length + T > self.config.block_size:
+            raise ValueError(f"cache holds {cache.length} tokens, {T} more exceed block_size {self.config.block_size}")
+        logits = self._run(idx, cache.length, cache)
+        cache.length += T
+        return logits
+
+    def configure_optimizers(
+        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str
+    ) -> torch.optim.AdamW:
+        """AdamW with weight decay on the matmul weights only: not on biases, LayerNorms or the
+        (tied) token and position embeddings."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        params = list(self.parameters())  # distinct: the tied weight appears once
+        decay = [p for p in params if p.dim() >= 2 and id(p) not in embeddings]
+        no_decay = [p for p in params if p.dim() < 2 or id(p) in embeddings]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type == "cuda")

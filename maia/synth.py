@@ -1,0 +1,196 @@
+"""FluidSynth rendering and SoundFont lookup.
+
+``render(piece)`` turns a Piece into a mono float32 waveform with FluidSynth (through pyfluidsynth's
+ctypes binding to libfluidsynth), ``write_wav`` saves it as 16-bit PCM. Nothing is loaded at import
+time: the library is loaded, and the SoundFont read, on each call to ``render`` (explicit arguments, as
+note_seq's ``fluidsynth(sequence, sample_rate, sf2_path)``).
+
+SoundFont lookup order (``find_soundfont``):
+  1. the file named by the environment variable MAIA_SOUNDFONT;
+  2. any ``*.sf2`` in the repository's ``soundfonts/`` folder (first in name order);
+  3. Debian's fluid-soundfont-gm: /usr/share/sounds/sf2/FluidR3_GM.sf2 (then any other .sf2 there);
+  4. TimGM6mb.sf2, the small General MIDI SoundFont bundled with pretty_midi.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from maia.encoding import Piece
+from maia.errors import MaiaError
+
+INSTALL_HINT = (
+    "FluidSynth is not installed: run `sudo apt-get install fluidsynth libfluidsynth3` "
+    "(Debian/Ubuntu; `brew install fluid-synth` on macOS), then `pip install pyfluidsynth`"
+)
+SOUNDFONT_ENV = "MAIA_SOUNDFONT"
+REPO_SOUNDFONTS = Path(__file__).resolve().parent.parent / "soundfonts"
+SYSTEM_SOUNDFONTS = Path("/usr/share/sounds/sf2")
+PREFERRED_SYSTEM_SOUNDFONT = "FluidR3_GM.sf2"
+DEFAULT_SAMPLE_RATE = 44100
+PEAK = 0.9  # rendered audio is scaled so its loudest sample is this (headroom for lossy encoders)
+TAIL_SECONDS = 1.0  # release and reverb after the last note-off
+SILENCE = 1e-5  # a peak below this (-100 dB) is silence; FluidSynth's idle output is about 3e-8
+
+
+class SynthUnavailable(MaiaError):
+    """FluidSynth or a SoundFont cannot be loaded; the message says what to install."""
+
+
+def _load_fluidsynth():
+    """Imports pyfluidsynth, which loads libfluidsynth with ctypes at import time."""
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as e:
+        raise SynthUnavailable(f"{INSTALL_HINT} ({e})") from None
+    if not hasattr(fluidsynth, "Synth"):  # the unrelated PyPI package named "fluidsynth"
+        raise SynthUnavailable(f"{INSTALL_HINT} (the imported 'fluidsynth' module is not pyfluidsynth)")
+    return fluidsynth
+
+
+def fluidsynth_available() -> bool:
+    """True when libfluidsynth and its Python binding can be loaded."""
+    try:
+        _load_fluidsynth()
+    except SynthUnavailable:
+        return False
+    return True
+
+
+def _bundled_soundfont() -> Path | None:
+    """pretty_midi's TimGM6mb.sf2, found from its package folder without importing pretty_midi."""
+    from importlib.util import find_spec
+
+    spec = find_spec("pretty_midi")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "TimGM6mb.sf2"
+        if path.is_file():
+            return path
+    return None
+
+
+def find_soundfont() -> Path | None:
+    """The SoundFont to render with (see the module docstring for the order), or None."""
+    env = os.environ.get(SOUNDFONT_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise SynthUnavailable(f"{SOUNDFONT_ENV}={env}: no such file")
+        return path
+    local = sorted(REPO_SOUNDFONTS.glob("*.sf2")) if REPO_SOUNDFONTS.is_dir() else []
+    if local:
+        return local[0]
+    if (SYSTEM_SOUNDFONTS / PREFERRED_SYSTEM_SOUNDFONT).is_file():
+        return SYSTEM_SOUNDFONTS / PREFERRED_SYSTEM_SOUNDFONT
+    system = sorted(p for p in SYSTEM_SOUNDFONTS.glob("*.sf2") if p.is_file()) if SYSTEM_SOUNDFONTS.is_dir() else []
+    if system:
+        return system[0]
+    return _bundled_soundfont()
+
+
+def _events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Note events sorted by time in samples, note-offs before note-ons at the same sample.
+    Returns (sample, is_on, pitch, velocity), each (2N,)."""
+    n = piece.notes
+    samples_per_step = piece.seconds_per_step * sample_rate
+    on = np.rint(n[:, 0] * samples_per_step).astype(np.int64)
+    off = np.rint((n[:, 0] + n[:, 1]) * samples_per_step).astype(np.int64)
+    sample = np.concatenate([off, on])
+    is_on = np.repeat(np.array([0, 1], np.int64), len(n))
+    pitch = np.concatenate([n[:, 2], n[:, 2]])
+    velocity = np.concatenate([np.zeros(len(n), np.int64), n[:, 3]])
+    order = np.lexsort((pitch, is_on, sample))
+    return sample[order], is_on[order], pitch[order], velocity[order]
+
+
+def render(
+    piece: Piece,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    sf2_path: str | Path | None = None,
+    *,
+    program: int = 0,
+    tail_seconds: float = TAIL_SECONDS,
+) -> np.ndarray:
+    """Renders a piece with FluidSynth (General MIDI ``program``, 0 = acoustic grand piano).
+
+    Returns mono float32 audio of ``piece.duration_seconds + tail_seconds`` seconds, scaled so its peak
+    is 0.9 (silence stays all zeros). Raises SynthUnavailable when FluidSynth or the SoundFont cannot
+    be loaded."""
+    sf2 = Path(sf2_path) if sf2_path is not None else find_soundfont()
+    if sf2 is None:
+        raise SynthUnavailable(
+            f"no SoundFont found: set {SOUNDFONT_ENV}, put a .sf2 in {REPO_SOUNDFONTS}, "
+            "or run `sudo apt-get install fluid-soundfont-gm`"
+        )
+    if not sf2.is_file():
+        raise SynthUnavailable(f"{sf2}: no such SoundFont file")
+    fs = _load_fluidsynth()
+    total = round((piece.duration_seconds + tail_seconds) * sample_rate)
+    out = np.zeros((total, 2), np.float32)  # interleaved stereo, written by FluidSynth in place
+    if total == 0:
+        return out[:, 0].copy()
+    # Float output avoids the clipping of the s16 path on dense chords; it is normalised below anyway.
+    write_float = ctypes.CDLL(fs.lib).fluid_synth_write_float
+    ptr, int_ = ctypes.c_void_p, ctypes.c_int  # (synth, len, lout, loff, lincr, rout, roff, rincr)
+    write_float.argtypes = [ptr, int_, ptr, int_, int_, ptr, int_, int_]
+    write_float.restype = ctypes.c_int
+
+    # 16 MIDI channels (not pyfluidsynth's 256); only the presets used get their samples loaded.
+    # Chorus smears a piano, so it is off; FluidSynth's default reverb stays.
+    settings = {"synth.dynamic-sample-loading": 1, "synth.chorus.active": 0}
+    synth = fs.Synth(gain=0.5, samplerate=float(sample_rate), channels=16, **settings)
+    try:
+        sfid = synth.sfload(str(sf2))
+        if sfid < 0:
+            raise SynthUnavailable(f"{sf2}: FluidSynth cannot load this SoundFont")
+        synth.program_select(0, sfid, 0, program)
+
+        base = out.ctypes.data
+        frame_bytes = out.strides[0]
+
+        def advance(start: int, stop: int) -> None:  # synthesise frames [start, stop) into out
+            if stop > start:
+                at = base + start * frame_bytes  # left samples at even, right at odd float32 slots
+                write_float(synth.synth, stop - start, at, 0, 2, at, 1, 2)
+
+        sample, is_on, pitch, velocity = _events(piece, sample_rate)
+        t = 0
+        for s, o, p, v in zip(sample.tolist(), is_on.tolist(), pitch.tolist(), velocity.tolist(), strict=True):
+            s = min(s, total)
+            advance(t, s)
+            t = s
+            if o:
+                synth.noteon(0, p, v)
+            else:
+                synth.noteoff(0, p)
+        advance(t, total)
+    finally:
+        synth.delete()
+    mono = out.mean(axis=1)
+    peak = float(np.abs(mono).max())
+    if peak > SILENCE:
+        mono *= PEAK / peak
+    else:  # FluidSynth's output is never exactly zero; don't blow its noise floor up to full scale
+        mono[:] = 0.0
+    return mono.astype(np.float32, copy=False)
+
+
+def write_wav(audio: np.ndarray, path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:
+    """Writes mono (T,) or stereo (T, 2) float audio in [-1, 1] as a 16-bit PCM WAV file."""
+    path = Path(path)
+    audio = np.asarray(audio, np.float32)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    return path

@@ -288,7 +288,10 @@ def read_score(path: str | Path, cfg: EncodingConfig | None = None) -> list[Piec
         obj = music21.converter.parse(str(path))
     except Exception as e:  # music21 raises many unrelated types on malformed scores
         raise InputError(f"{path}: cannot parse score ({type(e).__name__}: {str(e)[:100]})") from None
-    pieces = pieces_from_music21(obj, cfg)
+    try:
+        pieces = pieces_from_music21(obj, cfg)
+    except InputError as e:  # the message names the score's title; name the file the user gave
+        raise InputError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
     if not pieces:
         raise InputError(f"{path}: no notes to play")
     return pieces
@@ -302,7 +305,10 @@ def velocity_bins(velocity: np.ndarray, n_bins: int) -> np.ndarray:
 
 def bin_velocity(level: int, n_bins: int) -> int:
     """Level 0..n_bins-1 -> the MIDI velocity at the centre of its bin."""
-    return int(min(127, max(1, (2 * level + 1) * 128 // (2 * n_bins))))
+    # Bins narrower than 2 velocities (n_bins > 64) can have their floored centre below the bin: then
+    # take the bin's smallest velocity, so that velocity_bins(bin_velocity(k)) == k for every level.
+    first = -(-128 * level // n_bins)
+    return int(min(127, max(1, first, (2 * level + 1) * 128 // (2 * n_bins))))
 
 
 def encode_ids(piece: Piece, vocab: Vocab, composer: str | None = None, *, start=True, end=True) -> np.ndarray:
@@ -311,7 +317,11 @@ def encode_ids(piece: Piece, vocab: Vocab, composer: str | None = None, *, start
     if piece.steps_per_quarter != cfg.steps_per_quarter:
         raise ValueError("piece and vocabulary use different grids")
     n = piece.notes
-    onset, dur, pitch = n[:, 0], n[:, 1], fold_pitches(n[:, 2], cfg.pitch_lo, cfg.pitch_hi)
+    if len(n) and (n[:, 2].min() < cfg.pitch_lo or n[:, 2].max() > cfg.pitch_hi):
+        # Folding into a narrower range can land two notes on one key: rebuild the table so that a
+        # key still never sounds twice at once (otherwise the tokens would not decode to the piece).
+        n = normalize_notes(n[:, 0], n[:, 0] + n[:, 1], n[:, 2], n[:, 3], cfg)
+    onset, dur, pitch = n[:, 0], n[:, 1], n[:, 2]
     # Events: one on and one off per note, ordered by (time, off-before-on, pitch).
     time = np.concatenate([onset + dur, onset])
     kind = np.repeat(np.array([0, 1], np.int64), len(n))
@@ -348,7 +358,8 @@ def encode(piece: Piece, vocab: Vocab | None = None, composer: str | None = None
 def decode_ids(ids, vocab: Vocab, tempo_qpm: float = DEFAULT_TEMPO, time_signature=None) -> Piece:
     """Token ids -> Piece. Never raises on ids of the vocabulary: unmatched ``endp`` are ignored, a
     re-struck key closes its previous note, and notes left open close at the last time step (at most
-    ``max_open_steps`` after their onset). Stops at the first ``<end>`` after the music started."""
+    ``max_open_steps`` after their onset). Stops at the first ``<end>`` after the music started.
+    The result keeps the Piece invariants (of two strikes of one key at one step the longer stays)."""
     cfg = vocab.config
     ids = expand_merges(ids, vocab)
     n_vel, max_wait, n_pitch = cfg.n_velocity_bins, cfg.max_wait, cfg.pitch_hi - cfg.pitch_lo + 1
@@ -383,8 +394,10 @@ def decode_ids(ids, vocab: Vocab, tempo_qpm: float = DEFAULT_TEMPO, time_signatu
         # <pad>, <start>, stray composer tokens and out-of-range ids carry no music
     for pitch, (s, v) in sounding.items():
         out.append((s, int(np.clip(t - s, 1, cfg.max_open_steps)), pitch, v))
-    notes = np.array(out, np.int64).reshape(-1, 4)
-    notes = notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    n = np.array(out, np.int64).reshape(-1, 4)
+    # Repeated or zero-length strikes ("p60 p60", "p60 endp60 p60") leave two notes on one key at one
+    # step; normalising keeps the longer, so a key never sounds twice and re-encoding is canonical.
+    notes = normalize_notes(n[:, 0], n[:, 0] + n[:, 1], n[:, 2], n[:, 3], cfg)
     return Piece(notes, cfg.steps_per_quarter, tempo_qpm, time_signature, composer)
 
 

@@ -137,7 +137,10 @@ class Vocab:
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
         try:
-            v = cls(EncodingConfig(**d["config"]), tuple(d["composers"]), tuple(map(tuple, d.get("merges", []))))
+            composers = d["composers"]
+            if isinstance(composers, str) or not all(isinstance(c, str) for c in composers):
+                raise TypeError("composers must be a list of names")  # a bare string would split into letters
+            v = cls(EncodingConfig(**d["config"]), tuple(composers), tuple(map(tuple, d.get("merges", []))))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"invalid vocabulary description: {e}") from None
         if "size" in d and d["size"] != len(v):

@@ -72,11 +72,12 @@ def load_config(path: str | None, overrides: list[str]) -> dict:
     return cfg
 
 
-def lr_at(step: int, t: dict) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr at max_steps."""
+def lr_at(step: int, t: dict, time_frac: float = 0.0) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr at max_steps, or at max_minutes of wall-clock
+    time (``time_frac`` = elapsed / max_minutes) when that budget runs out first."""
     if step < t["warmup_steps"]:
         return t["lr"] * (step + 1) / t["warmup_steps"]
-    frac = min(1.0, (step - t["warmup_steps"]) / max(1, t["max_steps"] - t["warmup_steps"]))
+    frac = min(1.0, max(time_frac, (step - t["warmup_steps"]) / max(1, t["max_steps"] - t["warmup_steps"])))
     return t["min_lr"] + 0.5 * (1 + math.cos(math.pi * frac)) * (t["lr"] - t["min_lr"])
 
 
@@ -179,6 +180,9 @@ def train(cfg: dict) -> int:
     else:
         model = build_model(kind, m).to(device)
     model_cfg = model.config
+    if getattr(model, "max_context", None) and model.max_context < d["seq_len"]:
+        raise SystemExit(f"seq_len {d['seq_len']} exceeds the model's context {model.max_context}; "
+                         f"set model.block_size too")
     opt = model.configure_optimizers(t["weight_decay"], t["lr"], (t["beta1"], t["beta2"]), device_type)
     if t["resume"] and (out / "optim.pt").exists():
         opt.load_state_dict(torch.load(out / "optim.pt", map_location=device, weights_only=True))
@@ -200,7 +204,6 @@ def train(cfg: dict) -> int:
 
     # ---- loop ----------------------------------------------------------------------------------------
     t0 = time.time()
-    deadline = t0 + 60 * t["max_minutes"] if t["max_minutes"] else float("inf")
     best_val, running, run_n, tok_window, time_window = float("inf"), 0.0, 0, 0, time.time()
     epoch = 0
     bar = tqdm(total=t["max_steps"], initial=step, disable=not master, dynamic_ncols=True)
@@ -215,8 +218,13 @@ def train(cfg: dict) -> int:
             it = iter(train_loader)
             x, y = next(it)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        time_frac = (time.time() - t0) / (60 * t["max_minutes"]) if t["max_minutes"] else 0.0
+        if ddp and t["max_minutes"]:  # every rank must agree on the schedule and on when to stop
+            tf = torch.tensor([time_frac], device=device)
+            dist.broadcast(tf, 0)
+            time_frac = tf.item()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, t)
+            g["lr"] = lr_at(step, t, time_frac)
         with ctx:
             logits = model(x)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
@@ -235,13 +243,13 @@ def train(cfg: dict) -> int:
             rate = tok_window / max(time.time() - time_window, 1e-9)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}", refresh=False)
             bar.update(1)
-        last = step >= t["max_steps"] or time.time() > deadline
+        last = step >= t["max_steps"] or time_frac >= 1.0
         if step % t["eval_interval"] == 0 or last:
             val = evaluate_loss(raw, valid_loader, device, ctx, t["eval_batches"]) if len(valid_set) else float("nan")
             rate = tok_window / max(time.time() - time_window, 1e-9)
             if master:
                 with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([step, tokens_seen, f"{lr_at(step, t):.3e}", f"{running / run_n:.4f}",
+                    csv.writer(f).writerow([step, tokens_seen, f"{lr_at(step, t, time_frac):.3e}", f"{running / run_n:.4f}",
                                             f"{val:.4f}", f"{rate:.0f}", f"{time.time() - t0:.0f}"])
                 plot_curve(log_path, out / "loss.png")
                 tqdm.write(f"step {step}: train {running / run_n:.4f} val {val:.4f} nats/token, {rate:,.0f} tok/s")
@@ -249,7 +257,9 @@ def train(cfg: dict) -> int:
                 extra = {
                     "training": {"step": step, "tokens": tokens_seen, "config": cfg, "device": device,
                                  "world_size": world, "seconds": round(time.time() - t0, 1),
-                                 "torch": torch.__version__},
+                                 "torch": torch.__version__,
+                                 "peak_cuda_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20
+                                 if device_type == "cuda" else None},
                     "data": {"data_dir": str(d["data_dir"]), "train_pieces": len(train_set.pieces),
                              "valid_pieces": len(valid_set.pieces), "seq_len": d["seq_len"]},
                     "metrics": {"val_loss_nats": val, "val_bits_per_token": val / math.log(2)},

@@ -12,11 +12,13 @@ import torch.nn as nn
 
 from maia.models.gpt import GPT, GPTConfig
 from maia.models.lstm import LSTMConfig, LSTMModel
+from maia.models.sparse_gpt import SparseGPT, SparseGPTConfig
 
 # ---- MODEL REGISTRY: kind -> (Config, Model). To add a model, import it above and add one line. ------
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt": (GPTConfig, GPT),
     "lstm": (LSTMConfig, LSTMModel),
+    "sparse_gpt": (SparseGPTConfig, SparseGPT),
 }
 # ---- end of registry ---------------------------------------------------------------------------------
 
@@ -43,4 +45,4 @@ def build_model(kind: str, cfg: dict) -> nn.Module:
     return model_cls(config_cls(**cfg))
 
 
-__all__ = ["GPT", "MODELS", "GPTConfig", "LSTMConfig", "LSTMModel", "build_model"]
+__all__ = ["GPT", "MODELS", "GPTConfig", "LSTMConfig", "LSTMModel", "SparseGPT", "SparseGPTConfig", "build_model"]

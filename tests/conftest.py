@@ -1,0 +1,83 @@
+"""Shared test fixtures. Append yours; keep each one tiny and say what it holds."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A prepared corpus folder (tokens.npy, index.json, vocab.json) of 10 Bach chorales from the music21
+    corpus: 8 in the training split and 2 in the validation split (chosen by prepare's own path hash)."""
+    from maia.vocab import EncodingConfig
+    from training.prepare import list_music21, prepare, split_of
+
+    files = list_music21("bach")
+    train = [f for f in files if split_of(f[0]) == "train"][:8]
+    valid = [f for f in files if split_of(f[0]) == "valid"][:2]
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    summary = prepare(sorted(train + valid), out, EncodingConfig(), workers=2, quiet=True)
+    assert summary["pieces"] == 10 and not summary["skipped"]
+    return out
+
+
+TINY_COMPOSERS = ("bach", "mozart", "chopin")
+TINY_MODELS = {  # random-init models, small enough that a test composes hundreds of tokens in a blink
+    "gpt": dict(vocab_size=0, block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64),
+    "lstm": dict(vocab_size=0, emb_dim=4, hidden=32, n_layer=2, block_size=32),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory):
+    """A models folder (use it as MAIA_MODELS_DIR) with a random-init tiny "gpt" (block_size 32, so the
+    window slides) and "lstm", both with the composers bach, mozart and chopin; weights kept in float32."""
+    import torch
+
+    from maia.checkpoint import save_model
+    from maia.models import build_model
+    from maia.vocab import Vocab
+
+    vocab = Vocab(composers=TINY_COMPOSERS)
+    root = tmp_path_factory.mktemp("models")
+    for kind, cfg in TINY_MODELS.items():
+        torch.manual_seed(0)
+        model = build_model(kind, {**cfg, "vocab_size": len(vocab)}).eval()
+        save_model(root / kind, model, kind, model.config, vocab, dtype=None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_midi(tmp_path_factory):
+    """A 2-bar MIDI file in 3/4 at 90 qpm: a C major arpeggio over a held bass (12 notes)."""
+    import numpy as np
+
+    from maia.encoding import Piece
+
+    q = 12  # steps per quarter
+    melody = [(i * q // 2, q // 2, p, 80) for i, p in enumerate([60, 64, 67, 72, 67, 64] * 2)][:11]
+    notes = np.array([(0, 6 * q, 48, 60), *melody], np.int64)
+    notes = notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+    path = tmp_path_factory.mktemp("midi") / "arpeggio.mid"
+    return Piece(notes, q, 90.0, (3, 4)).write_midi(path)
+
+
+@pytest.fixture(scope="session")
+def performance_midi(tmp_path_factory):
+    """A recorded-performance-style MIDI file (tests/midi_factory.py, seed 0): format 1 at 480 tpq, two
+    piano parts of ~300 humanised notes each with sustain pedal, a 4-tempo map, 3/4, and a drum track."""
+    from midi_factory import performance
+
+    return performance(0).write(tmp_path_factory.mktemp("midi") / "performance.mid")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from more torch threads, and on a small shared machine a second OpenMP
+    thread spins against busy cores (30x slower). Use with pytest.mark.usefixtures."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

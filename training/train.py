@@ -36,7 +36,8 @@ from training.data import IGNORE, Corpus, WindowDataset, make_loader
 
 DEFAULTS = {
     "model": {"kind": "gpt"},
-    "data": {"data_dir": "data/music21", "seq_len": 512, "overlap": 0.5, "transpose": True, "materialise": False},
+    "data": {"data_dir": "data/music21", "seq_len": 512, "overlap": 0.5, "transpose": True, "materialise": False,
+             "min_tokens": 0},
     "train": {
         "out": "runs/gpt", "batch_size": 16, "lr": 6e-4, "min_lr": 6e-5, "weight_decay": 0.1,
         "beta1": 0.9, "beta2": 0.95, "warmup_steps": 200, "max_steps": 5000, "max_minutes": 0.0,
@@ -153,15 +154,17 @@ def train(cfg: dict) -> int:
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    use_bf16 = device_type == "cuda" and kind != "lstm" and t["dtype"] in ("auto", "bfloat16")
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
+    # bf16 autocast: by default on CUDA; on CPUs with AVX-512 BF16 / AMX ask for it (dtype="bfloat16").
+    # Never for the LSTM, whose fused kernels lack bf16.
+    use_bf16 = kind != "lstm" and (t["dtype"] == "bfloat16" or (t["dtype"] == "auto" and device_type == "cuda"))
+    ctx = torch.autocast(device_type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
     # ---- data ----------------------------------------------------------------------------------------
     corpus = Corpus.load(d["data_dir"])
     vocab = corpus.vocab
-    train_set = WindowDataset(corpus.pieces("train"), vocab, d["seq_len"], d["overlap"], d["transpose"],
+    train_set = WindowDataset(corpus.pieces("train", d["min_tokens"]), vocab, d["seq_len"], d["overlap"], d["transpose"],
                               d["materialise"], seed=t["seed"] + rank)
-    valid_set = WindowDataset(corpus.pieces("valid"), vocab, d["seq_len"], d["overlap"], transpose=False)
+    valid_set = WindowDataset(corpus.pieces("valid", d["min_tokens"]), vocab, d["seq_len"], d["overlap"], transpose=False)
     sampler = torch.utils.data.DistributedSampler(train_set, seed=t["seed"]) if ddp else None
     train_loader = make_loader(train_set, t["batch_size"], True, sampler, t["workers"], t["seed"])
     valid_loader = make_loader(valid_set, t["batch_size"], False)
@@ -264,7 +267,7 @@ def train(cfg: dict) -> int:
                              "valid_pieces": len(valid_set.pieces), "seq_len": d["seq_len"]},
                     "metrics": {"val_loss_nats": val, "val_bits_per_token": val / math.log(2)},
                 }
-                save_model(out, raw, kind, model_cfg, vocab, extra)
+                save_model(out, raw, kind, model_cfg, vocab, extra, dtype=None)  # fp32 to resume from
                 torch.save(opt.state_dict(), out / "optim.pt")
             running, run_n, tok_window, time_window = 0.0, 0, 0, time.time()
         if last:

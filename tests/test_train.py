@@ -1,0 +1,124 @@
+"""Tests for training/train.py and training/grid.py on the tiny corpus: a tiny GPT learns, checkpoints,
+resumes, runs under 2-process DDP (gloo, CPU), and a 2x1 grid writes its table."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training import grid
+from training.train import load_config, lr_at, main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "training/configs/gpt.toml")
+
+
+def tiny_overrides(corpus: Path, out: Path, **extra) -> list[str]:
+    """A 1-layer, 32-wide GPT on 32-token windows: ~50 steps in a few seconds on one core."""
+    o = {"data.data_dir": str(corpus), "data.seq_len": 32, "model.block_size": 32, "model.n_layer": 1,
+         "model.n_head": 2, "model.n_embd": 32, "model.d_ff": 64, "model.dropout": 0.0, "train.batch_size": 8,
+         "train.lr": 1e-2, "train.min_lr": 1e-3, "train.warmup_steps": 5, "train.max_steps": 50,
+         "train.eval_interval": 10, "train.eval_batches": 4, "train.threads": 1, "train.out": str(out), **extra}
+    return [f"--{k}={json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in o.items()]
+
+
+def read_log(out: Path) -> list[dict]:
+    with open(out / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_load_config_overrides():
+    cfg = load_config(CONFIG, ["--max_steps=7", "--model.n_layer=2", "--data_dir=x", "--compile=true"])
+    assert cfg["train"]["max_steps"] == 7 and cfg["model"]["n_layer"] == 2 and cfg["data"]["data_dir"] == "x"
+    assert cfg["train"]["compile"] is True and cfg["model"]["kind"] == "gpt"
+    with pytest.raises(SystemExit, match=r"section\.key"):
+        load_config(CONFIG, ["--nonexistent=1"])
+
+
+def test_lr_schedule():
+    t = {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "max_steps": 110}
+    assert lr_at(0, t) == pytest.approx(0.1) and lr_at(9, t) == pytest.approx(1.0)
+    assert lr_at(60, t) == pytest.approx(0.55) and lr_at(110, t) == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    """A tiny GPT trained 50 steps, evaluated and checkpointed every 10."""
+    out = tmp_path_factory.mktemp("run") / "gpt"
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, out)]) == 0
+    return out
+
+
+def test_training_learns_and_checkpoints(trained):
+    for name in ("model.safetensors", "config.json", "log.csv", "loss.png", "optim.pt"):
+        assert (trained / name).stat().st_size > 0, name
+    rows = read_log(trained)
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50]
+    train_loss = [float(r["train_loss"]) for r in rows]
+    val_loss = [float(r["val_loss"]) for r in rows]
+    start = math.log(json.loads((trained / "config.json").read_text())["model"]["vocab_size"])  # uniform guess
+    assert train_loss[-1] < start - 1.0 and train_loss[-1] < train_loss[0]
+    assert val_loss[-1] < val_loss[0] < start
+    cfg = json.loads((trained / "config.json").read_text())
+    assert cfg["training"]["step"] == 50 and cfg["training"]["tokens"] == 50 * 8 * 32
+    assert cfg["metrics"]["val_loss_nats"] == pytest.approx(val_loss[-1], abs=1e-4)
+
+
+def test_resume_continues_from_saved_step(trained, tiny_corpus, tmp_path):
+    import shutil
+
+    out = tmp_path / "gpt"
+    shutil.copytree(trained, out)
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, out, **{"train.max_steps": 60, "train.resume": True})]) == 0
+    rows = read_log(out)
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60]  # appended, not restarted
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["step"] == 60 and cfg["training"]["tokens"] == 60 * 8 * 32
+    # the resumed model goes on from the saved weights, not from scratch (~ln(237) = 5.5 nats)
+    val = [float(r["val_loss"]) for r in rows]
+    assert val[-1] < val[0] and abs(val[-1] - val[-2]) < 0.2
+
+
+def test_seq_len_longer_than_context_is_refused(tiny_corpus, tmp_path):
+    with pytest.raises(SystemExit, match="exceeds the model's context"):
+        main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"model.block_size": 16})])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tiny_corpus, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "training.train", "--config", CONFIG,
+           *tiny_overrides(tiny_corpus, out, **{"train.max_steps": 6, "train.eval_interval": 3})]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (out / "model.safetensors").exists() and not any(p.is_dir() for p in out.iterdir())
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["world_size"] == 2 and cfg["training"]["step"] == 6
+    assert cfg["training"]["tokens"] == 6 * 2 * 8 * 32  # both ranks' batches count
+    assert [int(r["step"]) for r in read_log(out)] == [3, 6]  # one writer: rank 0
+
+
+@pytest.mark.slow
+def test_grid_writes_table(tiny_corpus, tmp_path):
+    out = tmp_path / "grid"
+    argv = ["--config", CONFIG, "--seq-len", "16,32", "--batch-size", "4", "--budget-tokens", "1280",
+            "--out", str(out), *[o for o in tiny_overrides(tiny_corpus, tmp_path / "unused")
+                                 if not o.startswith(("--data.seq_len", "--model.block_size", "--train.batch_size",
+                                                      "--train.max_steps", "--train.eval_interval", "--train.out"))]]
+    assert grid.main(argv) == 0
+    with open(out / "grid.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["seq_len"]), int(r["batch_size"]), int(r["max_steps"])) for r in rows] == [(16, 4, 20), (32, 4, 10)]
+    for r in rows:
+        assert r["status"] == "ok" and float(r["val_loss"]) > 0 and int(r["tokens_per_s"]) > 0
+        assert float(r["peak_memory_mb"]) > 50  # a python process with torch holds far more than this
+    assert (out / "grid.png").stat().st_size > 0 and "| 16 | 4 | 20 |" in (out / "grid.md").read_text()
+    assert (out / "sl32_bs4" / "model.safetensors").exists()

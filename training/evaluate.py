@@ -1,0 +1,269 @@
+"""Score a trained model on the held-out pieces of its corpus, next to an n-gram baseline.
+
+Usage:
+    python -m training.evaluate --model runs/gpt [--data data/music21] [--continuations 8] [--tokens 512]
+
+Steps:
+  1. load the model folder and the corpus it was trained on (config.json's data.data_dir, or --data);
+  2. sliding-window NLL on every held-out piece: windows of the model's context (block_size; the LSTM's
+     training seq_len) every ``stride`` tokens (half a window by default), each window starting with the
+     piece's composer token like the training windows; every token after the composer token is scored
+     exactly once: the first window scores all its tokens, each later one only those past the end of the
+     window before it (which then have at least ``window - stride`` tokens of context);
+  3. the same for an interpolated modified Kneser-Ney 5-gram model (training/ngram_lm.py) counted on the
+     same training split in all 12 keys (``--ngram-as-written`` for the pieces as written);
+  4. bits per token and bits per note (total bits / notes: comparable across tokenisations);
+  5. musical statistics (maia/metrics.py) of N continuations sampled with maia.generate from the first
+     ``--prompt-tokens`` tokens of held-out pieces, against the real continuations of every held-out
+     piece (the same number of tokens after the same prompt length), with their overlapping areas, and
+     the pitch-class overlap of each continuation with the real continuation of its own prompt;
+  6. print the tables, write MODEL/eval.json and put bits_per_note into MODEL/config.json's metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maia import metrics
+from maia.checkpoint import CONFIG, load_model, read_config
+from maia.encoding import decode_ids
+from maia.generate import Prompt, SamplingConfig, generate_ids, ids_to_piece, time_steps
+from maia.vocab import Vocab
+from training.data import Corpus, window_starts
+from training.ngram_lm import NGramLM
+
+LN2 = math.log(2)
+
+
+def model_window(model, cfg: dict) -> int:
+    """Tokens per scoring window: the GPT's block_size, else the training seq_len (the LSTM's
+    truncated-backprop length, which is all the context it ever learnt to use)."""
+    if getattr(model, "max_context", None):
+        return int(model.max_context)
+    return int(cfg.get("data", {}).get("seq_len") or model.config.block_size)
+
+
+@torch.inference_mode()
+def sliding_window_bits(model, pieces: list[np.ndarray], window: int, stride: int | None = None,
+                        batch_size: int = 16, device="cpu", pad_id: int = 0) -> np.ndarray:
+    """Bits (-log2 P) of every id after the first of each piece, (sum of len(p) - 1,), piece after piece.
+
+    A piece is ``p[0]`` (its composer token) + body. Window j covers body[s_j : s_j + window] as targets,
+    with input ``p[0]`` + body[s_j : s_j + window - 1] (the training layout); of its targets it keeps
+    those not scored by an earlier window."""
+    stride = stride or max(1, window // 2)
+    jobs = []  # (piece, body start s, first kept target (relative to s), output position, targets kept)
+    offset = 0
+    for i, p in enumerate(pieces):
+        done = 0  # body positions < done are scored
+        for s in window_starts(len(p) - 1, window, stride):
+            end = min(s + window, len(p) - 1)
+            if end > done:
+                jobs.append((i, s, max(done, s) - s, offset + max(done, s), end - max(done, s)))
+                done = end
+        offset += max(len(p) - 1, 0)
+    bits = np.full(offset, np.nan)
+    model.eval()
+    for b in tqdm(range(0, len(jobs), batch_size), desc="scoring", leave=False, disable=len(jobs) < 8 * batch_size):
+        batch = jobs[b : b + batch_size]
+        x = np.full((len(batch), window), pad_id, np.int64)
+        y = np.full((len(batch), window), pad_id, np.int64)
+        for r, (i, s, _, _, _) in enumerate(batch):
+            p = pieces[i]
+            inp = np.concatenate([p[:1], p[1 + s : s + window]])  # composer + body[s : s + window - 1]
+            tgt = p[1 + s : 1 + s + window]  # body[s : s + window]
+            x[r, : len(inp)], y[r, : len(tgt)] = inp, tgt
+        logits = model(torch.from_numpy(x).to(device)).float()  # (B, window, V)
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.from_numpy(y).to(device)[..., None])[..., 0]
+        logp = logp.cpu().numpy() / -LN2  # (B, window) bits
+        for r, (_, _, keep, out, n) in enumerate(batch):
+            bits[out : out + n] = logp[r, keep : keep + n]
+    assert not np.isnan(bits).any(), "a target was never scored"
+    return bits
+
+
+def fit_ngram(corpus: Corpus, order: int = 5, transpose: bool = True) -> NGramLM:
+    """The baseline, counted on the corpus's training split (in 12 keys when ``transpose``)."""
+    return NGramLM(len(corpus.vocab), order, corpus.vocab.pad_id).fit(corpus.pieces("train"), corpus.vocab, transpose)
+
+
+def piece_tempo(ids: np.ndarray, entry: dict, vocab: Vocab) -> float:
+    """The tempo a prepared piece was read with, recovered from its index entry's duration in seconds
+    (index.json keeps seconds, not the tempo); 120 qpm when that is not possible."""
+    end = decode_ids(ids, vocab).end_step
+    if not entry.get("seconds") or not end:
+        return 120.0
+    return float(np.clip(60.0 * end / (entry["seconds"] * vocab.config.steps_per_quarter), 10.0, 1000.0))
+
+
+def continuation(full_ids, prompt: Prompt, vocab: Vocab):
+    """The notes of prompt + continuation that begin after the prompt, moved to start at step 0."""
+    piece = ids_to_piece(full_ids, vocab, prompt)
+    notes = piece.notes[piece.notes[:, 0] >= prompt.steps].copy()
+    notes[:, 0] -= prompt.steps
+    piece.notes = notes
+    return piece
+
+
+def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: list[dict], n: int, tokens: int,
+                     prompt_tokens: int = 128, sampling: SamplingConfig | None = None) -> dict:
+    """Musical statistics of ``n`` sampled continuations of ``tokens`` tokens after the first
+    ``prompt_tokens`` of held-out pieces (taken in turn, each with its own seed), against the real
+    continuations of every held-out piece long enough to have a prompt."""
+    usable = [(p, e) for p, e in zip(pieces, entries, strict=True) if len(p) > prompt_tokens + 8]
+    if not usable or n <= 0:
+        return {}
+    prompts = []
+    reference = []
+    for p, e in usable:
+        head = [int(i) for i in p[:prompt_tokens]]
+        prompt = Prompt(head, e["composer"], piece_tempo(p, e, vocab), None, time_steps(head, vocab))
+        prompts.append(prompt)
+        reference.append(continuation(p[: prompt_tokens + tokens], prompt, vocab))
+    sampling = sampling or SamplingConfig()
+    generated = []
+    for k in tqdm(range(n), desc="continuations", leave=False):
+        prompt = prompts[k % len(prompts)]
+        cfg = replace(sampling, max_new_tokens=tokens, seed=(sampling.seed or 0) + k, variations=1)
+        (ids,) = generate_ids(model, prompt.ids, cfg, vocab)
+        generated.append(continuation(ids, prompt, vocab))
+    out = metrics.compare(generated, reference)
+    # Keys differ from piece to piece, so the pooled pitch classes of 8 continuations and of every held-out
+    # piece differ even for a perfect model; pairing each continuation with the real one of its prompt
+    # asks the sharper question: does the model stay in the prompt's key?
+    pairs = [metrics.histogram_overlap(metrics.pitch_class_histogram(g), metrics.pitch_class_histogram(reference[k % len(prompts)]))
+             for k, g in enumerate(generated)]
+    out["pitch_class"]["paired_overlap"] = float(np.nanmean(pairs)) if len(generated) else float("nan")
+    out["settings"] = {"continuations": n, "tokens": tokens, "prompt_tokens": prompt_tokens,
+                       "reference_pieces": len(reference), "top_k": sampling.top_k,
+                       "temperature": sampling.temperature, "seed": sampling.seed}
+    return out
+
+
+def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continuations: int = 8, tokens: int = 512,
+             prompt_tokens: int = 128, stride: int | None = None, batch_size: int = 16, ngram_order: int = 5,
+             ngram_transpose: bool = True, sampling: SamplingConfig | None = None, device: str = "cpu") -> dict:
+    """Everything the module docstring lists; returns the eval.json dict (also written to model_dir)."""
+    model_dir = Path(model_dir)
+    model, vocab, cfg = load_model(model_dir, device)
+    data_dir = Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21")
+    corpus = Corpus.load(data_dir)
+    if corpus.vocab.to_dict() != vocab.to_dict():
+        raise SystemExit(f"{data_dir}: its vocabulary differs from the model's; pass the corpus it was trained on")
+    pieces, entries = corpus.pieces("valid"), corpus.entries("valid")
+    if not pieces:
+        raise SystemExit(f"{data_dir}: no held-out pieces")
+    notes = sum(e["notes"] for e in entries)
+    window = model_window(model, cfg)
+    stride = stride or max(1, window // 2)
+
+    t0 = time.time()
+    bits = sliding_window_bits(model, pieces, window, stride, batch_size, device, vocab.pad_id)
+    t_model = time.time() - t0
+    t0 = time.time()
+    lm = fit_ngram(corpus, ngram_order, ngram_transpose)
+    ngram_bits, n_targets = lm.total_bits(pieces)
+    t_ngram = time.time() - t0
+    assert n_targets == len(bits)
+
+    result = {
+        "model": str(model_dir), "kind": cfg["kind"], "data_dir": str(data_dir),
+        "step": cfg.get("training", {}).get("step"),
+        "pieces": len(pieces), "tokens": len(bits), "notes": notes,
+        "window": window, "stride": stride,
+        "bits_per_token": float(bits.sum() / len(bits)), "bits_per_note": float(bits.sum() / max(notes, 1)),
+        "ngram_order": ngram_order, "ngram_transposed": ngram_transpose,
+        "ngram_bits_per_token": ngram_bits / n_targets, "ngram_bits_per_note": ngram_bits / max(notes, 1),
+        "seconds": {"model": round(t_model, 1), "ngram": round(t_ngram, 1)},
+    }
+    t0 = time.time()
+    sampling = sampling or SamplingConfig(seed=0)
+    result["music"] = music_statistics(model, vocab, pieces, entries, continuations, tokens, prompt_tokens, sampling)
+    result["seconds"]["music"] = round(time.time() - t0, 1)
+
+    (model_dir / "eval.json").write_text(json.dumps(_finite(result), indent=1))
+    cfg = read_config(model_dir)  # re-read: only the metrics change
+    cfg.setdefault("metrics", {}).update(
+        {"bits_per_note": result["bits_per_note"], "bits_per_token": result["bits_per_token"],
+         "ngram_bits_per_note": result["ngram_bits_per_note"]})
+    (model_dir / CONFIG).write_text(json.dumps(cfg, indent=1))
+    return result
+
+
+def _finite(x):
+    """JSON has no NaN: undefined figures become null."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def report(r: dict) -> str:
+    """The markdown tables printed by the CLI."""
+    lines = [
+        f"{r['pieces']} held-out pieces of {r['data_dir']}: {r['tokens']:,} tokens, {r['notes']:,} notes; "
+        f"window {r['window']}, stride {r['stride']}",
+        "",
+        "| model | bits/token | bits/note |",
+        "|---|---:|---:|",
+        f"| {r['kind']} ({r['model']}, step {r['step']}) | {r['bits_per_token']:.3f} | {r['bits_per_note']:.3f} |",
+        f"| {r['ngram_order']}-gram, interpolated modified Kneser-Ney "
+        f"({'12 keys' if r['ngram_transposed'] else 'as written'}) | {r['ngram_bits_per_token']:.3f} | "
+        f"{r['ngram_bits_per_note']:.3f} |",
+    ]
+    m = r.get("music")
+    if m:
+        s = m["settings"]
+        lines += ["", f"{s['continuations']} continuations of {s['tokens']} tokens after {s['prompt_tokens']}-token "
+                  f"prompts (top-k {s['top_k']}, temperature {s['temperature']}) vs the real continuations of "
+                  f"{s['reference_pieces']} held-out pieces:", "",
+                  "| feature | generated | held out | overlap |", "|---|---:|---:|---:|"]
+        lines.append(f"| pitch-class histogram (pooled; each continuation vs its own prompt's) | | | "
+                     f"{m['pitch_class']['overlap']:.2f}; {m['pitch_class']['paired_overlap']:.2f} |")
+        for name in metrics.SCALAR_FEATURES:
+            g, h = m[name]["generated"], m[name]["reference"]
+            lines.append(f"| {name.replace('_', ' ')} | {g['mean']:.2f} ± {g['std']:.2f} | "
+                         f"{h['mean']:.2f} ± {h['std']:.2f} | {m[name]['overlap']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a model folder (model.safetensors + config.json)")
+    ap.add_argument("--data", help="prepared corpus folder (default: the one in the model's config.json)")
+    ap.add_argument("--continuations", type=int, default=8, help="sampled continuations for the music statistics")
+    ap.add_argument("--tokens", type=int, default=512, help="tokens per continuation")
+    ap.add_argument("--prompt-tokens", type=int, default=128, help="tokens of each held-out piece used as prompt")
+    ap.add_argument("--stride", type=int, help="tokens between scoring windows (default: half a window)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--ngram-order", type=int, default=5)
+    ap.add_argument("--ngram-as-written", action="store_true", help="count the n-gram model untransposed")
+    ap.add_argument("--top-k", type=int, default=SamplingConfig.top_k)
+    ap.add_argument("--temperature", type=float, default=SamplingConfig.temperature)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    sampling = SamplingConfig(top_k=a.top_k, temperature=a.temperature, seed=a.seed)
+    r = evaluate(a.model, a.data, a.continuations, a.tokens, a.prompt_tokens, a.stride, a.batch_size,
+                 a.ngram_order, not a.ngram_as_written, sampling, device)
+    print(report(r))
+    print(f"\nwrote {Path(a.model) / 'eval.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

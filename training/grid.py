@@ -1,0 +1,156 @@
+"""A grid over context length and batch size, every run on the same budget of training tokens.
+
+Usage:
+    python -m training.grid --config training/configs/gpt.toml --seq-len 256,512,1024 --batch-size 16,32,64 \
+        --budget-tokens 20000000 [--out runs/grid] [--key=value ...]
+
+Steps:
+  1. for each (seq_len, batch_size): max_steps = budget / (seq_len * batch_size), warmup at most a tenth
+     of that, one evaluation at the end on the whole validation split (so every run is scored on the same
+     pieces), model.block_size = seq_len; any other ``--key=value`` goes to every run unchanged;
+  2. train it as its own ``python -m training.train`` process into OUT/sl<seq_len>_bs<batch_size>/ (its
+     output in train.log there), so that the peak memory of each run is its own: the process's maximum
+     resident set on CPU (``os.wait4``'s rusage), ``torch.cuda.max_memory_allocated`` on CUDA (train.py
+     records it in config.json);
+  3. write OUT/grid.csv, OUT/grid.md (validation loss, tokens/s, peak memory, time) and OUT/grid.png.
+A run that fails (out of memory, say) is reported as failed and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from training.train import load_config
+
+COLUMNS = ["seq_len", "batch_size", "max_steps", "tokens", "val_loss", "val_bits_per_token", "tokens_per_s",
+           "peak_memory_mb", "memory_kind", "minutes", "status"]
+
+
+def plan(seq_lens: list[int], batch_sizes: list[int], budget: int, warmup: int) -> list[dict]:
+    """One entry per run: its settings and the overrides that give them."""
+    runs = []
+    for sl in seq_lens:
+        for bs in batch_sizes:
+            steps = max(1, budget // (sl * bs))
+            runs.append({"seq_len": sl, "batch_size": bs, "max_steps": steps, "overrides": [
+                f"--data.seq_len={sl}", f"--model.block_size={sl}", f"--train.batch_size={bs}",
+                f"--train.max_steps={steps}", f"--train.eval_interval={steps}",
+                f"--train.warmup_steps={min(warmup, max(1, steps // 10))}", "--train.eval_batches=1000000000"]})
+    return runs
+
+
+def run_one(config: str | None, overrides: list[str], out: Path) -> tuple[int, float, float]:
+    """Trains one run in a child process -> (exit status, peak resident memory in MB, seconds)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "training.train", *(["--config", config] if config else []), *overrides,
+           f"--train.out={out}"]
+    t0 = time.time()
+    with open(out / "train.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    maxrss_mb = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    return proc.returncode, maxrss_mb, time.time() - t0
+
+
+def collect(run: dict, out: Path, code: int, maxrss_mb: float, seconds: float) -> dict:
+    """The table row of a finished run, from its config.json and log.csv."""
+    row = {k: run[k] for k in ("seq_len", "batch_size", "max_steps")}
+    row.update(tokens="", val_loss="", val_bits_per_token="", tokens_per_s="", peak_memory_mb=round(maxrss_mb),
+               memory_kind="max RSS", minutes=round(seconds / 60, 2), status="ok" if code == 0 else f"failed ({code})")
+    if code != 0 or not (out / "config.json").exists():
+        return row
+    cfg = json.loads((out / "config.json").read_text())
+    with open(out / "log.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    val = cfg["metrics"]["val_loss_nats"]
+    row.update(tokens=cfg["training"]["tokens"], val_loss=round(val, 4), val_bits_per_token=round(val / math.log(2), 4),
+               tokens_per_s=int(float(last["tokens_per_s"])))
+    if cfg["training"].get("peak_cuda_memory_mb") is not None:
+        row.update(peak_memory_mb=round(cfg["training"]["peak_cuda_memory_mb"]), memory_kind="CUDA allocated")
+    return row
+
+
+def write_table(rows: list[dict], out: Path, title: str) -> None:
+    """grid.csv and grid.md."""
+    with open(out / "grid.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    lines = [title, "", "| seq_len | batch | steps | val loss (nats) | val bits/token | tokens/s | peak memory (MB) | minutes | status |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['seq_len']} | {r['batch_size']} | {r['max_steps']} | {r['val_loss']} | "
+                     f"{r['val_bits_per_token']} | {r['tokens_per_s']} | {r['peak_memory_mb']} ({r['memory_kind']}) | "
+                     f"{r['minutes']} | {r['status']} |")
+    (out / "grid.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(rows: list[dict], png: Path) -> None:
+    """Validation bits/token and tokens/s against seq_len, one line per batch size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for bs in sorted({r["batch_size"] for r in rows}):
+        ok = [r for r in rows if r["batch_size"] == bs and r["status"] == "ok"]
+        if ok:
+            sl = [r["seq_len"] for r in ok]
+            ax1.plot(sl, [r["val_bits_per_token"] for r in ok], marker="o", label=f"batch {bs}")
+            ax2.plot(sl, [r["tokens_per_s"] for r in ok], marker="o", label=f"batch {bs}")
+    for ax, label in ((ax1, "validation bits per token"), (ax2, "training tokens per second")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("seq_len (tokens)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)  # the rest of the line is --key=value overrides
+    ap.add_argument("--config", help="TOML file in training/configs/")
+    ap.add_argument("--seq-len", required=True, help="comma-separated, e.g. 256,512,1024")
+    ap.add_argument("--batch-size", required=True, help="comma-separated, e.g. 16,32,64")
+    ap.add_argument("--budget-tokens", type=int, required=True, help="training tokens per run")
+    ap.add_argument("--out", type=Path, default=Path("runs/grid"))
+    a, overrides = ap.parse_known_args(argv)
+    seq_lens = [int(x) for x in a.seq_len.split(",")]
+    batch_sizes = [int(x) for x in a.batch_size.split(",")]
+    base = load_config(a.config, overrides)  # fails early on a bad override
+    runs = plan(seq_lens, batch_sizes, a.budget_tokens, int(base["train"]["warmup_steps"]))
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in tqdm(runs, desc="grid"):
+        out = a.out / f"sl{run['seq_len']}_bs{run['batch_size']}"
+        code, maxrss, seconds = run_one(a.config, run["overrides"] + overrides, out)
+        rows.append(collect(run, out, code, maxrss, seconds))
+        tqdm.write(f"seq_len {run['seq_len']} batch {run['batch_size']}: {rows[-1]['status']}, "
+                   f"val {rows[-1]['val_loss']} nats, {rows[-1]['tokens_per_s']} tok/s")
+        write_table(rows, a.out, _title(a, base))  # after every run: a long grid can be read as it goes
+    plot(rows, a.out / "grid.png")
+    print((a.out / "grid.md").read_text())
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _title(a, cfg: dict) -> str:
+    return (f"Grid: {cfg['model'].get('kind', 'gpt')} from {a.config or 'defaults'}, {a.budget_tokens:,} training "
+            f"tokens per run, data {cfg['data']['data_dir']}.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

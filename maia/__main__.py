@@ -21,13 +21,19 @@ from maia.errors import InputError, MaiaError
 
 def _vocab_for(model_arg: str | None):
     """The vocabulary of the chosen model, or the default one when no model is installed."""
-    from maia.checkpoint import list_models, read_config, resolve_model
+    from maia.checkpoint import CheckpointError, default_model, models_root, read_config, resolve_model
     from maia.vocab import Vocab
 
-    name = model_arg or next(iter(list_models()), None)
+    name = model_arg or default_model()
     if name is None:
         return Vocab()
-    return Vocab.from_dict(read_config(resolve_model(name))["vocab"])
+    folder = resolve_model(name, models_root())
+    try:
+        return Vocab.from_dict(read_config(folder)["vocab"])
+    except CheckpointError:
+        raise
+    except ValueError as e:  # the same words as load_model's
+        raise CheckpointError(f"model folder {folder}: {e}") from None
 
 
 def cmd_encode(a) -> int:
@@ -64,7 +70,7 @@ def cmd_decode(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from maia.checkpoint import list_models, read_config
+    from maia.checkpoint import list_models, models_root, read_config
     from maia.vocab import END, PAD, START
 
     vocab = _vocab_for(a.model)
@@ -73,7 +79,7 @@ def cmd_info(a) -> int:
           f"pitches {c.pitch_lo}..{c.pitch_hi}, {c.n_velocity_bins} dynamics levels, {len(vocab.merges)} n-gram merges)")
     print(f"special tokens: {PAD} {START} {END}")
     print(f"composers ({len(vocab.composers)}): {', '.join(vocab.composers)}")
-    models = list_models()
+    models = list_models(models_root())
     if not models:
         print("models: none installed (train one: python -m training.train --config training/configs/gpt.toml)")
     for name, folder in models.items():
@@ -86,10 +92,53 @@ def cmd_info(a) -> int:
     return 0
 
 
-def cmd_generate(a) -> int:
-    from maia.generate import run_cli
+def _numbered(path: str, i: int) -> Path:
+    """Output path of variation i (0-based): the path itself for the first, name_<i+1>.ext after."""
+    p = Path(path)
+    return p if i == 0 else p.with_name(f"{p.stem}_{i + 1}{p.suffix}")
 
-    return run_cli(a)
+
+def cmd_generate(a) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from maia.checkpoint import default_model, load_model, models_root, resolve_model
+    from maia.encoding import read
+    from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
+
+    config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
+                            seed=a.seed, variations=a.variations).validate()
+    name = a.model or default_model()
+    if name is None:
+        raise InputError(f"no model installed in {models_root()}: train one, or pass --model FOLDER")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, vocab, _ = load_model(resolve_model(name, models_root()), device=device)
+    piece = read(a.prompt, vocab.config) if a.prompt else None
+    prompt = build_prompt(vocab, a.composer, piece)
+    if prompt.message:
+        print(f"maia: {prompt.message}", file=sys.stderr)
+
+    rows = [list(prompt.ids) for _ in range(config.variations)]
+    with tqdm(total=config.max_new_tokens, unit="tok", desc=f"{name} ({device})", disable=None) as bar:
+        for step in generate(model, prompt.ids, config, vocab):
+            for row, t in zip(rows, step, strict=True):
+                if t is not None:
+                    row.append(t)
+            bar.update()
+    for i, ids in enumerate(rows):
+        piece = ids_to_piece(ids, vocab, prompt)
+        out = piece.write_midi(_numbered(a.output, i))
+        print(f"wrote {out}: {len(piece)} notes, {piece.duration_seconds:.1f} s "
+              f"({len(ids) - len(prompt.ids)} new tokens)", file=sys.stderr)
+        if a.roll:
+            from maia.pianoroll import save_png
+
+            print(f"wrote {save_png(piece, _numbered(a.roll, i), prompt_steps=prompt.steps or None)}", file=sys.stderr)
+        if a.wav:
+            from maia.synth import render, write_wav
+
+            print(f"wrote {write_wav(render(piece), _numbered(a.wav, i))}", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,12 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="MIDI or score file to continue")
     p.add_argument("--composer", help="composer to condition on (bach, mozart, ...)")
     p.add_argument("--model", default=None, help="gpt, lstm, sparse, or a model folder")
-    p.add_argument("--tokens", type=int, default=512, help="tokens to generate")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--tokens", type=int, default=512, help="tokens to generate (at most MAIA_MAX_TOKENS, 4096)")
+    p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variations", type=int, default=1)
+    p.add_argument("--variations", type=int, default=1, help="continuations sampled together (1..4)")
     p.add_argument("-o", "--output", required=True, help="output MIDI (variation i>1 gets a _i suffix)")
     p.add_argument("--wav", help="also render audio with FluidSynth")
     p.add_argument("--roll", help="also draw the piano roll (PNG)")

@@ -110,6 +110,16 @@ def read_config(folder: str | Path) -> dict:
     return cfg
 
 
+def read_vocab(folder: str | Path, cfg: dict | None = None) -> Vocab:
+    """A model folder's vocabulary, without the weights; CheckpointError naming the folder if invalid.
+    ``cfg``: its config.json, when already read."""
+    cfg = read_config(folder) if cfg is None else cfg
+    try:
+        return Vocab.from_dict(cfg["vocab"])
+    except ValueError as e:
+        raise CheckpointError(f"model folder {folder}: {e}") from None
+
+
 def load_model(
     folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[nn.Module, Vocab, dict]:
@@ -119,13 +129,10 @@ def load_model(
     config, an invalid vocabulary, or weights that do not fit the configured model."""
     folder = Path(folder)
     cfg = read_config(folder)
-    try:
-        vocab = Vocab.from_dict(cfg["vocab"])
-    except ValueError as e:
-        raise CheckpointError(f"model folder {folder}: {e}") from None
+    vocab = read_vocab(folder, cfg)
     try:
         model = build_model(cfg["kind"], cfg["model"])
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError, ArithmeticError) as e:  # torch: negative sizes; n_head=0
         raise CheckpointError(f"model folder {folder}: {e}") from None
     vocab_size = getattr(model.config, "vocab_size", None)
     if vocab_size is not None and vocab_size < len(vocab):

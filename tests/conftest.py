@@ -81,3 +81,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- hypothesis profiles (tests/test_fuzz.py) ---------------------------------------------------------
+# "maia" (loaded by default): 200 examples per property, the whole fuzz file in well under a minute on 2 cores.
+# "long": pytest --hypothesis-profile=long tests/test_fuzz.py, 5000 examples per property, before a release.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("maia", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", parent=settings.get_profile("maia"), max_examples=5000)
+settings.load_profile("maia")  # the hypothesis plugin loads --hypothesis-profile after this, when given

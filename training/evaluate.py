@@ -200,6 +200,32 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
     return result
 
 
+def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, data_dir=None, batch_size=4,
+                 device="cpu") -> dict:
+    """Does long context help? Bits per note on held-out pieces of at least ``min_tokens`` tokens, scored
+    with each window length in ``windows`` (stride half a window); merged into MODEL/eval.json."""
+    model_dir = Path(model_dir)
+    model, vocab, cfg = load_model(model_dir, device)
+    corpus = Corpus.load(Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21"))
+    long = [(p, e) for p, e in zip(corpus.pieces("valid"), corpus.entries("valid"), strict=True) if e["tokens"] >= min_tokens]
+    if not long:
+        raise SystemExit(f"no held-out piece has {min_tokens} tokens or more")
+    pieces, notes = [p for p, _ in long], sum(e["notes"] for _, e in long)
+    out = {"min_tokens": min_tokens, "pieces": len(pieces), "tokens": int(sum(len(p) for p in pieces)),
+           "notes": notes, "bits_per_note": {}, "bits_per_token": {}}
+    for w in windows:
+        if model.max_context and w > model.max_context:
+            raise SystemExit(f"window {w} exceeds the model's context {model.max_context}")
+        bits = sliding_window_bits(model, pieces, w, max(1, w // 2), batch_size, device, vocab.pad_id)
+        out["bits_per_note"][str(w)] = float(bits.sum() / notes)
+        out["bits_per_token"][str(w)] = float(bits.sum() / len(bits))
+    path = model_dir / "eval.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result["long_context"] = out
+    path.write_text(json.dumps(_finite(result), indent=1))
+    return out
+
+
 def _finite(x):
     """JSON has no NaN: undefined figures become null."""
     if isinstance(x, dict):
@@ -255,8 +281,19 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=SamplingConfig.temperature)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--long-context", help="only score long pieces with these windows, e.g. 512,4096")
+    ap.add_argument("--min-tokens", type=int, default=4096, help="with --long-context: shortest piece scored")
     a = ap.parse_args(argv)
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.long_context:
+        windows = [int(w) for w in a.long_context.split(",")]
+        r = long_context(a.model, windows, a.min_tokens, a.data, device=device)
+        print(f"{r['pieces']} held-out pieces of >= {r['min_tokens']} tokens ({r['tokens']:,} tokens, {r['notes']:,} notes)")
+        print("| context (tokens) | bits/token | bits/note |\n|---:|---:|---:|")
+        for w in windows:
+            print(f"| {w} | {r['bits_per_token'][str(w)]:.3f} | {r['bits_per_note'][str(w)]:.3f} |")
+        print(f"\nwrote {Path(a.model) / 'eval.json'} (long_context)")
+        return 0
     sampling = SamplingConfig(top_k=a.top_k, temperature=a.temperature, seed=a.seed)
     r = evaluate(a.model, a.data, a.continuations, a.tokens, a.prompt_tokens, a.stride, a.batch_size,
                  a.ngram_order, not a.ngram_as_written, sampling, device)

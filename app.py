@@ -1,0 +1,131 @@
+"""maia's playground: give it a MIDI prompt (or just a composer) and watch and hear the continuation.
+
+    python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+
+This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import gradio as gr
+
+from maia import playground
+from maia.errors import MaiaError
+from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, max_tokens_cap
+
+MAX_VARIATIONS = VARIATIONS_RANGE[1]
+DEFAULT_MODEL = next(iter(playground.model_choices()), None)
+
+
+def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
+    """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer.
+
+    Streams; the last update holds, for each of 4 variation slots: MIDI, audio (WAV), piano roll (PNG),
+    MusicXML and an analysis line; unused slots are empty. Then a status line."""
+    try:
+        for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
+            for text in update.warnings:
+                gr.Warning(text)
+            values = []
+            for i in range(MAX_VARIATIONS):
+                o = update.outputs[i] if i < len(update.outputs) else None
+                files = [o.midi, o.audio, o.roll, o.musicxml] if o else [None] * 4
+                values += [str(f) if f else None for f in files] + [o.analysis if o else ""]
+            yield [*values, update.status]
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+
+
+def show_slots(n):
+    return [gr.update(visible=i < int(n)) for i in range(MAX_VARIATIONS)]
+
+
+def length_hint(tokens):
+    return f"≈ {playground.approx_seconds(tokens):.0f} s of music"
+
+
+def composers_for(model):
+    choices = playground.composer_choices(model)
+    return gr.update(choices=choices, value=choices[0][1])
+
+
+def stopped(status):
+    return f"stopped: {status or 'nothing composed yet'}"
+
+
+def continue_from(midi):
+    try:
+        return playground.continue_from(midi)
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+
+
+with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as demo:
+    gr.Markdown(
+        "# maia 🎹\nUpload a MIDI file (or pick an example, or none) and a composer: maia continues the music "
+        "token by token while the piano roll fills in (blue: your prompt, orange: maia). It picks each next "
+        "token among the *top-k* likeliest."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt_midi = gr.File(label="Prompt (MIDI)", file_types=[".mid", ".midi"], type="filepath")
+            examples = [[str(p)] for p in playground.example_prompts()]
+            if examples:
+                gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
+            lacrimosa = gr.Button("Complete the Lacrimosa (Mozart)", visible=playground.LACRIMOSA.is_file())
+            composer_list = playground.composer_choices(DEFAULT_MODEL)
+            composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
+                                   allow_custom_value=True)
+            model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
+            tokens = gr.Slider(16, max_tokens_cap(), value=512, step=16, label="Length (tokens)")
+            seconds = gr.Markdown(length_hint(512))
+            top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                randomise = gr.Button("🎲 Randomise", size="sm")
+            variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+            with gr.Row():
+                compose = gr.Button("Compose", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            slots, outputs, continues = [], [], []
+            for i in range(MAX_VARIATIONS):
+                with gr.Group(visible=i == 0) as slot:
+                    roll = gr.Image(label=f"Variation {i + 1}", type="filepath", format="png", interactive=False)
+                    audio = gr.Audio(label="Listen", type="filepath", interactive=False)
+                    with gr.Row():
+                        midi = gr.File(label="MIDI", interactive=False)
+                        musicxml = gr.File(label="MusicXML", interactive=False)
+                    analysis = gr.Markdown()
+                    cont = gr.Button("Continue from this variation", size="sm")
+                slots.append(slot)
+                outputs += [midi, audio, roll, musicxml, analysis]
+                continues.append((cont, midi))
+
+    inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations]
+    composing = compose.click(generate, inputs, [*outputs, status], api_name="generate")
+    completing = lacrimosa.click(
+        lambda: (str(playground.LACRIMOSA), "mozart"), None, [prompt_midi, composer], api_visibility="private"
+    ).then(generate, inputs, [*outputs, status], api_visibility="private")
+    # Stop cancels the stream; the last update (roll, audio, MIDI so far) stays on the page.
+    stop.click(stopped, status, status, cancels=[composing, completing], api_visibility="private")
+    randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
+    tokens.change(length_hint, tokens, seconds, api_visibility="private")
+    variations.change(show_slots, variations, slots, api_visibility="private")
+    model.change(composers_for, model, composer, api_visibility="private")
+    for cont, midi in continues:
+        cont.click(continue_from, midi, prompt_midi, api_visibility="private")
+
+
+if __name__ == "__main__":
+    concurrency = playground.configure_serving()
+    playground.warm_up(DEFAULT_MODEL)  # load before serving, so the first click composes at once
+    demo.queue(default_concurrency_limit=concurrency).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    )

@@ -1,0 +1,299 @@
+"""The one sampling loop: top-k (and top-p) sampling with a temperature, a seed, a cache, streaming.
+
+The app, the CLI, the benchmarks and the tests all call ``generate`` (or ``generate_ids`` around it):
+
+    prompt = build_prompt(vocab, "mozart", read("assets/prompts/lacrimosa.mid", vocab.config))
+    for new in generate(model, prompt.ids, SamplingConfig(max_new_tokens=512, seed=1), vocab):
+        ...  # new: one token id per variation, None for a variation that has already ended
+
+Each step: crop the context to the model's window, scale the logits by the temperature, keep the top k
+(then the top-p nucleus), softmax, sample. Variations are rows of one batch. The GPT keeps a KV cache and
+the LSTM its recurrent state, so a step feeds one token per row. Past the GPT's window (``max_context``)
+the window slides: it keeps the composer token and the last ``keep_fraction`` of the window and re-primes
+the cache with them, in chunks. The next slide is then ``(1 - keep_fraction) * max_context`` tokens
+away, so sliding costs one re-prime per quarter window instead of a full recompute per token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from maia.encoding import DEFAULT_TEMPO, Piece, decode_ids, encode_ids, expand_merges
+from maia.errors import InputError
+from maia.vocab import Vocab
+
+DEFAULT_MAX_TOKENS = 4096  # most tokens one request may ask for (MAIA_MAX_TOKENS)
+DEFAULT_MAX_PROMPT_TOKENS = 2048  # longer prompts keep their last this many tokens (MAIA_MAX_PROMPT_TOKENS)
+TOP_K_RANGE = (1, 50)
+TEMPERATURE_RANGE = (0.05, 5.0)
+VARIATIONS_RANGE = (1, 4)
+PRIME_CHUNK = 256  # tokens fed to the model at once when (re-)priming a cache
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def max_tokens_cap() -> int:
+    """The most new tokens one request may ask for, from MAIA_MAX_TOKENS (default 4096)."""
+    return _env_int("MAIA_MAX_TOKENS", DEFAULT_MAX_TOKENS)
+
+
+def max_prompt_tokens() -> int:
+    """Prompts longer than this keep their last this many tokens, from MAIA_MAX_PROMPT_TOKENS (default 2048)."""
+    return _env_int("MAIA_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS)
+
+
+# ---- settings -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 512  # tokens sampled per variation, not counting the prompt
+    top_k: int = 5  # sample among the k likeliest tokens: the original maia sampled from the top 1..5
+    temperature: float = 1.0  # divides the logits: below 1 plays safer, above 1 takes more risks
+    top_p: float | None = None  # nucleus: of the top k, keep the fewest whose probabilities reach top_p
+    seed: int | None = 0  # same seed, model and prompt give the same music; None draws a fresh seed
+    variations: int = 1  # continuations sampled together as one batch (B = variations)
+    min_new_tokens: int = 0  # <end> is forbidden until this many tokens were sampled
+    use_cache: bool = True  # False recomputes the whole window every token: the reference and the baseline
+    keep_fraction: float = 0.75  # when the window slides it keeps the composer token + this fraction of it
+
+    def validate(self, max_tokens: int | None = None) -> SamplingConfig:
+        """Returns self, or raises InputError naming the first setting out of range."""
+        cap = max_tokens_cap() if max_tokens is None else max_tokens
+
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise InputError(what)
+
+        lo, hi = TOP_K_RANGE
+        check(isinstance(self.top_k, int) and lo <= self.top_k <= hi, f"top-k must be {lo}..{hi}, not {self.top_k}")
+        lo, hi = TEMPERATURE_RANGE
+        check(lo <= self.temperature <= hi, f"temperature must be {lo}..{hi}, not {self.temperature}")
+        check(self.top_p is None or 0.0 < self.top_p <= 1.0, f"top-p must be in (0, 1], not {self.top_p}")
+        lo, hi = VARIATIONS_RANGE
+        check(lo <= self.variations <= hi, f"variations must be {lo}..{hi}, not {self.variations}")
+        check(1 <= self.max_new_tokens <= cap, f"tokens must be 1..{cap} (MAIA_MAX_TOKENS), not {self.max_new_tokens}")
+        check(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens must be 0..max_new_tokens")
+        check(0.0 < self.keep_fraction < 1.0, "keep_fraction must be in (0, 1)")
+        check(self.seed is None or 0 <= self.seed < 2**62, f"seed must be 0..2**62, not {self.seed}")
+        return self
+
+
+# ---- prompts ------------------------------------------------------------------------------------
+@dataclass
+class Prompt:
+    """Token ids to continue, ``<composer:X> <start> body`` without ``<end>``, and what decoding needs
+    to give the continuation the prompt's tempo and time signature."""
+
+    ids: list[int]
+    composer: str
+    tempo_qpm: float = DEFAULT_TEMPO
+    time_signature: tuple[int, int] | None = None
+    steps: int = 0  # length of the prompt in grid steps: where the continuation begins
+    cropped: bool = False  # the piece was longer than the limit and lost its beginning
+    message: str | None = None  # one line for the user when cropped
+
+
+def resolve_composer(vocab: Vocab, name: str | None) -> str:
+    """A user-typed composer name -> the vocabulary's name; InputError listing the choices if unknown."""
+    if name is None or not str(name).strip():
+        return "unknown"
+    found = vocab.find_composer(str(name))
+    if found is None:
+        raise InputError(f"unknown composer {name!r}; choose one of: {', '.join(vocab.composers)}")
+    return found
+
+
+def build_prompt(vocab: Vocab, composer: str | None = None, piece: Piece | None = None,
+                 max_tokens: int | None = None) -> Prompt:
+    """The prompt for ``composer`` (any case, or None for unknown): ``<composer:X> <start>`` alone, or
+    followed by the encoded ``piece`` (no ``<end>``: the music goes on). A piece longer than
+    ``max_tokens`` (default MAIA_MAX_PROMPT_TOKENS) keeps its last bars and says so in ``message``."""
+    from maia.ngram import apply_merges
+
+    name = resolve_composer(vocab, composer)
+    max_tokens = max_prompt_tokens() if max_tokens is None else max_tokens
+    if piece is None:
+        return Prompt([vocab.composer_id(name), vocab.start_id], name)
+
+    def encoded(p: Piece) -> np.ndarray:
+        ids = encode_ids(p, vocab, name, end=False)
+        return apply_merges(ids, vocab) if vocab.merges else ids
+
+    ids, cropped, kept = encoded(piece), False, piece
+    if len(ids) - 2 > max_tokens:
+        # Cut at a bar line so the kept music still sits on the beat: drop whole bars from the start
+        # until the rest fits. One bar of 4/4 unless the piece says otherwise.
+        num, den = piece.time_signature or (4, 4)
+        bar = max(1, piece.steps_per_quarter * 4 * num // den)
+        # First guess from the token density, then walk forward bar by bar.
+        frac = 1.0 - max_tokens / (len(ids) - 2)
+        cut = int(piece.end_step * frac) // bar * bar
+        while True:
+            notes = piece.notes[piece.notes[:, 0] >= cut].copy()
+            notes[:, 0] -= cut
+            kept = replace(piece, notes=notes)
+            ids = encoded(kept)
+            if len(ids) - 2 <= max_tokens or len(notes) == 0:
+                break
+            cut += bar
+        if len(kept.notes) == 0:
+            raise InputError(f"the prompt does not fit in {max_tokens} tokens")
+        cropped = True
+    ids = [int(i) for i in ids]
+    message = None
+    if cropped:
+        message = (f"the prompt is long: kept its last {kept.duration_seconds:.0f} s of "
+                   f"{piece.duration_seconds:.0f} s ({len(ids) - 2} tokens, limit {max_tokens})")
+    return Prompt(ids, name, kept.tempo_qpm, kept.time_signature, time_steps(ids, vocab), cropped, message)
+
+
+def time_steps(ids: Sequence[int], vocab: Vocab) -> int:
+    """Grid steps that the tokens advance time by (the sum of their waits)."""
+    base = np.asarray(expand_merges(list(ids), vocab), np.int64)
+    w0, max_wait = vocab.wait_offset, vocab.config.max_wait
+    waits = base[(base > w0) & (base <= w0 + max_wait)] - w0
+    return int(waits.sum())
+
+
+def ids_to_piece(ids: Sequence[int], vocab: Vocab, prompt: Prompt | None = None) -> Piece:
+    """Decodes prompt + continuation ids into a Piece with the prompt's tempo and time signature."""
+    if prompt is None:
+        return decode_ids(ids, vocab)
+    return decode_ids(ids, vocab, tempo_qpm=prompt.tempo_qpm, time_signature=prompt.time_signature)
+
+
+# ---- the model's window -------------------------------------------------------------------------
+class _Window:
+    """What the model sees of the sequence ``seq[:, :n]`` (B rows): all of it, or once it outgrew the
+    model's window, ``head`` (the composer token) followed by ``seq[:, start:n]``. With a cache, the
+    first ``cache.length`` tokens of the window are already in it."""
+
+    def __init__(self, model, seq: torch.Tensor, n: int, cfg: SamplingConfig, vocab: Vocab):
+        self.model, self.seq, self.n, self.use_cache = model, seq, n, cfg.use_cache
+        self.max_context = getattr(model, "max_context", None)
+        self.head = seq[:, :1] if vocab.is_composer(int(seq[0, 0])) else seq[:, :0]  # (B, 0 or 1)
+        self.start = 0  # window = seq[:, :n] while start == 0, else cat(head, seq[:, start:n])
+        if self.max_context is not None:
+            self.keep = max(self.head.shape[1] + 1, int(self.max_context * cfg.keep_fraction))
+        self.cache = None
+
+    def __len__(self) -> int:
+        return self.n - self.start + (self.head.shape[1] if self.start else 0)
+
+    def tokens(self, skip: int = 0) -> torch.Tensor:
+        """The window's ids from position ``skip`` on, (B, len - skip)."""
+        if self.start == 0:
+            return self.seq[:, skip : self.n]
+        h = self.head.shape[1]
+        if skip >= h:
+            return self.seq[:, self.start + skip - h : self.n]
+        return torch.cat([self.head[:, skip:], self.seq[:, self.start : self.n]], dim=1)
+
+    def append(self, tok: torch.Tensor) -> None:
+        self.seq[:, self.n] = tok
+        self.n += 1
+
+    def next_logits(self) -> torch.Tensor:
+        """Logits (B, V) for the token after the window."""
+        # Crop the context: past the model's window keep the composer token + the last `keep` tokens.
+        if self.max_context is not None and len(self) > self.max_context:
+            self.start = self.n - (self.keep - self.head.shape[1])
+            self.cache = None  # positions changed: the cache is re-primed below
+        if not self.use_cache:
+            return self.model(self.tokens())[:, -1]  # (B, V): full recompute, the reference path
+        if self.cache is None:
+            self.cache = self.model.init_cache(self.seq.shape[0])
+        new = self.tokens(self.cache.length)  # (B, T_new): 1 per step, the whole window after a slide
+        for i in range(0, new.shape[1], PRIME_CHUNK):
+            logits = self.model.step(new[:, i : i + PRIME_CHUNK], self.cache)
+        return logits[:, -1]  # (B, V)
+
+
+def _logit_bias(vocab: Vocab, n_logits: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive masks (V,): the grammar guard (never <pad>, <start>, a composer or an id beyond the
+    vocabulary mid-piece), and the same with <end> also forbidden (before min_new_tokens)."""
+    bias = torch.zeros(n_logits, device=device)
+    bias[vocab.special_ids] = float("-inf")
+    bias[len(vocab) :] = float("-inf")
+    no_end = bias.clone()
+    no_end[vocab.end_id] = float("-inf")
+    return bias, no_end
+
+
+def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor) -> torch.Tensor:
+    """One token per row from logits (B, V) and one uniform draw per row u (B,) -> (B,)."""
+    logits = logits.float() + bias  # grammar guard
+    logits = logits / cfg.temperature  # temperature
+    top, idx = torch.topk(logits, cfg.top_k, dim=-1)  # top-k: (B, k), sorted, likeliest first
+    if cfg.top_p is not None and cfg.top_k > 1:  # top-p: drop the tail past the nucleus (keeps >= 1)
+        p = torch.softmax(top, dim=-1)
+        top = top.masked_fill(p.cumsum(-1) - p >= cfg.top_p, float("-inf"))
+    probs = torch.softmax(top, dim=-1)  # softmax over the survivors
+    # Sample by inverting the CDF with the row's own uniform draw: (B, 1) index into the top k.
+    choice = (probs.cumsum(-1) < u.unsqueeze(-1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=cfg.top_k - 1)
+    return idx.gather(-1, choice).squeeze(-1)
+
+
+@torch.inference_mode()
+def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor,
+          done: torch.Tensor, end_id: int) -> list[int]:
+    """Samples and appends one token per row; rows already done repeat <end>. Returns the tokens."""
+    tok = _sample(window.next_logits(), bias, cfg, u)
+    tok = tok.masked_fill(done, end_id)
+    window.append(tok)
+    return tok.tolist()  # the one host sync per step: streaming needs the tokens anyway
+
+
+def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab) -> Iterator[list[int | None]]:
+    """Streams continuations of ``prompt_ids``: ``config.variations`` rows sampled as one batch.
+
+    Yields after each step a list with one new token id per variation, None for a variation that ended
+    (sampled <end>) earlier; stops after ``max_new_tokens`` steps or once every variation ended.
+    Raises InputError for settings out of range or an empty prompt."""
+    cfg = config.validate()
+    if len(prompt_ids) == 0:
+        raise InputError("empty prompt: it needs at least a composer token")
+    device = next(model.parameters()).device
+    B, P = cfg.variations, len(prompt_ids)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbits(62)
+    with torch.inference_mode():
+        # Variation i draws from its own stream (seed + i), all draws made up front: variation 1 is the
+        # same music whatever the number of variations, on any device, and sampling never calls the RNG.
+        u = torch.stack([torch.rand(cfg.max_new_tokens, generator=torch.Generator().manual_seed(seed + i),
+                                    dtype=torch.float64) for i in range(B)]).to(device)  # (B, T_new)
+        seq = torch.empty(B, P + cfg.max_new_tokens, dtype=torch.long, device=device)  # (B, T_total)
+        seq[:, :P] = torch.as_tensor(np.asarray(prompt_ids, np.int64), device=device)
+        window = _Window(model, seq, P, cfg, vocab)
+        n_logits = getattr(model.config, "vocab_size", len(vocab))
+        bias, no_end = _logit_bias(vocab, n_logits, device)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+    ended = [False] * B
+    for i in range(cfg.max_new_tokens):
+        toks = _step(window, no_end if i < cfg.min_new_tokens else bias, cfg, u[:, i], done, vocab.end_id)
+        yield [None if e else t for e, t in zip(ended, toks, strict=True)]
+        now = [e or t == vocab.end_id for e, t in zip(ended, toks, strict=True)]
+        if now != ended:  # a variation sampled <end>: it stops, the others go on
+            if all(now):
+                return
+            ended, done = now, torch.tensor(now, device=device)
+
+
+def generate_ids(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab) -> list[list[int]]:
+    """Non-streaming ``generate``: for each variation, the prompt followed by its continuation (ending
+    with <end> if the model finished the piece)."""
+    rows = [list(map(int, prompt_ids)) for _ in range(config.variations)]
+    for step in generate(model, prompt_ids, config, vocab):
+        for row, t in zip(rows, step, strict=True):
+            if t is not None:
+                row.append(t)
+    return rows

@@ -1,0 +1,266 @@
+"""Tests for maia/generate.py (the one sampling loop) and the `python -m maia generate` command."""
+
+import numpy as np
+import pytest
+import torch
+
+from maia.checkpoint import load_model
+from maia.encoding import Piece, read
+from maia.errors import InputError
+from maia.generate import SamplingConfig, build_prompt, generate, generate_ids, ids_to_piece
+from maia.vocab import Vocab
+
+KINDS = ("gpt", "lstm")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def tiny(request, tiny_models_dir):
+    """(model in float64, so cached and uncached paths agree to the last bit of every decision, vocab)."""
+    model, vocab, _ = load_model(tiny_models_dir / request.param, dtype=torch.float64)
+    return model, vocab
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt(tiny_models_dir):
+    model, vocab, _ = load_model(tiny_models_dir / "gpt", dtype=torch.float64)
+    assert model.max_context == 32
+    return model, vocab
+
+
+def start(vocab, composer="bach"):
+    return build_prompt(vocab, composer).ids
+
+
+class Biased(torch.nn.Module):
+    """A model whose every next-token logit for ``ids`` is raised by ``amount``: the same interface."""
+
+    def __init__(self, model, ids, amount):
+        super().__init__()
+        self.model, self.config, self.max_context = model, model.config, model.max_context
+        bias = torch.zeros(model.config.vocab_size, dtype=torch.float64)
+        bias[ids] = amount
+        self.register_buffer("bias", bias)
+
+    def forward(self, idx):
+        return self.model(idx) + self.bias
+
+    def init_cache(self, batch_size):
+        return self.model.init_cache(batch_size)
+
+    def step(self, idx, cache):
+        return self.model.step(idx, cache) + self.bias
+
+
+def biased(model, vocab, ids, amount):
+    return Biased(model, ids, amount)
+
+
+def greedy_reference(model, vocab, prompt, n, keep_fraction=0.75):
+    """Independent greedy decoding with plain forward passes and the documented window policy: once the
+    window outgrows max_context, it restarts as the composer token + the last keep - 1 tokens."""
+    seq = list(prompt)
+    N = model.max_context
+    keep = int(N * keep_fraction) if N else None
+    win_start = 0
+    banned = vocab.special_ids
+    for _ in range(n):
+        window = seq if win_start == 0 else seq[:1] + seq[win_start:]
+        if N and len(window) > N:
+            win_start = len(seq) - (keep - 1)
+            window = seq[:1] + seq[win_start:]
+        with torch.no_grad():
+            logits = model(torch.tensor([window]))[0, -1]
+        logits[banned] = float("-inf")
+        seq.append(int(logits.argmax()))
+    return seq
+
+
+def test_same_seed_same_music(tiny):
+    model, vocab = tiny
+    cfg = SamplingConfig(max_new_tokens=60, seed=7, variations=2)
+    a = generate_ids(model, start(vocab), cfg, vocab)
+    b = generate_ids(model, start(vocab), cfg, vocab)
+    c = generate_ids(model, start(vocab), SamplingConfig(max_new_tokens=60, seed=8, variations=2), vocab)
+    assert a == b
+    assert a != c
+    # Variation 1 is the same music whatever the number of variations.
+    assert generate_ids(model, start(vocab), SamplingConfig(max_new_tokens=60, seed=7), vocab)[0] == a[0]
+
+
+def test_top_k_1_is_greedy(tiny):
+    model, vocab = tiny
+    prompt = start(vocab, "mozart")
+    out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=25, top_k=1, seed=1), vocab)[0]
+    assert out == greedy_reference(model, vocab, prompt, 25)
+    # A tiny nucleus keeps only the likeliest token: greedy again, whatever top-k says.
+    nucleus = generate_ids(model, prompt, SamplingConfig(max_new_tokens=25, top_k=50, top_p=1e-6, seed=3), vocab)[0]
+    assert nucleus == out
+
+
+def test_cached_and_uncached_agree(tiny):
+    model, vocab = tiny
+    cfg = SamplingConfig(max_new_tokens=100, top_k=5, seed=11, variations=3)
+    cached = generate_ids(model, start(vocab), cfg, vocab)
+    uncached = generate_ids(model, start(vocab), SamplingConfig(**{**cfg.__dict__, "use_cache": False}), vocab)
+    assert cached == uncached
+    assert all(len(r) > 30 for r in cached)  # long enough that the GPT's window (32) slid
+
+
+def test_context_slides_past_the_window(tiny_gpt):
+    """100 tokens through a block_size-32 GPT, cached, against a plain-forward reference that crops to the
+    same window; and the re-priming is amortised: one per 8 tokens, not one per token."""
+    model, vocab = tiny_gpt
+    prompt = start(vocab)
+    fed = []
+    real_step = model.step
+
+    def counting_step(idx, cache):
+        fed.append(idx.shape[1])
+        return real_step(idx, cache)
+
+    model.step = counting_step
+    try:
+        out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=100, top_k=1, min_new_tokens=100), vocab)[0]
+    finally:
+        del model.step
+    assert len(out) == 102
+    assert out == greedy_reference(model, vocab, prompt, 100)
+    reprimes = [n for n in fed if n > 1]
+    # The first prime, then a slide each time the window (24 tokens after a slide) reaches 33.
+    assert len(reprimes) == 1 + len(range(32 - 2 + 1, 100, 32 - 24 + 1))
+    assert reprimes[0] == 2 and all(n == 24 for n in reprimes[1:])
+    assert sum(fed) == 2 + 24 * (len(reprimes) - 1) + (100 - len(reprimes))
+
+
+def test_long_prompt_is_primed_in_one_window(tiny_gpt):
+    model, vocab = tiny_gpt
+    prompt = [*start(vocab), *np.random.default_rng(0).integers(vocab.wait_offset + 1, vocab.composer_offset, 90)]
+    out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=20, top_k=1), vocab)[0]
+    assert out == greedy_reference(model, vocab, prompt, 20)
+
+
+def test_stops_at_end(tiny):
+    model, vocab = tiny
+    eager = biased(model, vocab, [vocab.end_id], 100.0)  # <end> is all but certain
+    steps = list(generate(eager, start(vocab), SamplingConfig(max_new_tokens=50, variations=2), vocab))
+    assert steps == [[vocab.end_id, vocab.end_id]]
+    rows = generate_ids(eager, start(vocab), SamplingConfig(max_new_tokens=50, min_new_tokens=5), vocab)
+    assert len(rows[0]) == 2 + 6 and rows[0][-1] == vocab.end_id and vocab.end_id not in rows[0][:-1]
+
+
+def test_a_variation_ends_while_others_go_on(tiny):
+    model, vocab = tiny
+    sometimes = biased(model, vocab, [vocab.end_id], 0.3)  # <end> now and then (~1 in 4 among the top 5)
+    cfg = SamplingConfig(max_new_tokens=200, variations=4, seed=0)
+    steps = list(generate(sometimes, start(vocab), cfg, vocab))
+    rows = generate_ids(sometimes, start(vocab), cfg, vocab)
+    lengths = [len(r) for r in rows]
+    assert len(set(lengths)) > 1, lengths  # rows stopped at different times
+    for r in rows:
+        assert vocab.end_id not in r[2:-1]  # <end> only ever comes last
+        assert r[-1] == vocab.end_id or len(r) == 202
+    assert len(steps) == max(lengths) - 2
+    ended_first = lengths.index(min(lengths))
+    assert steps[-1][ended_first] is None  # that row yields None once it ended
+
+
+def test_variations_differ(tiny):
+    model, vocab = tiny
+    rows = generate_ids(model, start(vocab), SamplingConfig(max_new_tokens=40, variations=4, seed=5), vocab)
+    assert len({tuple(r) for r in rows}) == 4
+    assert all(r[:2] == start(vocab) for r in rows)
+
+
+def test_grammar_guard_never_emits_specials(tiny):
+    model, vocab = tiny
+    tempted = biased(model, vocab, vocab.special_ids, 50.0)  # the model wants nothing but specials
+    rows = generate_ids(tempted, start(vocab), SamplingConfig(max_new_tokens=80, top_k=50, variations=2), vocab)
+    banned = set(vocab.special_ids)
+    for r in rows:
+        assert not banned & set(r[2:])
+        assert all(0 <= t < len(vocab) for t in r)
+
+
+def test_settings_are_validated(tiny, monkeypatch):
+    model, vocab = tiny
+    for bad in [dict(top_k=0), dict(top_k=51), dict(variations=5), dict(variations=0), dict(temperature=0.0),
+                dict(top_p=1.5), dict(max_new_tokens=0), dict(seed=-1)]:
+        with pytest.raises(InputError):
+            list(generate(model, start(vocab), SamplingConfig(**bad), vocab))
+    monkeypatch.setenv("MAIA_MAX_TOKENS", "100")
+    with pytest.raises(InputError, match="MAIA_MAX_TOKENS"):
+        SamplingConfig(max_new_tokens=101).validate()
+
+
+# ---- prompts ------------------------------------------------------------------------------------
+def test_prompt_from_a_piece(tiny_midi):
+    vocab = Vocab(composers=("bach", "mozart"))
+    piece = read(tiny_midi, vocab.config)
+    prompt = build_prompt(vocab, "MOZART", piece)
+    assert prompt.ids[:2] == [vocab.composer_id("mozart"), vocab.start_id]
+    assert vocab.end_id not in prompt.ids and not prompt.cropped and prompt.message is None
+    assert prompt.steps == piece.end_step
+    back = ids_to_piece(prompt.ids, vocab, prompt)
+    assert np.array_equal(back.notes[:, :3], piece.notes[:, :3])  # velocities come back binned
+    assert back.tempo_qpm == pytest.approx(90.0, rel=1e-4) and back.time_signature == (3, 4)
+    assert build_prompt(vocab, None).ids == [vocab.composer_id("unknown"), vocab.start_id]
+    with pytest.raises(InputError, match="bach, mozart"):
+        build_prompt(vocab, "Rachmaninoff")
+
+
+def test_long_prompt_keeps_its_last_bars():
+    vocab = Vocab()
+    q = 12  # 64 bars of 4/4, one quarter note per beat
+    notes = np.array([(i * q, q, 60 + i % 12, 80) for i in range(256)], np.int64)
+    piece = Piece(notes, q, 100.0, (4, 4))
+    prompt = build_prompt(vocab, None, piece, max_tokens=100)
+    assert prompt.cropped and "kept its last" in prompt.message
+    assert len(prompt.ids) - 2 <= 100
+    kept = ids_to_piece(prompt.ids, vocab, prompt)
+    assert len(kept) > 25 and kept.tempo_qpm == 100.0
+    # The kept music is the end of the piece, still on the beat: the last note is the piece's last.
+    assert kept.notes[-1, 2] == notes[-1, 2] and kept.end_step % (4 * q) == 0
+
+
+# ---- the command line ---------------------------------------------------------------------------
+def test_cli_generate_writes_midi_and_roll(tiny_models_dir, tiny_midi, tmp_path, monkeypatch, capsys):
+    from maia.__main__ import main
+
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
+    out = tmp_path / "out.mid"
+    code = main(["generate", "--prompt", str(tiny_midi), "--composer", "Bach", "--tokens", "64", "--seed", "3",
+                 "--variations", "2", "-o", str(out), "--roll", str(tmp_path / "roll.png")])
+    assert code == 0, capsys.readouterr().err
+    for name in ["out.mid", "out_2.mid", "roll.png", "roll_2.png"]:
+        assert (tmp_path / name).stat().st_size > 0, name
+    vocab = Vocab(composers=("bach", "mozart", "chopin"))
+    prompt, result = read(tiny_midi, vocab.config), read(out, vocab.config)
+    # The output holds the prompt followed by the continuation.
+    assert np.array_equal(result.notes[: len(prompt)][:, [0, 2]], prompt.notes[:, [0, 2]])
+    assert result.time_signature == (3, 4)
+    again = tmp_path / "again.mid"
+    assert main(["generate", "--prompt", str(tiny_midi), "--composer", "bach", "--tokens", "64", "--seed", "3",
+                 "--model", str(tiny_models_dir / "gpt"), "-o", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()  # the default model is gpt; same seed, same MIDI
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--top-k", "0"], "top-k must be 1..50"),
+        (["--variations", "9"], "variations must be 1..4"),
+        (["--tokens", "5000"], "tokens must be 1..4096"),
+        (["--composer", "nobody"], "unknown composer 'nobody'"),
+        (["--model", "sparse"], "no model"),
+        (["--prompt", "missing.mid"], "no such file"),
+    ],
+)
+def test_cli_generate_errors_are_one_line(tiny_models_dir, tmp_path, monkeypatch, capsys, args, message):
+    from maia.__main__ import main
+
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.delenv("MAIA_MAX_TOKENS", raising=False)
+    assert main(["generate", *args, "-o", str(tmp_path / "x.mid")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -32,10 +32,13 @@ lint: install
 
 bench: install
 	$(BIN)/pip install -q -r requirements-bench.txt
-	$(BIN)/python bench/encoding.py
-	$(BIN)/python bench/training.py
-	$(BIN)/python bench/generate.py
-	$(BIN)/python bench/attention.py
+	mkdir -p bench/results
+	$(BIN)/python bench/encoding.py --json bench/results/encoding.json | tee bench/results/encoding.txt
+	$(BIN)/python bench/training.py --threads 2 | tee bench/results/training.txt
+	$(BIN)/python bench/generate.py --threads 2 | tee bench/results/generate.txt
+	$(BIN)/python bench/attention.py | tee bench/results/attention.txt
+	$(BIN)/python bench/app_latency.py | tee bench/results/app_latency.txt
+	$(BIN)/python bench/load.py | tee bench/results/load.txt
 
 data: install
 	$(BIN)/python -m training.prepare --source music21 --out data/music21

@@ -7,12 +7,14 @@ This file is the page only: layout and wiring. What the buttons do lives in maia
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 
 import gradio as gr
 
 from maia import playground
+from maia.encoding import max_input_bytes
 from maia.errors import MaiaError
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, max_tokens_cap
 
@@ -37,6 +39,9 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
             yield [*values, update.status]
     except MaiaError as e:
         raise gr.Error(str(e)) from None
+    except Exception as e:  # a bug: the traceback goes to the server's log, one line to the user
+        logging.getLogger("maia").exception("request failed")
+        raise gr.Error(f"internal error ({type(e).__name__}); please try again or report it") from None
 
 
 def show_slots(n):
@@ -128,4 +133,5 @@ if __name__ == "__main__":
     demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=max_input_bytes(),  # larger uploads are refused before they reach the handler
     )

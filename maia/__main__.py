@@ -21,19 +21,13 @@ from maia.errors import InputError, MaiaError
 
 def _vocab_for(model_arg: str | None):
     """The vocabulary of the chosen model, or the default one when no model is installed."""
-    from maia.checkpoint import CheckpointError, default_model, models_root, read_config, resolve_model
+    from maia.checkpoint import default_model, models_root, read_vocab, resolve_model
     from maia.vocab import Vocab
 
     name = model_arg or default_model()
     if name is None:
         return Vocab()
-    folder = resolve_model(name, models_root())
-    try:
-        return Vocab.from_dict(read_config(folder)["vocab"])
-    except CheckpointError:
-        raise
-    except ValueError as e:  # the same words as load_model's
-        raise CheckpointError(f"model folder {folder}: {e}") from None
+    return read_vocab(resolve_model(name, models_root()))  # CheckpointError naming the folder
 
 
 def cmd_encode(a) -> int:

@@ -31,6 +31,7 @@ from maia.vocab import EncodingConfig, Vocab
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 SCORE_SUFFIXES = {".xml", ".musicxml", ".mxl", ".krn", ".abc", ".mei", ".rntxt", ".capx", ".md"}
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024  # uploads larger than this never reach a parser (MAIA_MAX_MIDI_BYTES)
+DEFAULT_MAX_QUARTERS = 100_000  # longest piece read, in quarter notes: ~14 h at 120 qpm (MAIA_MAX_QUARTERS)
 DEFAULT_TEMPO = 120.0
 TEMPO_RANGE = (10.0, 1000.0)  # quarter notes per minute kept on decode; absurd file tempos are clamped
 
@@ -41,6 +42,22 @@ def max_input_bytes() -> int:
         return int(os.environ.get("MAIA_MAX_MIDI_BYTES", DEFAULT_MAX_BYTES))
     except ValueError:
         return DEFAULT_MAX_BYTES
+
+
+def max_input_quarters() -> int:
+    """The longest piece ``read`` accepts, in quarter notes, from MAIA_MAX_QUARTERS (default 100,000). A
+    few bytes of MIDI can put a note days into the piece; its waits would then be millions of tokens."""
+    try:
+        return int(os.environ.get("MAIA_MAX_QUARTERS", DEFAULT_MAX_QUARTERS))
+    except ValueError:
+        return DEFAULT_MAX_QUARTERS
+
+
+def _check_length(end_steps, steps_per_quarter: int, name: str) -> None:
+    """InputError if the music (grid steps, (N,)) lasts longer than max_input_quarters()."""
+    quarters, limit = int(np.max(end_steps)) // steps_per_quarter, max_input_quarters()
+    if quarters > limit:
+        raise InputError(f"{name}: the music lasts {quarters:,} quarter notes, over the limit of {limit:,}")
 
 
 @dataclass
@@ -179,10 +196,13 @@ def read_midi_bytes(data: bytes, cfg: EncodingConfig | None = None, name: str = 
     if not parts:
         raise InputError(f"{name}: no notes to play (empty, or drums only)")
     onset, end, pitch, vel = (np.concatenate(x) for x in zip(*parts, strict=True))
+    if onset.min() < 0:  # symusic keeps ticks in int32: a file of huge delta times wraps around
+        raise InputError(f"{name}: corrupt MIDI (note times overflow)")
 
     def to_steps(t):  # ticks -> nearest grid step, exact integer arithmetic
         return (t * (2 * spq) + tpq) // (2 * tpq)
 
+    _check_length(to_steps(end), spq, name)
     notes = normalize_notes(to_steps(onset), to_steps(end), pitch, vel, cfg)
     tempos = score.tempos.numpy()
     tempo = DEFAULT_TEMPO
@@ -244,6 +264,7 @@ def _piece_from_stream(s, cfg: EncodingConfig) -> Piece:
                 vels.append(v)
     if not onsets:
         raise InputError(f"{_stream_name(s)}: no notes to play")
+    _check_length(ends, spq, _stream_name(s))
     notes = normalize_notes(onsets, ends, pitches, vels, cfg)
     qpm = DEFAULT_TEMPO
     mm = s.recurse().getElementsByClass(tempo.MetronomeMark).first()
@@ -270,7 +291,8 @@ def read(path: str | Path, cfg: EncodingConfig | None = None, max_bytes: int | N
         raise InputError(f"{path}: no such file")
     size = path.stat().st_size
     if size > max_bytes:
-        raise InputError(f"{path}: file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+        # In bytes: rounded megabytes would print "2.1 MB, over the 2.1 MB limit" for a file 1 byte over.
+        raise InputError(f"{path}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes")
     suffix = path.suffix.lower()
     data = path.read_bytes()
     if suffix in MIDI_SUFFIXES or data[:4] == b"MThd":

@@ -219,6 +219,16 @@ class _Window:
         return logits[:, -1]  # (B, V)
 
 
+def prompt_tokens_in_view(model, n_prompt: int, config: SamplingConfig) -> int:
+    """How many of a prompt's ``n_prompt`` ids (composer token included) the model sees when it samples the
+    first new token: all, unless the prompt is longer than the model's window, which then slides to the
+    composer token and the last ``keep_fraction`` of the window (as ``_Window`` does)."""
+    ctx = getattr(model, "max_context", None)
+    if ctx is None or n_prompt <= ctx:
+        return n_prompt
+    return max(2, int(ctx * config.keep_fraction))
+
+
 def _logit_bias(vocab: Vocab, n_logits: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Additive masks (V,): the grammar guard (never <pad>, <start>, a composer or an id beyond the
     vocabulary mid-piece), and the same with <end> also forbidden (before min_new_tokens)."""

@@ -7,7 +7,9 @@
 Models load once per process (``load``, cached) from the operator's folder (assets/models/ or
 $MAIA_MODELS_DIR), by name only: a request can never point at a path. Every request writes into its own
 ``tempfile.mkdtemp`` folder, and every update into a subfolder of it, so no two requests or updates
-share a file name. While tokens are sampled, ``stream`` yields the piano roll, the audio and the MIDI of
+share a file name; folders of requests over an hour old are removed as new requests come (Gradio has
+copied their files into its own cache by then). Each request has a time budget ($MAIA_TIME_BUDGET, 120 s):
+past it, sampling stops and the music made so far is finished. While tokens are sampled, ``stream`` yields the piano roll, the audio and the MIDI of
 the music so far about every half second (less often when drawing and rendering get slow, so that they
 never take more than a third of the time); the last update adds MusicXML and the analysis line.
 """
@@ -25,10 +27,18 @@ from pathlib import Path
 
 import torch
 
-from maia.checkpoint import PREFERRED_MODELS, list_models, load_model, models_root, read_config
+from maia.checkpoint import PREFERRED_MODELS, WEIGHTS, list_models, load_model, models_root, read_vocab
 from maia.encoding import MIDI_SUFFIXES, Piece, read
-from maia.errors import InputError
-from maia.generate import Prompt, SamplingConfig, build_prompt, generate, ids_to_piece, max_tokens_cap
+from maia.errors import InputError, MaiaError
+from maia.generate import (
+    Prompt,
+    SamplingConfig,
+    build_prompt,
+    generate,
+    ids_to_piece,
+    max_tokens_cap,
+    prompt_tokens_in_view,
+)
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -38,6 +48,9 @@ PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at 
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.2  # without a prompt to show at once, the first notes are shown this soon
 TOKENS_PER_SECOND = 20  # for the "≈ N s" hint; music21 corpus: Bach 20, Mozart 24, Chopin 28 tokens per second
+DEFAULT_TIME_BUDGET = 120.0  # seconds one request may sample for (MAIA_TIME_BUDGET); then it keeps what it made
+REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
+KEEP_REQUEST_FILES = 3600  # seconds a request's folder outlives it: Gradio copies the files within seconds
 
 
 # ---- models ----------------------------------------------------------------------------------------
@@ -94,16 +107,21 @@ def load(name: str):
     if name not in models:
         raise InputError(f"unknown model {name!r}; installed: {', '.join(models) or 'none'} (in {models_root()})")
     folder = models[name]
-    model, vocab, _ = _load(str(folder), (folder / "model.safetensors").stat().st_mtime, device())
+    weights = folder / WEIGHTS  # missing: load_model says so, in its words
+    model, vocab, _ = _load(str(folder), weights.stat().st_mtime if weights.is_file() else 0.0, device())
     return model, vocab
 
 
 def vocab_of(name: str | None) -> Vocab:
-    """The vocabulary of an installed model, read from its config.json without loading the weights."""
+    """The vocabulary of an installed model, read from its config.json without loading the weights; the
+    default vocabulary for an unknown or broken model (composing with it then says what is wrong)."""
     models = installed_models()
     if name not in models:
         return Vocab()
-    return Vocab.from_dict(read_config(models[name])["vocab"])
+    try:
+        return read_vocab(models[name])
+    except MaiaError:
+        return Vocab()
 
 
 def composer_choices(name: str | None) -> list[tuple[str, str]]:
@@ -166,21 +184,45 @@ def prepare_prompt(prompt_midi: str | Path | None, composer: str | None, vocab: 
     return build_prompt(vocab, composer, piece)
 
 
+def time_budget() -> float:
+    """Seconds one request may sample for, from MAIA_TIME_BUDGET (default 120)."""
+    try:
+        return max(0.0, float(os.environ.get("MAIA_TIME_BUDGET", DEFAULT_TIME_BUDGET)))
+    except ValueError:
+        return DEFAULT_TIME_BUDGET
+
+
 def new_request_folder() -> Path:
-    """A fresh folder for one request's files."""
-    return Path(tempfile.mkdtemp(prefix="maia-"))
+    """A fresh folder for one request's files. Removes the folders of requests older than an hour, so
+    that a server running for weeks does not fill its disk."""
+    REQUESTS_DIR.mkdir(exist_ok=True)
+    cutoff = time.time() - KEEP_REQUEST_FILES
+    for old in REQUESTS_DIR.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another request removed it first
+            pass
+    return Path(tempfile.mkdtemp(prefix="maia-", dir=REQUESTS_DIR))
 
 
 def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, *,
-           interval: float = UPDATE_INTERVAL, audio: bool = True) -> Iterator[Update]:
+           interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
-    sampling), then about every ``interval`` seconds, then the finished files. Raises InputError for a
-    bad request."""
+    sampling), then about every ``interval`` seconds, then the finished files. Sampling stops after
+    ``budget`` seconds (default: time_budget()) from the request's start. Raises InputError for a bad
+    request."""
+    budget = time_budget() if budget is None else budget
+    deadline = time.monotonic() + budget
     config = settings(tokens, top_k, temperature, seed, variations)
     net, vocab = load(model)
     prompt = prepare_prompt(prompt_midi, composer, vocab)
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
+    in_view = prompt_tokens_in_view(net, len(prompt.ids), config)
+    if in_view < len(prompt.ids):  # the prompt is longer than the model's window: say what it sees
+        warnings.append(f"the prompt ({len(prompt.ids) - 2} tokens) is longer than the {model} model's context "
+                        f"({net.max_context} tokens): it continues from the prompt's last {in_view - 1} tokens")
     if audio:
         from maia.synth import INSTALL_HINT, fluidsynth_available
 
@@ -209,7 +251,11 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         k += 1
     start = time.monotonic()  # the status line's tokens/s counts sampling time from here
     next_at = start + (interval if k else min(interval, FIRST_UPDATE))
+    out_of_time = False
     for step in generate(net, prompt.ids, config, vocab):
+        if time.monotonic() > deadline:  # the time budget: keep what was made
+            out_of_time = True
+            break
         made += 1
         for i, t in enumerate(step):
             if t is not None:
@@ -226,6 +272,10 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         _finish(ids_to_piece(rows[i], vocab, prompt), out)
     update.done = True
     update.status = "done: " + update.status
+    if out_of_time:
+        update.status += " · stopped at the time limit"
+        update.warnings = [*update.warnings, f"stopped after {budget:g} s, the time limit of one request: kept "
+                                             f"{made} of {config.max_new_tokens} tokens"]
     yield update
 
 

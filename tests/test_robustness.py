@@ -1,0 +1,347 @@
+"""Bad input never crashes: every file of tests/bad_midi.py goes through the CLI (a subprocess) and through
+the app's handler (app.generate with the tiny models); broken model folders and model names that are paths
+are refused with one clear line.
+
+Unusable files must give exactly one line naming the file and the problem (CLI: on stderr, exit 1; app: a
+gr.Error), and the next request must still work. Odd but valid files must come out as the music they hold.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bad_midi import MANY_NOTES, MANY_TRACKS, cases, write_all
+from test_encoding import assert_valid_piece
+
+from maia.encoding import decode, read
+from maia.generate import build_prompt
+from maia.vocab import Vocab
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {c.name: c for c in cases()}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bad_midi")
+    write_all(out)
+    return out
+
+
+def rows(piece):
+    """(onset, duration, pitch) per note."""
+    return [tuple(int(x) for x in r[:3]) for r in piece.notes]
+
+
+# ---- what the odd-but-valid files must read as ---------------------------------------------------
+def _many_tracks(p):
+    assert len(p) == MANY_TRACKS and set(p.notes[:, 2]) == set(range(40, 100))
+    np.testing.assert_array_equal(p.notes[:, 1], 3)  # 120 ticks at 480 tpq = 3 steps
+
+
+def _many_notes(p):
+    assert len(p) == MANY_NOTES
+    np.testing.assert_array_equal(p.notes[:, 0], 3 * np.arange(MANY_NOTES))  # a 16th each, running status
+    np.testing.assert_array_equal(p.notes[:, 1], 3)
+
+
+def _pitch_extremes(p):
+    given = np.array([0, 5, 20, 21, 108, 109, 120, 127])
+    assert (p.notes[:, 2] >= 21).all() and (p.notes[:, 2] <= 108).all()
+    np.testing.assert_array_equal(p.notes[:, 2] % 12, given % 12)  # folded by whole octaves
+    assert list(p.notes[:, 2]) == [24, 29, 32, 21, 108, 97, 108, 103]
+
+
+MUSIC = {  # case -> check of the Piece that read() returns
+    "notes.txt": lambda p: rows(p) == [(12 * i, 12, 60 + i % 12) for i in range(16)],
+    "missing_tracks.mid": lambda p: rows(p) == [(12 * i, 12, 60 + i) for i in range(4)],
+    "tempo_1us.mid": lambda p: p.tempo_qpm == 1000.0 and len(p) == 8,  # clamped to TEMPO_RANGE
+    "tempo_16s.mid": lambda p: p.tempo_qpm == 10.0 and len(p) == 8,
+    "many_tracks.mid": _many_tracks,
+    "many_notes.mid": _many_notes,
+    "zero_length.mid": lambda p: rows(p) == [(6 * (i + 1), 1, 60 + i) for i in range(8)],  # >= 1 step each
+    "pitch_extremes.mid": _pitch_extremes,
+    # velocity 0 is a note-off: the key 64 never sounds, and its own note-off is an orphan
+    "velocity_extremes.mid": lambda p: [(r[2], r[3]) for r in p.notes.tolist()] == [(60, 1), (62, 127), (65, 64)],
+    "data_bytes_over_127.mid": lambda p: list(p.notes[:, 2]) == [60, 61, 62, 63, 67, 68, 69, 70],
+    "orphan_note_offs.mid": lambda p: rows(p) == [(0, 12, 60), (12, 12, 61), (24, 12, 62)],
+    "unterminated.mid": lambda p: rows(p) == [(0, 12, 64), (12, 12, 65)],
+    "running_status.mid": lambda p: (rows(p) == [(0, 12, 60), (0, 12, 64), (0, 12, 67), (12, 12, 62), (12, 12, 65),
+                                                 (12, 12, 69)] and list(p.notes[:, 3]) == [80] * 3 + [100] * 3),
+}
+
+
+def test_every_case_is_classified():
+    assert {n for n, c in CASES.items() if c.error is None} == set(MUSIC)
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("name", list(MUSIC))
+def test_odd_files_read_as_music(files, name):
+    piece = read(files / name)
+    assert_valid_piece(piece)
+    assert MUSIC[name](piece) is not False
+
+
+def test_generator_is_deterministic_and_runs_as_a_script(tmp_path):
+    out = subprocess.run([sys.executable, "tests/bad_midi.py", str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == len(CASES)
+    for case in cases():
+        assert (tmp_path / case.name).read_bytes() == case.data, case.name
+
+
+# ---- the CLI --------------------------------------------------------------------------------------
+def maia(*args, models_dir: Path, timeout=180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MAIA_MODELS_DIR": str(models_dir), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "maia", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line(out: subprocess.CompletedProcess, names: str, pattern: str):
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert names in lines[0] and re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_cli_encode(files, tmp_path, name):
+    case, path = CASES[name], files / name
+    out = maia("encode", str(path), models_dir=tmp_path)  # no model installed: the default vocabulary
+    if case.error:
+        assert_one_line(out, str(path), case.error)
+        assert out.stdout == ""
+    else:
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        got = decode(out.stdout.split(), Vocab())
+        assert rows(got) == rows(read(path))
+
+
+# ---- the app's handler --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app(tiny_models_dir):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
+    import app
+
+    yield importlib.reload(app)  # its dropdowns read MAIA_MODELS_DIR when the page is built
+    mp.undo()
+
+
+@pytest.fixture
+def warnings_shown(monkeypatch):
+    import gradio as gr
+
+    shown: list[str] = []
+    monkeypatch.setattr(gr, "Warning", lambda message="", *a, **k: shown.append(message))
+    return shown
+
+
+def compose(app, prompt, tokens=16, model="gpt"):
+    return list(app.generate(None if prompt is None else str(prompt), "bach", model, tokens, 5, 1.0, 1, 1))
+
+
+def assert_finished(values):
+    last = values[-1]
+    assert last[-1].startswith("done"), last[-1]
+    assert Path(last[0]).is_file() and last[0].endswith(".mid")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_app_handler(app, files, warnings_shown, name):
+    import gradio as gr
+
+    case, path = CASES[name], files / name
+    if case.app:
+        with pytest.raises(gr.Error) as err:
+            compose(app, path)
+        message = str(err.value)
+        assert path.name in message and re.search(case.app, message) and "\n" not in message, message
+        assert_finished(compose(app, None, tokens=8))  # the next request works
+    else:
+        values = compose(app, path)
+        assert_finished(values)
+        piece = read(path)
+        if build_prompt(Vocab(composers=("bach",)), "bach", piece).cropped:  # longer than a prompt may be
+            assert any("prompt is long" in w for w in warnings_shown), warnings_shown
+        else:  # the finished MIDI begins with the prompt as read (pitches folded, at least one step long)
+            assert set(rows(piece)) <= set(rows(read(values[-1][0])))
+
+
+def test_app_refuses_models_named_by_path(app, tiny_models_dir):
+    import gradio as gr
+
+    for bad in ["../../etc", "/etc", "/etc/passwd", str(tiny_models_dir / "gpt"), "gpt/../gpt", "~", "..", "./gpt"]:
+        with pytest.raises(gr.Error, match="unknown model"):
+            compose(app, None, model=bad)
+    assert_finished(compose(app, None, tokens=8))
+
+
+# ---- limits on work ----------------------------------------------------------------------------------
+def test_time_budget_keeps_what_was_made(app, warnings_shown, monkeypatch):
+    import time
+
+    monkeypatch.setenv("MAIA_TIME_BUDGET", "0.5")
+    t = time.monotonic()
+    values = compose(app, None, tokens=4096)
+    assert time.monotonic() - t < 60  # 4096 tokens of the tiny model take longer than the budget allows
+    assert_finished(values)
+    assert "stopped at the time limit" in values[-1][-1]
+    assert any(w.startswith("stopped after 0.5 s") for w in warnings_shown), warnings_shown
+    made = int(re.search(r"(\d+)/4096 tokens", values[-1][-1]).group(1))
+    assert 0 < made < 4096
+    assert_finished(compose(app, None, tokens=8))  # the budget is per request: the next one is whole
+    assert "time limit" not in compose(app, None, tokens=8)[-1][-1]
+
+
+def test_prompt_longer_than_the_context_is_announced(app, warnings_shown, tiny_midi):
+    from maia import playground
+    from maia.generate import SamplingConfig, prompt_tokens_in_view
+
+    net, _ = playground.load("gpt")  # block_size 32: the window keeps the composer token + 24 tokens
+    assert [prompt_tokens_in_view(net, n, SamplingConfig()) for n in (10, 32, 33, 500)] == [10, 32, 24, 24]
+    compose(app, tiny_midi)  # 38 prompt tokens
+    assert any("longer than the gpt model's context (32 tokens)" in w and "last 23 tokens" in w
+               for w in warnings_shown), warnings_shown
+    warnings_shown.clear()
+    compose(app, tiny_midi, model="lstm")  # recurrent: no window, no warning
+    assert not any("context" in w for w in warnings_shown)
+
+
+def test_old_request_folders_are_swept(app):
+    import time
+
+    from maia import playground
+
+    playground.REQUESTS_DIR.mkdir(exist_ok=True)
+    old = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
+    (old / "maia-1.wav").write_bytes(b"RIFF")
+    then = time.time() - playground.KEEP_REQUEST_FILES - 60
+    os.utime(old, (then, then))
+    fresh = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
+    midi = Path(compose(app, None, tokens=8)[-1][0])
+    assert not old.exists() and fresh.exists()
+    assert midi.parent.parent == playground.REQUESTS_DIR and midi.parent not in (old, fresh)
+    fresh.rmdir()
+
+
+# ---- model folders --------------------------------------------------------------------------------
+def broken_copy(src: Path, dst: Path, damage) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    damage(dst)
+    return dst
+
+
+def edit(key_path, value):
+    def damage(folder):
+        cfg = json.loads((folder / "config.json").read_text())
+        *keys, last = key_path
+        node = cfg
+        for k in keys:
+            node = node[k]
+        node[last] = value
+        (folder / "config.json").write_text(json.dumps(cfg))
+
+    return damage
+
+
+BROKEN_FOLDERS = {  # name -> (damage, command, message)
+    "no config": (lambda f: (f / "config.json").unlink(), "encode", "no config.json|no model folder"),
+    "config not json": (lambda f: (f / "config.json").write_text("{oops"), "encode", "not valid JSON"),
+    "vocab garbage": (edit(["vocab", "config"], "twelve"), "encode", "invalid vocabulary"),
+    "vocab pitch range": (edit(["vocab", "config", "pitch_hi"], 22), "encode", "invalid vocabulary"),
+    "n_head zero": (edit(["model", "n_head"], 0), "generate", "modulo by zero"),
+    "negative width": (edit(["model", "n_embd"], -32), "generate", "negative dimension"),
+    "no weights": (lambda f: (f / "model.safetensors").unlink(), "generate", "no model.safetensors"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BROKEN_FOLDERS))
+def test_cli_broken_model_folder(tiny_models_dir, tmp_path, tiny_midi, case):
+    damage, command, message = BROKEN_FOLDERS[case]
+    folder = broken_copy(tiny_models_dir / "gpt", tmp_path / "broken_model", damage)
+    if command == "encode":
+        out = maia("encode", str(tiny_midi), "--model", str(folder), models_dir=tmp_path / "none")
+    else:
+        out = maia("generate", "--model", str(folder), "--tokens", "4", "-o", str(tmp_path / "out.mid"),
+                   models_dir=tmp_path / "none")
+        assert not (tmp_path / "out.mid").exists()
+    assert_one_line(out, "broken_model", message)
+
+
+def test_app_with_broken_installed_models(app, tiny_models_dir, tmp_path, monkeypatch):
+    import gradio as gr
+
+    from maia import playground
+
+    root = tmp_path / "models"
+    broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: None)
+    broken_copy(tiny_models_dir / "gpt", root / "badvocab", edit(["vocab", "composers"], "bach"))
+    broken_copy(tiny_models_dir / "gpt", root / "noweights", lambda f: (f / "model.safetensors").unlink())
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(root))
+    assert playground.composer_choices("badvocab")[-1] == ("Any (unknown)", "unknown")  # the page still builds
+    with pytest.raises(gr.Error, match=r"badvocab.*invalid vocabulary"):
+        compose(app, None, model="badvocab")
+    with pytest.raises(gr.Error, match=r"noweights has no model.safetensors"):
+        compose(app, None, model="noweights")
+    assert_finished(compose(app, None, tokens=8))
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.mark.slow
+def test_pickled_weights_are_never_unpickled(tiny_models_dir, tmp_path):
+    import torch
+
+    sentinel = tmp_path / "pwned"
+    folder = tmp_path / "pickled_model"
+
+    def damage(f):  # the weights replaced by a pickle (torch.save), and pickles of the usual names beside
+        for name in ("model.safetensors", "pytorch_model.bin", "model.pt"):
+            torch.save({"weights": _Payload(sentinel)}, f / name)
+
+    broken_copy(tiny_models_dir / "gpt", folder, damage)
+    out = maia("generate", "--model", str(folder), "--tokens", "4", "-o", str(tmp_path / "out.mid"),
+               models_dir=tmp_path / "none")
+    assert_one_line(out, "pickled_model", "not a readable safetensors file")
+    assert not sentinel.exists()
+    torch.load(folder / "model.pt", weights_only=False)  # the payload is real: loading it *does* run code
+    assert sentinel.exists()
+
+
+def test_no_code_unpickles():
+    """Weights load from safetensors only: no torch.load without weights_only=True, no pickle.load."""
+    sources = [ROOT / "app.py", *(p for d in ("maia", "training", "bench") for p in (ROOT / d).rglob("*.py"))]
+    offenders = []
+    for path in sources:
+        for k, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bpickle\.loads?\(|\bjoblib\.load\(|allow_pickle=True", line) or (
+                re.search(r"\btorch\.load\(", line) and "weights_only=True" not in line
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{k}: {line.strip()}")
+    assert not offenders, offenders

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -105,7 +106,7 @@ def main() -> None:
         raise SystemExit(f"only {len(files)} MIDI files in {args.cache}; expected at least 50")
     n_notes = sum(Score.from_midi(f.read_bytes()).note_num() for f in files)
     n_bytes = sum(f.stat().st_size for f in files)
-    print(f"{len(files)} MIDI files, {n_notes:,} notes, {n_bytes / 1e6:.1f} MB in {args.cache}")
+    print(f"{len(files)} MIDI files, {n_notes:,} notes, {n_bytes / 1e6:.1f} MB in {os.path.relpath(args.cache)}")
 
     # 2. Time both, alternating passes; one untimed warm-up pass each (imports, page cache, JIT-free).
     vocab = Vocab()

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import maia
+sys.path.append(str(ROOT / "bench"))  # last, so that bench/training.py never shadows the training package
+
+from appserver import serve  # noqa: E402
 
 from maia.checkpoint import DEFAULT_ROOT, load_model  # noqa: E402
 
@@ -79,12 +78,6 @@ def tokens_for(root: Path, prompt: Path | None, seconds: float) -> tuple[int, in
     raise RuntimeError(f"no seed gave {seconds} s of music")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -101,24 +94,8 @@ def main(argv=None) -> int:
     cases = [("Lacrimosa prompt", lacrimosa), ("no prompt (composer only)", None)]
     plan = {name: tokens_for(root, prompt, a.seconds) for name, prompt in cases}  # name -> (seed, tokens)
 
-    # 3. the app
-    port = free_port()
-    env = {**os.environ, "MAIA_MODELS_DIR": str(root), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    print("app.py did not start", file=sys.stderr)
-                    return 1
-                time.sleep(0.5)
+    # 3. the app (bench/appserver.py: a free port of 127.0.0.1, stopped by its PID at the end)
+    with serve(root) as (url, _pid):
         from gradio_client import Client, handle_file
 
         client = Client(url, verbose=False)
@@ -150,13 +127,6 @@ def main(argv=None) -> int:
             print(f"{name:<28} {seed:>4} {tokens:>6} {f:>17.2f} {d:>13.2f} {statistics.median(updates):>8.0f}   "
                   f"first <= 1 s: {'met' if f <= 1 else 'MISSED'}; {a.seconds:.0f} s of music <= 10 s: "
                   f"{'met' if d <= 10 else 'MISSED'}")
-    finally:
-        # 5. stop the app
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
     return 0
 
 

@@ -19,15 +19,11 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,13 +35,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import maia
+sys.path.append(str(ROOT / "bench"))  # last, so that bench/training.py never shadows the training package
+
+from appserver import serve  # noqa: E402  (after the path set-up above)
+
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -57,40 +51,6 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-@contextlib.contextmanager
-def serve(models_dir: Path, log: Path | None = None, timeout: float = 180, extra_env: dict | None = None):
-    """app.py on a free port of 127.0.0.1 serving ``models_dir``; yields (url, pid); stops it by its PID."""
-    port = free_port()
-    env = {**os.environ, "MAIA_MODELS_DIR": str(models_dir), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **(extra_env or {})}
-    out = log.open("w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with status {proc.returncode}" + (f"; see {log}" if log else ""))
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not serve within {timeout:.0f} s") from None
-                time.sleep(0.5)
-        yield url, proc.pid
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if log:
-            out.close()
 
 
 @dataclass(frozen=True)

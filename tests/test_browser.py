@@ -1,13 +1,7 @@
 """End to end: app.py in a subprocess, the page in Debian's chromium driven by Playwright (no browser is
 ever downloaded): upload a MIDI, compose, and see the piano roll and the audio player arrive."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,44 +9,20 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_spec = importlib.util.spec_from_file_location("appserver", ROOT / "bench" / "appserver.py")
+appserver = importlib.util.module_from_spec(_spec)  # bench/appserver.py: app.py in a subprocess
+_spec.loader.exec_module(appserver)
 
 
 @pytest.fixture
 def server(tiny_models_dir, tmp_path):
     """The app on a free port of 127.0.0.1, serving the tiny models; stopped by PID afterwards."""
-    port = free_port()
-    env = {**os.environ, "MAIA_MODELS_DIR": str(tiny_models_dir), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = (tmp_path / "app.log").open("w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "app.log"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{(tmp_path / 'app.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("app.py did not start serving within 120 s")
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        with appserver.serve(tiny_models_dir, log, timeout=120) as (url, _pid):
+            yield url
+    except RuntimeError as e:  # app.py exited or never served
+        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 
 
 def test_upload_compose_and_see_and_hear(server, tiny_midi):

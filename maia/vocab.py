@@ -8,6 +8,8 @@ Token families (ids are laid out in this order so that note ids never move when 
     p<lo> .. p<hi>                      note on
     endp<lo> .. endp<hi>                note off
     <composer:unknown> <composer:NAME>  one per composer of the training corpus
+    <fim:prefix> <fim:suffix> <fim:middle> <fim:end>
+                                        fill-in-the-middle markers (only in vocabularies built with fim=True)
     <m:a+b+...>                         optional n-gram merges, learnt BPE-style (see maia/ngram.py)
 """
 
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PAD, START, END = "<pad>", "<start>", "<end>"
+FIM_TOKENS = ("<fim:prefix>", "<fim:suffix>", "<fim:middle>", "<fim:end>")
 UNKNOWN_COMPOSER = "unknown"
 
 
@@ -54,6 +57,7 @@ class Vocab:
     config: EncodingConfig = field(default_factory=EncodingConfig)
     composers: tuple[str, ...] = ()
     merges: tuple[tuple[int, int], ...] = ()  # merge k = (left id, right id), ids of earlier tokens
+    fim: bool = False  # with the four fill-in-the-middle markers (after the composers, before merges)
 
     def __post_init__(self):
         c = self.config
@@ -72,6 +76,8 @@ class Vocab:
         toks += [f"endp{p}" for p in range(c.pitch_lo, c.pitch_hi + 1)]
         self.composer_offset = len(toks)
         toks += [composer_token(x) for x in self.composers]
+        self.fim_offset = len(toks)
+        toks += list(FIM_TOKENS) if self.fim else []
         self.base_size = len(toks)
         self.merge_runs: list[tuple[int, ...]] = []  # merge k expands to this run of base ids
         for left, right in self.merges:
@@ -85,6 +91,8 @@ class Vocab:
         if len(self.stoi) != len(toks):
             raise ValueError("duplicate tokens in vocabulary (repeated merge?)")
         self.pad_id, self.start_id, self.end_id = 0, 1, 2
+        if self.fim:
+            self.prefix_id, self.suffix_id, self.middle_id, self.fim_end_id = range(self.fim_offset, self.fim_offset + 4)
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -107,11 +115,17 @@ class Vocab:
         return self.merge_runs[i - self.base_size] if i >= self.base_size else (i,)
 
     def is_composer(self, i: int) -> bool:
-        return self.composer_offset <= i < self.base_size
+        return self.composer_offset <= i < self.fim_offset
+
+    @property
+    def fim_ids(self) -> list[int]:
+        """The fill-in-the-middle markers' ids (empty without fim)."""
+        return list(range(self.fim_offset, self.base_size))
 
     @property
     def special_ids(self) -> list[int]:
-        """Ids that may not appear inside a piece: <pad>, <start> and every composer token."""
+        """Ids that may not appear inside a piece: <pad>, <start>, every composer token and the
+        fill-in-the-middle markers."""
         return [self.pad_id, self.start_id, *range(self.composer_offset, self.base_size)]
 
     def ids(self, tokens) -> list[int]:
@@ -131,6 +145,7 @@ class Vocab:
             "config": asdict(self.config),
             "composers": list(self.composers),
             "merges": [list(m) for m in self.merges],
+            **({"fim": True} if self.fim else {}),  # absent in vocabularies from before fill-in-the-middle
             "size": len(self),
         }
 
@@ -140,7 +155,8 @@ class Vocab:
             composers = d["composers"]
             if isinstance(composers, str) or not all(isinstance(c, str) for c in composers):
                 raise TypeError("composers must be a list of names")  # a bare string would split into letters
-            v = cls(EncodingConfig(**d["config"]), tuple(composers), tuple(map(tuple, d.get("merges", []))))
+            v = cls(EncodingConfig(**d["config"]), tuple(composers), tuple(map(tuple, d.get("merges", []))),
+                    bool(d.get("fim", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"invalid vocabulary description: {e}") from None
         if "size" in d and d["size"] != len(v):

@@ -13,10 +13,11 @@ def tiny_corpus(tmp_path_factory):
     from training.prepare import list_music21, prepare, split_of
 
     files = list_music21("bach")
-    train = [f for f in files if split_of(f[0]) == "train"][:8]
-    valid = [f for f in files if split_of(f[0]) == "valid"][:2]
+    train = [f for f in files if split_of(f.rel) == "train"][:8]
+    valid = [f for f in files if split_of(f.rel) == "valid"][:2]
     out = tmp_path_factory.mktemp("tiny_corpus")
-    summary = prepare(sorted(train + valid), out, EncodingConfig(), workers=2, quiet=True)
+    summary = prepare(sorted(train + valid, key=lambda f: f.rel), out, EncodingConfig(), workers=2, quiet=True,
+                      dedup_threshold=None)
     assert summary["pieces"] == 10 and not summary["skipped"]
     return out
 

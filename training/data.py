@@ -4,6 +4,15 @@ Each piece's ids ``<composer:X> <start> ... <end>`` are cut into windows of ``se
 overlap (configurable); every window begins with the piece's composer token, so the model always knows
 whose music it continues. Windows are transposed into one of the 12 keys (-6..+5 semitones) on the fly,
 a fresh key each time a window is drawn; ``materialise=True`` lists all 12 copies instead.
+
+Two rearrangements teach the model what users ask of it:
+- ``unknown_composer``: this share of training windows carries ``<composer:unknown>`` instead of the
+  piece's composer, so that an upload with no composer (the usual case) is as well served;
+- ``fim_rate``: this share of windows is rearranged for fill-in-the-middle (Bavarian et al. 2022) as
+  ``<composer> <fim:prefix> A <fim:suffix> C <fim:middle> B <fim:end>``, where A B C is a stretch of the
+  piece cut at two time steps (after a wait, before the step's events), so no step is split and the
+  middle B advances time by exactly the gap between A and C. The loss covers every token, as in the
+  paper's joint training.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from maia.encoding import transpose_ids
+from maia.ngram import apply_merges
 from maia.vocab import Vocab
 
 IGNORE = -100  # target id ignored by cross-entropy (padding of a short last window)
@@ -40,16 +50,15 @@ class Corpus:
         index = json.loads((folder / "index.json").read_text())
         return cls(tokens, index, Vocab.load(folder / "vocab.json"))
 
-    def pieces(self, split: str, min_tokens: int = 0) -> list[np.ndarray]:
-        """Token arrays of the pieces in ``split`` ('train' or 'valid') with at least min_tokens ids."""
-        return [
-            np.asarray(self.tokens[e["start"] : e["start"] + e["tokens"]])
-            for e in self.index
-            if e["split"] == split and e["tokens"] >= min_tokens
-        ]
+    def pieces(self, split: str, min_tokens: int = 0, exclude_composers=(), only_composers=()) -> list[np.ndarray]:
+        """Token arrays of the pieces in ``split`` ('train', 'valid' or 'all') with at least min_tokens ids,
+        leaving out ``exclude_composers`` (a leave-one-composer-out run), or keeping ``only_composers``."""
+        return [np.asarray(self.tokens[e["start"] : e["start"] + e["tokens"]])
+                for e in self.entries(split, exclude_composers, only_composers) if e["tokens"] >= min_tokens]
 
-    def entries(self, split: str) -> list[dict]:
-        return [e for e in self.index if e["split"] == split]
+    def entries(self, split: str, exclude_composers=(), only_composers=()) -> list[dict]:
+        return [e for e in self.index if (split == "all" or e["split"] == split)
+                and e["composer"] not in exclude_composers and (not only_composers or e["composer"] in only_composers)]
 
 
 def window_starts(length: int, seq_len: int, stride: int) -> list[int]:
@@ -63,11 +72,20 @@ class WindowDataset(Dataset):
     """(input, target) pairs of ``seq_len`` ids each, the target shifted by one."""
 
     def __init__(self, pieces: list[np.ndarray], vocab: Vocab, seq_len=512, overlap=0.5, transpose=True,
-                 materialise=False, seed=0):
+                 materialise=False, seed=0, unknown_composer=0.0, fim_rate=0.0):
         self.pieces, self.vocab, self.seq_len = pieces, vocab, seq_len
-        stride = max(1, int(seq_len * (1 - overlap)))
-        # piece i's window j covers its composer token + body[start : start + seq_len]
-        self.windows = [(i, s) for i, p in enumerate(pieces) for s in window_starts(len(p) - 1, seq_len, stride)]
+        self.unknown_composer, self.fim_rate = unknown_composer, fim_rate
+        # With n-gram merges, pieces stay in base ids (so that transposing stays exact) and each window
+        # is merged after transposing: take `expand` times more base tokens than the window holds.
+        self.expand = merge_ratio(pieces, vocab) * 1.25 if vocab.merges else 1.0
+        if fim_rate and not vocab.fim:
+            raise ValueError("fim_rate > 0 needs a vocabulary with the fill-in-the-middle markers (fim=True)")
+        if fim_rate:
+            self.cut_after, self.cut_before = step_boundary_tables(vocab)
+        base_len = int(seq_len * self.expand)
+        stride = max(1, int(base_len * (1 - overlap)))
+        # piece i's window j covers its composer token + body[start : start + base_len]
+        self.windows = [(i, s) for i, p in enumerate(pieces) for s in window_starts(len(p) - 1, base_len, stride)]
         self.transpose, self.materialise = transpose, materialise and transpose
         self.rng = np.random.default_rng(seed)
 
@@ -82,13 +100,64 @@ class WindowDataset(Dataset):
             shift = int(self.rng.integers(-6, 6)) if self.transpose else 0
         i, s = self.windows[k]
         p = self.pieces[i]
-        x = np.concatenate([p[:1], p[1 + s : 1 + s + self.seq_len]]).astype(np.int64)
+        fim = self.fim_rate > 0 and self.rng.random() < self.fim_rate
+        n_body = self.seq_len - (4 if fim else 0)  # FIM adds 4 markers
+        body = p[1 + s : 1 + s + int(n_body * self.expand) + (self.expand > 1)]
+        if self.vocab.merges:
+            body = apply_merges(transpose_ids(body, shift, self.vocab), self.vocab)[:n_body]
+            shift = 0
+        if fim:
+            body = self.rearrange(body)
+        x = np.concatenate([p[:1], body]).astype(np.int64)
+        if self.unknown_composer and self.rng.random() < self.unknown_composer:
+            x[0] = self.vocab.composer_id(None)
         x = transpose_ids(x, shift, self.vocab)
         inp = np.full(self.seq_len, self.vocab.pad_id, np.int64)
         tgt = np.full(self.seq_len, IGNORE, np.int64)
         inp[: len(x) - 1] = x[:-1]
         tgt[: len(x) - 1] = x[1:]
         return torch.from_numpy(inp), torch.from_numpy(tgt)
+
+
+    def rearrange(self, body: np.ndarray) -> np.ndarray:
+        """A B C -> <fim:prefix> A <fim:suffix> C <fim:middle> B <fim:end>, cut at two random step
+        boundaries (i < j; A may be empty, C may be empty). A body without two boundaries stays as it is."""
+        cuts = fim_cut_points(body, self.cut_after, self.cut_before)
+        if len(cuts) < 2:
+            return body
+        i, j = np.sort(self.rng.choice(cuts, 2, replace=False))
+        v = self.vocab
+        return np.concatenate([[v.prefix_id], body[:i], [v.suffix_id], body[j:], [v.middle_id], body[i:j],
+                               [v.fim_end_id]])
+
+
+def merge_ratio(pieces: list[np.ndarray], vocab: Vocab, sample: int = 200_000) -> float:
+    """Base tokens per merged token, measured on up to ``sample`` tokens of the pieces."""
+    n, base, merged = 0, 0, 0
+    for p in pieces:
+        if n >= sample:
+            break
+        base += len(p)
+        merged += len(apply_merges(p, vocab))
+        n += len(p)
+    return base / max(merged, 1)
+
+
+def step_boundary_tables(vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """Per token id (merge tokens by their first/last base token): may a cut follow it (it ends with a
+    wait), may a cut precede it (it starts with a note, a dynamics level or <end>)."""
+    w0, max_wait = vocab.wait_offset, vocab.config.max_wait
+    is_wait = lambda t: w0 < t <= w0 + max_wait  # noqa: E731
+    after = np.array([is_wait(vocab.expand_id(i)[-1]) for i in range(len(vocab))])
+    before = np.array([not is_wait(vocab.expand_id(i)[0]) and vocab.expand_id(i)[0] not in vocab.special_ids
+                       for i in range(len(vocab))])
+    return after, before
+
+
+def fim_cut_points(body: np.ndarray, cut_after: np.ndarray, cut_before: np.ndarray) -> np.ndarray:
+    """Positions p (1 <= p < len) where body[p-1] ends a wait and body[p] begins a step's events."""
+    b = np.asarray(body, np.int64)
+    return np.flatnonzero(cut_after[b[:-1]] & cut_before[b[1:]]) + 1
 
 
 def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, sampler=None, workers=0, seed=0):

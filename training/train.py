@@ -23,6 +23,7 @@ import sys
 import time
 import tomllib
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,19 +31,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from maia.checkpoint import load_model, save_model
+from maia.checkpoint import load_model, read_vocab, save_model
 from maia.models import MODELS, build_model
+from maia.ngram import learn_merges
 from training.data import IGNORE, Corpus, WindowDataset, make_loader
+from training.warmstart import init_config, warm_start
 
 DEFAULTS = {
     "model": {"kind": "gpt"},
     "data": {"data_dir": "data/music21", "seq_len": 512, "overlap": 0.5, "transpose": True, "materialise": False,
-             "min_tokens": 0},
+             "min_tokens": 0, "unknown_composer": 0.0, "fim_rate": 0.0, "merges": 0, "exclude_composers": []},
     "train": {
         "out": "runs/gpt", "batch_size": 16, "lr": 6e-4, "min_lr": 6e-5, "weight_decay": 0.1,
         "beta1": 0.9, "beta2": 0.95, "warmup_steps": 200, "max_steps": 5000, "max_minutes": 0.0,
         "grad_clip": 1.0, "eval_interval": 250, "eval_batches": 40, "seed": 1337, "device": "auto",
-        "compile": False, "dtype": "auto", "threads": 0, "resume": False, "workers": 0,
+        "compile": False, "dtype": "auto", "threads": 0, "resume": False, "workers": 0, "init": "",
     },
 }
 
@@ -161,10 +164,19 @@ def train(cfg: dict) -> int:
 
     # ---- data ----------------------------------------------------------------------------------------
     corpus = Corpus.load(d["data_dir"])
+    exclude = tuple(d["exclude_composers"])
+    train_pieces = corpus.pieces("train", d["min_tokens"], exclude)
     vocab = corpus.vocab
-    train_set = WindowDataset(corpus.pieces("train", d["min_tokens"]), vocab, d["seq_len"], d["overlap"], d["transpose"],
-                              d["materialise"], seed=t["seed"] + rank)
-    valid_set = WindowDataset(corpus.pieces("valid", d["min_tokens"]), vocab, d["seq_len"], d["overlap"], transpose=False)
+    if d["fim_rate"]:
+        vocab = replace(vocab, fim=True)  # the markers sit after the composers: corpus ids do not move
+    if d["merges"]:
+        vocab = learn_merges(train_pieces, vocab, int(d["merges"]))
+    if t["resume"] and (Path(t["out"]) / "config.json").exists():
+        vocab = read_vocab(t["out"])  # the merges learnt when the run began
+    train_set = WindowDataset(train_pieces, vocab, d["seq_len"], d["overlap"], d["transpose"], d["materialise"],
+                              seed=t["seed"] + rank, unknown_composer=d["unknown_composer"], fim_rate=d["fim_rate"])
+    valid_set = WindowDataset(corpus.pieces("valid", d["min_tokens"], exclude), vocab, d["seq_len"], d["overlap"],
+                              transpose=False)
     sampler = torch.utils.data.DistributedSampler(train_set, seed=t["seed"]) if ddp else None
     train_loader = make_loader(train_set, t["batch_size"], True, sampler, t["workers"], t["seed"])
     valid_loader = make_loader(valid_set, t["batch_size"], False)
@@ -180,6 +192,13 @@ def train(cfg: dict) -> int:
         model, _, saved = load_model(out, device)
         model.train()
         step, tokens_seen = saved["training"]["step"], saved["training"]["tokens"]
+    elif t["init"]:
+        model = build_model(kind, init_config(t["init"], kind, m))
+        report = warm_start(model, t["init"], vocab)
+        model = model.to(device)
+        if master:
+            print(f"init from {t['init']}: {report['tokens_copied']} token rows copied, new {report['tokens_new']}, "
+                  f"positions {report['positions'] or 'kept'}")
     else:
         model = build_model(kind, m).to(device)
     model_cfg = model.config

@@ -1,9 +1,11 @@
-"""maia's command line: encode, decode, generate, info.
+"""maia's command line: encode, decode, generate, infill, score, info.
 
 Usage:
     python -m maia encode FILE                      tokens, space-separated, on stdout
     python -m maia decode TOKENS.txt -o OUT.mid     tokens back to MIDI
-    python -m maia generate [--prompt FILE] [--composer NAME] [--model gpt|lstm|sparse|DIR] -o OUT.mid
+    python -m maia generate [--prompt FILE] [--composer NAME] [--model piano|lstm|sparse|DIR] -o OUT.mid
+    python -m maia infill FILE --from-beat X --to-beat Y [--seed N --top-k K] -o OUT.mid
+    python -m maia score FILE... [--model NAME] [--composer NAME] [--json]
     python -m maia info                             vocabulary, special tokens, composers, models
 
 Bad input ends with one line on stderr naming the file and the problem, and exit status 1 (2 for a
@@ -86,6 +88,84 @@ def cmd_info(a) -> int:
     return 0
 
 
+def _load(model_arg: str | None):
+    """(model, vocab, config, name, device) of the named or default model."""
+    import torch
+
+    from maia.checkpoint import default_model, load_model, models_root, resolve_model
+
+    name = model_arg or default_model()
+    if name is None:
+        raise InputError(f"no model installed in {models_root()}: train one, or pass --model FOLDER")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, vocab, cfg = load_model(resolve_model(name, models_root()), device=device)
+    return model, vocab, cfg, name, device
+
+
+def cmd_score(a) -> int:
+    import json
+
+    from maia.encoding import read
+    from maia.generate import resolve_composer
+    from maia.scoring import model_window, score_piece
+
+    model, vocab, cfg, name, device = _load(a.model)
+    composer = resolve_composer(vocab, a.composer)
+    window = model_window(model, cfg)
+    results, failed = [], 0
+    for f in a.files:
+        try:
+            piece = read(f, vocab.config)
+            r = score_piece(model, vocab, piece, composer, window, device)
+            results.append({"file": f, **{k: r[k] for k in ("notes", "tokens", "bits", "bits_per_note",
+                                                             "bits_per_token", "by_kind", "surprise")}})
+        except MaiaError as e:
+            failed += 1
+            results.append({"file": f, "error": str(e)})
+    if a.json:
+        print(json.dumps(results))
+    else:
+        print(f"model {name}, composer {composer}, window {window} tokens")
+        print(f"{'bits/note':>10} {'bits/token':>10} {'notes':>7}  file")
+        for r in results:
+            if "error" in r:
+                print(f"{'-':>10} {'-':>10} {'-':>7}  {r['file']}: {r['error']}")
+            else:
+                print(f"{r['bits_per_note']:>10.3f} {r['bits_per_token']:>10.3f} {r['notes']:>7}  {r['file']}")
+        ok = [r for r in results if "error" not in r]
+        if len(ok) > 1:
+            total, notes = sum(r["bits"] for r in ok), sum(r["notes"] for r in ok)
+            print(f"{total / max(notes, 1):>10.3f} {'':>10} {notes:>7}  all {len(ok)} files (total bits / notes)")
+    if failed:
+        print(f"maia: {failed} of {len(a.files)} files could not be scored", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_infill(a) -> int:
+    from maia.encoding import read
+    from maia.generate import SamplingConfig, infill, resolve_composer
+    from maia.infill import beats_to_steps, join_span, split_span
+
+    model, vocab, _, name, _ = _load(a.model)
+    if not vocab.fim:
+        raise InputError(f"model {name} was not trained to fill in the middle")
+    piece = read(a.file, vocab.config)
+    start, end = beats_to_steps(piece, a.from_beat, a.to_beat)
+    composer = resolve_composer(vocab, a.composer)
+    window = getattr(model, "max_context", None)
+    middle = min(a.tokens, (window or 2 * a.tokens) // 2)
+    span = split_span(piece, vocab, composer, start, end, window, middle)
+    config = SamplingConfig(max_new_tokens=middle, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
+                            seed=a.seed).validate()
+    ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab) if t[0] is not None]
+    out = join_span(span, ids, vocab)
+    out.write_midi(a.output)
+    new = int(((out.notes[:, 0] >= start) & (out.notes[:, 0] < end)).sum())
+    print(f"wrote {a.output}: beats {a.from_beat:g}-{a.to_beat:g} rewritten with {new} notes "
+          f"({len(ids)} tokens), {len(span.kept)} notes kept", file=sys.stderr)
+    return 0
+
+
 def _numbered(path: str, i: int) -> Path:
     """Output path of variation i (0-based): the path itself for the first, name_<i+1>.ext after."""
     p = Path(path)
@@ -93,20 +173,14 @@ def _numbered(path: str, i: int) -> Path:
 
 
 def cmd_generate(a) -> int:
-    import torch
     from tqdm import tqdm
 
-    from maia.checkpoint import default_model, load_model, models_root, resolve_model
     from maia.encoding import read
     from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
 
     config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
                             seed=a.seed, variations=a.variations).validate()
-    name = a.model or default_model()
-    if name is None:
-        raise InputError(f"no model installed in {models_root()}: train one, or pass --model FOLDER")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, vocab, _ = load_model(resolve_model(name, models_root()), device=device)
+    model, vocab, _, name, device = _load(a.model)
     piece = read(a.prompt, vocab.config) if a.prompt else None
     prompt = build_prompt(vocab, a.composer, piece)
     if prompt.message:
@@ -167,6 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", help="also render audio with FluidSynth")
     p.add_argument("--roll", help="also draw the piano roll (PNG)")
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("infill", help="rewrite a passage between two beats, keeping the rest")
+    p.add_argument("file", help="MIDI or score file")
+    p.add_argument("--from-beat", type=float, required=True, help="start of the passage, in quarter notes from 0")
+    p.add_argument("--to-beat", type=float, required=True, help="end of the passage (exclusive)")
+    p.add_argument("--composer", help="composer to condition on (default: unknown)")
+    p.add_argument("--model", default=None, help="a fill-in-the-middle model (the default piano model is one)")
+    p.add_argument("--tokens", type=int, default=512, help="most tokens for the passage")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_infill)
+    p = sub.add_parser("score", help="bits per note of files under a model (where the music surprises it)")
+    p.add_argument("files", nargs="+", help="MIDI or score files")
+    p.add_argument("--model", default=None)
+    p.add_argument("--composer", help="composer token to score with (default: unknown)")
+    p.add_argument("--json", action="store_true", help="one JSON list, one object per file, with per-note surprise")
+    p.set_defaults(func=cmd_score)
     return ap
 
 

@@ -254,22 +254,56 @@ def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: to
     return idx.gather(-1, choice).squeeze(-1)
 
 
+class _TimeFill:
+    """Makes every row advance time by exactly ``steps`` grid steps and then end with ``stop_id``: a wait
+    longer than what is left is masked, the stop token is masked until no time is left and forced then;
+    when the token budget would run out first, only waits are allowed, so the time is always filled.
+    This is how a fill-in-the-middle span meets the music after it on the beat."""
+
+    def __init__(self, vocab: Vocab, steps: int, rows: int, n_logits: int, stop_id: int, device):
+        w0, max_wait = vocab.wait_offset, vocab.config.max_wait
+        wait = [sum(t - w0 for t in vocab.expand_id(i) if w0 < t <= w0 + max_wait) for i in range(len(vocab))]
+        self.wait = torch.zeros(n_logits, dtype=torch.long, device=device)  # (V,) steps each token advances
+        self.wait[: len(vocab)] = torch.tensor(wait, dtype=torch.long)
+        self.left = torch.full((rows,), steps, dtype=torch.long, device=device)  # (B,)
+        self.stop_id, self.end_id, self.max_wait = stop_id, vocab.end_id, max_wait
+
+    def bias(self, base: torch.Tensor, tokens_left: int) -> torch.Tensor:
+        """(V,) grammar bias -> (B, V) with the time budget applied; ``tokens_left`` counts this step."""
+        b = base.expand(len(self.left), -1).clone()
+        b[self.wait[None, :] > self.left[:, None]] = float("-inf")  # waits past the span
+        hurry = (tokens_left - 1) <= (self.left + self.max_wait - 1) // self.max_wait  # (B,) only waits fit now
+        b[hurry[:, None] & (self.wait[None, :] == 0)] = float("-inf")
+        b[:, [self.stop_id, self.end_id]] = float("-inf")
+        full = self.left == 0  # no time left: the stop token only
+        b[full] = float("-inf")
+        b[full, self.stop_id] = 0.0
+        return b
+
+    def update(self, tok: torch.Tensor) -> None:
+        self.left -= self.wait[tok]
+
+
 @torch.inference_mode()
 def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor,
-          done: torch.Tensor, end_id: int) -> list[int]:
+          done: torch.Tensor, end_id: int, fill: _TimeFill | None = None, tokens_left: int = 0) -> list[int]:
     """Samples and appends one token per row; rows already done repeat <end>. Returns the tokens."""
-    tok = _sample(window.next_logits(), bias, cfg, u)
+    tok = _sample(window.next_logits(), bias if fill is None else fill.bias(bias, tokens_left), cfg, u)
     tok = tok.masked_fill(done, end_id)
     window.append(tok)
+    if fill is not None:
+        fill.update(tok)
     return tok.tolist()  # the one host sync per step: streaming needs the tokens anyway
 
 
-def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab) -> Iterator[list[int | None]]:
+def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab,
+             fill_steps: int | None = None, stop_id: int | None = None) -> Iterator[list[int | None]]:
     """Streams continuations of ``prompt_ids``: ``config.variations`` rows sampled as one batch.
 
     Yields after each step a list with one new token id per variation, None for a variation that ended
-    (sampled <end>) earlier; stops after ``max_new_tokens`` steps or once every variation ended.
-    Raises InputError for settings out of range or an empty prompt."""
+    (sampled <end>, or ``stop_id``) earlier; stops after ``max_new_tokens`` steps or once every variation
+    ended. With ``fill_steps``, each variation advances time by exactly that many grid steps and then ends
+    with ``stop_id`` (used by ``infill``). Raises InputError for settings out of range or an empty prompt."""
     cfg = config.validate()
     if len(prompt_ids) == 0:
         raise InputError("empty prompt: it needs at least a composer token")
@@ -287,15 +321,38 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         n_logits = getattr(model.config, "vocab_size", len(vocab))
         bias, no_end = _logit_bias(vocab, n_logits, device)
         done = torch.zeros(B, dtype=torch.bool, device=device)
+        stop_id = vocab.end_id if stop_id is None else stop_id
+        fill = None if fill_steps is None else _TimeFill(vocab, fill_steps, B, n_logits, stop_id, device)
     ended = [False] * B
     for i in range(cfg.max_new_tokens):
-        toks = _step(window, no_end if i < cfg.min_new_tokens else bias, cfg, u[:, i], done, vocab.end_id)
+        toks = _step(window, no_end if i < cfg.min_new_tokens else bias, cfg, u[:, i], done, stop_id, fill,
+                     cfg.max_new_tokens - i)
         yield [None if e else t for e, t in zip(ended, toks, strict=True)]
-        now = [e or t == vocab.end_id for e, t in zip(ended, toks, strict=True)]
+        now = [e or t == stop_id for e, t in zip(ended, toks, strict=True)]
         if now != ended:  # a variation sampled <end>: it stops, the others go on
             if all(now):
                 return
             ended, done = now, torch.tensor(now, device=device)
+
+
+def infill(model, prefix_ids: Sequence[int], suffix_ids: Sequence[int], steps: int, config: SamplingConfig,
+           vocab: Vocab) -> Iterator[list[int | None]]:
+    """Streams middles for a gap of ``steps`` grid steps between ``prefix_ids`` (``<composer:X> <start>
+    ...``, the music before the gap) and ``suffix_ids`` (the music after it) with a fill-in-the-middle
+    model: the prompt is ``<composer> <fim:prefix> A <fim:suffix> C <fim:middle>``, and each middle
+    advances time by exactly ``steps`` and ends with ``<fim:end>`` (yielded like any token). The caller
+    crops A and C to leave room for the middle in the model's window (maia/infill.py does)."""
+    if not vocab.fim:
+        raise InputError("this model was not trained to fill in the middle; choose a model with fill-in-the-middle")
+    if len(prefix_ids) == 0 or not vocab.is_composer(int(prefix_ids[0])):
+        raise InputError("the prefix must begin with a composer token")
+    prompt = [int(prefix_ids[0]), vocab.prefix_id, *map(int, prefix_ids[1:]), vocab.suffix_id, *map(int, suffix_ids),
+              vocab.middle_id]
+    ctx = getattr(model, "max_context", None)
+    if ctx is not None and len(prompt) + config.max_new_tokens > ctx:
+        raise InputError(f"prefix, suffix and middle ({len(prompt)} + {config.max_new_tokens} tokens) exceed the "
+                         f"model's window of {ctx}")
+    yield from generate(model, prompt, config, vocab, fill_steps=steps, stop_id=vocab.fim_end_id)
 
 
 def generate_ids(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab) -> list[list[int]]:

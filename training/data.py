@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from maia.encoding import transpose_ids
 from maia.ngram import apply_merges
+from maia.scoring import window_starts
 from maia.vocab import Vocab
 
 IGNORE = -100  # target id ignored by cross-entropy (padding of a short last window)
@@ -59,13 +60,6 @@ class Corpus:
     def entries(self, split: str, exclude_composers=(), only_composers=()) -> list[dict]:
         return [e for e in self.index if (split == "all" or e["split"] == split)
                 and e["composer"] not in exclude_composers and (not only_composers or e["composer"] in only_composers)]
-
-
-def window_starts(length: int, seq_len: int, stride: int) -> list[int]:
-    """Starts of overlapping windows over a body of ``length`` tokens; the last one ends at the end."""
-    last = max(length - seq_len, 0)
-    n = 1 + -(-last // stride)
-    return [min(i * stride, last) for i in range(n)]
 
 
 class WindowDataset(Dataset):

@@ -38,58 +38,12 @@ from maia import metrics
 from maia.checkpoint import CONFIG, load_model, read_config
 from maia.encoding import decode_ids
 from maia.generate import Prompt, SamplingConfig, generate_ids, ids_to_piece, time_steps
+from maia.scoring import model_window, sliding_window_bits
 from maia.vocab import Vocab
-from training.data import Corpus, window_starts
+from training.data import Corpus
 from training.ngram_lm import NGramLM
 
 LN2 = math.log(2)
-
-
-def model_window(model, cfg: dict) -> int:
-    """Tokens per scoring window: the GPT's block_size, else the training seq_len (the LSTM's
-    truncated-backprop length, which is all the context it ever learnt to use)."""
-    if getattr(model, "max_context", None):
-        return int(model.max_context)
-    return int(cfg.get("data", {}).get("seq_len") or model.config.block_size)
-
-
-@torch.inference_mode()
-def sliding_window_bits(model, pieces: list[np.ndarray], window: int, stride: int | None = None,
-                        batch_size: int = 16, device="cpu", pad_id: int = 0) -> np.ndarray:
-    """Bits (-log2 P) of every id after the first of each piece, (sum of len(p) - 1,), piece after piece.
-
-    A piece is ``p[0]`` (its composer token) + body. Window j covers body[s_j : s_j + window] as targets,
-    with input ``p[0]`` + body[s_j : s_j + window - 1] (the training layout); of its targets it keeps
-    those not scored by an earlier window."""
-    stride = stride or max(1, window // 2)
-    jobs = []  # (piece, body start s, first kept target (relative to s), output position, targets kept)
-    offset = 0
-    for i, p in enumerate(pieces):
-        done = 0  # body positions < done are scored
-        for s in window_starts(len(p) - 1, window, stride):
-            end = min(s + window, len(p) - 1)
-            if end > done:
-                jobs.append((i, s, max(done, s) - s, offset + max(done, s), end - max(done, s)))
-                done = end
-        offset += max(len(p) - 1, 0)
-    bits = np.full(offset, np.nan)
-    model.eval()
-    for b in tqdm(range(0, len(jobs), batch_size), desc="scoring", leave=False, disable=len(jobs) < 8 * batch_size):
-        batch = jobs[b : b + batch_size]
-        x = np.full((len(batch), window), pad_id, np.int64)
-        y = np.full((len(batch), window), pad_id, np.int64)
-        for r, (i, s, _, _, _) in enumerate(batch):
-            p = pieces[i]
-            inp = np.concatenate([p[:1], p[1 + s : s + window]])  # composer + body[s : s + window - 1]
-            tgt = p[1 + s : 1 + s + window]  # body[s : s + window]
-            x[r, : len(inp)], y[r, : len(tgt)] = inp, tgt
-        logits = model(torch.from_numpy(x).to(device)).float()  # (B, window, V)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.from_numpy(y).to(device)[..., None])[..., 0]
-        logp = logp.cpu().numpy() / -LN2  # (B, window) bits
-        for r, (_, _, keep, out, n) in enumerate(batch):
-            bits[out : out + n] = logp[r, keep : keep + n]
-    assert not np.isnan(bits).any(), "a target was never scored"
-    return bits
 
 
 def fit_ngram(corpus: Corpus, order: int = 5, transpose: bool = True) -> NGramLM:

@@ -136,3 +136,53 @@ def _summary(x: np.ndarray) -> dict:
     if not len(x):
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
     return {"mean": float(x.mean()), "std": float(x.std()), "n": len(x)}
+
+
+# ---- keys ---------------------------------------------------------------------------------------------
+# Krumhansl & Kessler's (1982) probe-tone profiles, C major and C minor; the other keys are rotations.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def duration_pitch_classes(notes: np.ndarray) -> np.ndarray:
+    """(12,) total duration (grid steps) on each pitch class of a (N, 4) note table."""
+    return np.bincount(notes[:, 2] % 12, weights=notes[:, 1], minlength=12).astype(np.float64)
+
+
+def estimate_key(piece_or_notes) -> tuple[int, str, float]:
+    """The Krumhansl-Schmuckler key: (tonic pitch class, 'major'|'minor', correlation) of the 24 keys
+    whose profile best correlates with the duration-weighted pitch classes; (-1, '', nan) without notes."""
+    notes = piece_or_notes.notes if isinstance(piece_or_notes, Piece) else np.asarray(piece_or_notes)
+    h = duration_pitch_classes(notes) if len(notes) else np.zeros(12)
+    if not h.any() or h.std() == 0:
+        return -1, "", float("nan")
+    best = (-1, "", -2.0)
+    for mode, profile in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for tonic in range(12):
+            r = float(np.corrcoef(h, np.roll(profile, tonic))[0, 1])
+            if r > best[2]:
+                best = (tonic, mode, r)
+    return best
+
+
+def key_name(key: tuple[int, str, float]) -> str:
+    return f"{PITCH_NAMES[key[0]]} {key[1]}" if key[0] >= 0 else "?"
+
+
+def same_key_or_relative(a: tuple[int, str, float], b: tuple[int, str, float]) -> bool:
+    """True when b is a's key or its relative (D minor ~ F major)."""
+    if a[0] < 0 or b[0] < 0:
+        return False
+    if a[1] == b[1]:
+        return a[0] == b[0]
+    relative = (a[0] + 3) % 12 if a[1] == "minor" else (a[0] - 3) % 12
+    return b[0] == relative
+
+
+def pitch_class_correlation(a: Piece, b: Piece) -> float:
+    """Pearson correlation of two pieces' duration-weighted pitch-class histograms (NaN if either is flat)."""
+    ha, hb = duration_pitch_classes(a.notes), duration_pitch_classes(b.notes)
+    if ha.std() == 0 or hb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ha, hb)[0, 1])

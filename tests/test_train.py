@@ -122,3 +122,38 @@ def test_grid_writes_table(tiny_corpus, tmp_path):
         assert float(r["peak_memory_mb"]) > 50  # a python process with torch holds far more than this
     assert (out / "grid.png").stat().st_size > 0 and "| 16 | 4 | 20 |" in (out / "grid.md").read_text()
     assert (out / "sl32_bs4" / "model.safetensors").exists()
+
+
+def test_init_warm_starts_from_a_trained_model(trained, tiny_corpus, tmp_path):
+    """--init copies the trained weights into a model with a longer context and a vocabulary with new
+    tokens (the FIM markers): rows of known tokens carry over, positions tile, and training goes on from
+    the trained loss rather than from a uniform guess."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "warm"
+    over = {"train.init": str(trained), "model.block_size": 64, "data.seq_len": 64, "data.fim_rate": 0.5,
+            "train.max_steps": 10, "train.eval_interval": 10, "train.lr": 1e-4}
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, out, **over)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["block_size"] == 64 and cfg["vocab"]["fim"] is True
+    old, new = load_file(trained / "model.safetensors"), load_file(out / "model.safetensors")
+    v_old = json.loads((trained / "config.json").read_text())["vocab"]["size"]
+    assert new["transformer.wte.weight"].shape[0] == v_old + 4
+    # after 10 small steps the known rows are still close to the trained ones, far from a fresh init
+    drift = (new["transformer.wte.weight"][:v_old].float() - old["transformer.wte.weight"].float()).abs().mean()
+    assert drift < 0.25 * old["transformer.wte.weight"].float().abs().mean()
+    wpe_old, wpe_new = old["transformer.wpe.weight"].float(), new["transformer.wpe.weight"].float()
+    assert torch.allclose(wpe_new[32:], wpe_new[:32], atol=0.05) and torch.allclose(wpe_new[:32], wpe_old, atol=0.05)
+    first_val = float(read_log(out)[0]["val_loss"])
+    scratch = tmp_path / "scratch"
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, scratch, **{**over, "train.init": ""})]) == 0
+    assert first_val < float(read_log(scratch)[0]["val_loss"]) - 0.5
+
+
+def test_init_refuses_another_architecture(trained, tiny_corpus, tmp_path):
+    from maia.errors import MaiaError
+
+    with pytest.raises(MaiaError, match="n_layer"):
+        main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"train.init": str(trained),
+                                                                                 "model.n_layer": 2})])

@@ -154,6 +154,14 @@ def fim_cut_points(body: np.ndarray, cut_after: np.ndarray, cut_before: np.ndarr
     return np.flatnonzero(cut_after[b[:-1]] & cut_before[b[1:]]) + 1
 
 
+def window_weights(dataset: WindowDataset, entries: list[dict], composer_weights: dict[str, float]) -> np.ndarray:
+    """Sampling weight of each window: its piece's composer weight (1 when not named). ``entries`` are
+    the index entries of ``dataset.pieces``, in order."""
+    per_piece = np.array([float(composer_weights.get(e["composer"], 1.0)) for e in entries])
+    w = per_piece[[i for i, _ in dataset.windows]]
+    return np.tile(w, len(KEYS)) if dataset.materialise else w
+
+
 def make_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, sampler=None, workers=0, seed=0):
     """A DataLoader; pass a DistributedSampler as ``sampler`` under torchrun."""
     g = torch.Generator().manual_seed(seed)

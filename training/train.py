@@ -34,13 +34,14 @@ from tqdm import tqdm
 from maia.checkpoint import load_model, read_vocab, save_model
 from maia.models import MODELS, build_model
 from maia.ngram import learn_merges
-from training.data import IGNORE, Corpus, WindowDataset, make_loader
+from training.data import IGNORE, Corpus, WindowDataset, make_loader, window_weights
 from training.warmstart import init_config, warm_start
 
 DEFAULTS = {
     "model": {"kind": "gpt"},
     "data": {"data_dir": "data/music21", "seq_len": 512, "overlap": 0.5, "transpose": True, "materialise": False,
-             "min_tokens": 0, "unknown_composer": 0.0, "fim_rate": 0.0, "merges": 0, "exclude_composers": []},
+             "min_tokens": 0, "unknown_composer": 0.0, "fim_rate": 0.0, "merges": 0, "exclude_composers": [],
+             "composer_weights": {}},
     "train": {
         "out": "runs/gpt", "batch_size": 16, "lr": 6e-4, "min_lr": 6e-5, "weight_decay": 0.1,
         "beta1": 0.9, "beta2": 0.95, "warmup_steps": 200, "max_steps": 5000, "max_minutes": 0.0,
@@ -178,6 +179,13 @@ def train(cfg: dict) -> int:
     valid_set = WindowDataset(corpus.pieces("valid", d["min_tokens"], exclude), vocab, d["seq_len"], d["overlap"],
                               transpose=False)
     sampler = torch.utils.data.DistributedSampler(train_set, seed=t["seed"]) if ddp else None
+    if d["composer_weights"]:  # e.g. {pop = 0.35}: draw that composer's windows less often
+        if ddp:
+            raise SystemExit("data.composer_weights is not supported under DDP")
+        entries = [e for e in corpus.entries("train", exclude) if e["tokens"] >= d["min_tokens"]]
+        w = window_weights(train_set, entries, d["composer_weights"])
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), len(w), replacement=True,
+                                                         generator=torch.Generator().manual_seed(t["seed"]))
     train_loader = make_loader(train_set, t["batch_size"], True, sampler, t["workers"], t["seed"])
     valid_loader = make_loader(valid_set, t["batch_size"], False)
     if len(train_loader) == 0:
@@ -235,7 +243,7 @@ def train(cfg: dict) -> int:
             x, y = next(it)
         except StopIteration:
             epoch += 1
-            if sampler is not None:
+            if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             it = iter(train_loader)
             x, y = next(it)
@@ -277,7 +285,7 @@ def train(cfg: dict) -> int:
                 tqdm.write(f"step {step}: train {running / run_n:.4f} val {val:.4f} nats/token, {rate:,.0f} tok/s")
                 best_val = min(best_val, val)
                 extra = {
-                    "training": {"step": step, "tokens": tokens_seen, "config": cfg, "device": device,
+                    "training": {"step": step, "tokens": tokens_seen, "config": cfg, "device": device, "finished": last,
                                  "world_size": world, "seconds": round(time.time() - t0, 1),
                                  "torch": torch.__version__,
                                  "peak_cuda_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20

@@ -32,17 +32,18 @@ sys.path.append(str(ROOT / "bench"))  # last, so that bench/training.py never sh
 
 from appserver import serve  # noqa: E402
 
-from maia.checkpoint import DEFAULT_ROOT, load_model  # noqa: E402
+from maia.checkpoint import DEFAULT_ROOT, default_model, load_model  # noqa: E402
 
 COMPOSER = "mozart"
 
 
 def pick_model(model_dir: str | None) -> tuple[Path, str]:
-    """(folder holding a "gpt" model, description)."""
+    """(models folder whose default model is a GPT, description)."""
     if model_dir:
-        return Path(model_dir), f"gpt from {model_dir}"
-    if (DEFAULT_ROOT / "gpt" / "config.json").is_file():
-        return DEFAULT_ROOT, "the shipped assets/models/gpt"
+        return Path(model_dir), f"{default_model(model_dir)} from {model_dir}"
+    name = default_model(DEFAULT_ROOT)
+    if name is not None:
+        return DEFAULT_ROOT, f"the shipped assets/models/{name}"
     import torch
 
     from maia.checkpoint import save_model
@@ -63,7 +64,7 @@ def tokens_for(root: Path, prompt: Path | None, seconds: float) -> tuple[int, in
     from maia.encoding import read
     from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece, max_tokens_cap
 
-    model, vocab, _ = load_model(root / "gpt")
+    model, vocab, _ = load_model(root / default_model(root))
     p = build_prompt(vocab, COMPOSER, read(prompt, vocab.config) if prompt else None)
     start = ids_to_piece(p.ids, vocab, p).end_step if len(p.ids) > 2 else 0
     for seed in range(1, 50):
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
             for _ in range(a.runs):
                 t = time.perf_counter()
                 job = client.submit(prompt_midi=handle_file(str(prompt)) if prompt else None, composer=COMPOSER,
-                                    model="gpt", tokens=tokens, top_k=5, temperature=1.0, seed=seed,
+                                    model=default_model(root), tokens=tokens, top_k=5, temperature=1.0, seed=seed,
                                     variations=1, api_name="/generate")
                 t_first = None
                 while not job.done():

@@ -170,10 +170,10 @@ def run_load(url: str, pid: int, requests: list[Request], timeout: float = 300) 
     )
 
 
-def make_requests(n: int, tokens: int, prompt: Path | None = LACRIMOSA) -> list[Request]:
-    """n requests, seeds 1..n, every other one continuing ``prompt``."""
+def make_requests(n: int, tokens: int, prompt: Path | None = LACRIMOSA, model: str = "gpt") -> list[Request]:
+    """n requests to ``model``, seeds 1..n, every other one continuing ``prompt``."""
     use = str(prompt) if prompt and prompt.is_file() else None
-    return [Request(seed=i + 1, prompt=use if i % 2 == 0 else None, tokens=tokens) for i in range(n)]
+    return [Request(seed=i + 1, prompt=use if i % 2 == 0 else None, tokens=tokens, model=model) for i in range(n)]
 
 
 def main(argv=None) -> int:
@@ -181,15 +181,17 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per request")
     ap.add_argument("--timeout", type=float, default=300, help="seconds one call may take")
-    ap.add_argument("--model-dir", help="a folder holding a 'gpt' model (default: shipped, else random-init)")
+    ap.add_argument("--model-dir", help="a models folder; its default model is used (default: shipped, else random-init)")
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     a = ap.parse_args(argv)
 
     from app_latency import pick_model  # bench/ is on sys.path when this runs as a script
 
+    from maia.checkpoint import default_model
+
     root, which = pick_model(a.model_dir)  # 1.
     with tempfile.TemporaryDirectory() as tmp, serve(root, Path(tmp) / "app.log") as (url, pid):  # 2.
-        report = run_load(url, pid, make_requests(a.requests, a.tokens), a.timeout)  # 3.-5.
+        report = run_load(url, pid, make_requests(a.requests, a.tokens, model=default_model(root)), a.timeout)  # 3.-5.
     if a.json:
         print(json.dumps({"model": which, "cpu_cores": os.cpu_count(), **asdict(report)}))
     else:  # 6.

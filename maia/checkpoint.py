@@ -183,7 +183,7 @@ def resolve_model(name_or_dir: str | Path, root: str | Path = DEFAULT_ROOT) -> P
 
 
 MODELS_DIR_ENV = "MAIA_MODELS_DIR"  # the operator's model folder; requests never name a path
-PREFERRED_MODELS = ("gpt", "sparse", "lstm")  # the default model is the first of these installed
+PREFERRED_MODELS = ("piano", "gpt", "sparse", "lstm")  # the default model is the first of these installed
 
 
 def models_root() -> Path:
@@ -193,6 +193,6 @@ def models_root() -> Path:
 
 
 def default_model(root: str | Path | None = None) -> str | None:
-    """The model used when none is named: gpt, sparse or lstm if installed, else the first by name."""
+    """The model used when none is named: piano, gpt, sparse or lstm if installed, else the first by name."""
     models = list_models(models_root() if root is None else root)
     return next((m for m in PREFERRED_MODELS if m in models), next(iter(models), None))

@@ -78,6 +78,29 @@ def middle_bits(model, vocab, corpus: Corpus, window: int, n: int = 200, seed: i
     return {"spans": count, "notes": notes, "bits_per_note": total / max(notes, 1)}
 
 
+def ngram_baseline(plan: dict, order: int = 5) -> dict:
+    """The 5-gram (training/ngram_lm.py) counted in 12 keys on the plan's corpus without the held-out
+    composer, scored on the same held-out works and on the held-out composer (as <composer:unknown>)."""
+    from training.ngram_lm import NGramLM
+
+    corpus = Corpus.load(plan["eval_data"])
+    hold = plan.get("holdout_composer")
+    exclude = (hold,) if hold else ()
+    lm = NGramLM(len(corpus.vocab), order, corpus.vocab.pad_id).fit(corpus.pieces("train", 0, exclude), corpus.vocab, True)
+
+    def bpn(split, only=(), composer=None, exclude=()):
+        pieces = [remap_ids(p, corpus.vocab, corpus.vocab, composer) for p in corpus.pieces(split, 0, exclude, only)]
+        bits, n = lm.total_bits(pieces)
+        notes = sum(e["notes"] for e in corpus.entries(split, exclude, only))
+        return {"bits_per_note": bits / max(notes, 1), "bits_per_token": bits / max(n, 1), "notes": notes}
+
+    out = {"step": 0, "tokens_seen": 0, "vocab": len(corpus.vocab), "merges": 0,
+           "valid": {**bpn("valid", exclude=exclude), "by_kind": {}}}
+    if hold:
+        out["holdout"] = {"composer": hold, **bpn("all", (hold,), "unknown")}
+    return out
+
+
 def evaluate_run(folder: Path, plan: dict) -> dict:
     model, vocab, cfg = load_model(folder)
     corpus = Corpus.load(plan.get("eval_data") or cfg["data"]["data_dir"])  # one held-out set for every run
@@ -99,8 +122,8 @@ def report(results: dict, plan: dict) -> str:
     lines = [f"| run | merges | steps | training tokens | held-out bits/note | {hold} bits/note (unknown composer) "
              "| middle-span bits/note | note-on | note-off | wait | dynamics |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
-        k = r["valid"]["by_kind"]
-        lines.append(f"| {name} | {r['merges']} | {r['step']} | {r['tokens_seen'] / 1e6:.2f}M | {r['valid']['bits_per_note']:.3f} | "
+        k = r["valid"]["by_kind"] or dict.fromkeys(("note-on", "note-off", "wait", "dynamics"), float("nan"))
+        lines.append(f"| {name} | {r['merges']} | {r['step'] or '-'} | {r['tokens_seen'] / 1e6:.2f}M | {r['valid']['bits_per_note']:.3f} | "
                      f"{r.get('holdout', {}).get('bits_per_note', float('nan')):.3f} | "
                      f"{r['middle']['bits_per_note'] if 'middle' in r else float('nan'):.3f} | {k['note-on']:.3f} | "
                      f"{k['note-off']:.3f} | {k['wait']:.3f} | {k['dynamics']:.3f} |")
@@ -139,6 +162,9 @@ def main(argv=None) -> int:
         if (folder / "model.safetensors").exists():
             print(f"scoring {v['name']}", flush=True)
             results[v["name"]] = {**evaluate_run(folder, plan), "overrides": v.get("overrides", [])}
+    if "5-gram" not in results and plan.get("eval_data"):
+        print("counting the 5-gram baseline", flush=True)
+        results["5-gram"] = ngram_baseline(plan)
     summary_path.write_text(json.dumps(results, indent=1))
     text = report(results, plan)
     (out / "compare.md").write_text(text + "\n")

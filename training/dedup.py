@@ -102,3 +102,38 @@ def group_works(works: list[str], sets: list[np.ndarray], threshold: float) -> t
         if works[i] != works[j]:
             merged.append((i, j, s))
     return [find(w) for w in works], merged
+
+
+def main(argv=None) -> int:
+    """Measures the threshold on a prepared corpus: the Jaccard of copies the work rules already tie
+    together (one work, two sources) against the closest pairs of different works."""
+    import argparse
+    from collections import defaultdict
+
+    from maia.encoding import decode_ids
+    from training.data import Corpus
+
+    ap = argparse.ArgumentParser(description="near-duplicate report: python -m training.dedup --data data/piano")
+    ap.add_argument("--data", required=True)
+    a = ap.parse_args(argv)
+    corpus = Corpus.load(a.data)
+    entries = corpus.entries("all")
+    sets = [shingles(decode_ids(p, corpus.vocab).notes) for p in corpus.pieces("all")]
+    by_work = defaultdict(list)
+    for i, e in enumerate(entries):
+        by_work[e["work"]].append(i)
+    same = [jaccard(sets[i], sets[j]) for idx in by_work.values() for x, i in enumerate(idx) for j in idx[x + 1 :]
+            if entries[i]["source"] != entries[j]["source"]]
+    cand = candidate_pairs(minhash(sets))
+    other = sorted((jaccard(sets[i], sets[j]), i, j) for i, j in cand if entries[i]["group"] != entries[j]["group"])[::-1]
+    q = np.quantile(same, [0, 0.1, 0.5]) if same else [float("nan")] * 3
+    print(f"{len(entries)} pieces; {len(same)} pairs of one work from two sources (by the work rules): Jaccard "
+          f"min {q[0]:.3f}, 10th percentile {q[1]:.3f}, median {q[2]:.3f}; below 0.3: {sum(s < 0.3 for s in same)}")
+    print(f"closest pairs of different groups among {len(cand)} MinHash candidates:")
+    for s, i, j in other[:8]:
+        print(f"  {s:.3f}  {entries[i]['path']}  ~  {entries[j]['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

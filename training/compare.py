@@ -51,7 +51,7 @@ def held_out_bits(model, vocab, corpus: Corpus, split: str, only=(), composer=No
 
 
 @torch.inference_mode()
-def middle_bits(model, vocab, corpus: Corpus, window: int, n: int = 200, seed: int = 0) -> dict:
+def middle_bits(model, vocab, corpus: Corpus, window: int, n: int = 100, seed: int = 0) -> dict:
     """Bits per note of fill-in-the-middle spans: ``n`` held-out windows cut at two random step
     boundaries, laid out as in training; only the middle (and its <fim:end>) is scored."""
     rng = np.random.default_rng(seed)
@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", required=True, type=Path)
     ap.add_argument("--only", default="", help="comma-separated variant names")
     ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true")
     a = ap.parse_args(argv)
     plan = tomllib.loads(a.plan.read_text())
     out = Path(plan.get("out", "runs/compare"))
@@ -153,6 +154,8 @@ def main(argv=None) -> int:
         with open(folder / "train.log", "w") as log:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
         print(f"   exit {rc} after {time.time() - t0:.0f} s", flush=True)
+    if a.train_only:
+        return 0
     results = {}
     summary_path = out / "compare.json"
     if summary_path.exists():

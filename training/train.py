@@ -195,11 +195,12 @@ def train(cfg: dict) -> int:
     out = Path(t["out"])
     m.setdefault("block_size", d["seq_len"])
     m["vocab_size"] = len(vocab)
-    step, tokens_seen = 0, 0
+    step, tokens_seen, elapsed = 0, 0, 0.0
     if t["resume"] and (out / "config.json").exists():
         model, _, saved = load_model(out, device)
         model.train()
         step, tokens_seen = saved["training"]["step"], saved["training"]["tokens"]
+        elapsed = float(saved["training"].get("seconds", 0.0))  # the time budget and schedule go on from here
     elif t["init"]:
         model = build_model(kind, init_config(t["init"], kind, m))
         report = warm_start(model, t["init"], vocab)
@@ -233,7 +234,7 @@ def train(cfg: dict) -> int:
             csv.writer(f).writerow(["step", "tokens", "lr", "train_loss", "val_loss", "tokens_per_s", "elapsed_s"])
 
     # ---- loop ----------------------------------------------------------------------------------------
-    t0 = time.time()
+    t0 = time.time() - elapsed
     best_val, running, run_n, tok_window, time_window = float("inf"), 0.0, 0, 0, time.time()
     epoch = 0
     bar = tqdm(total=t["max_steps"], initial=step, disable=not master, dynamic_ncols=True)
@@ -291,6 +292,7 @@ def train(cfg: dict) -> int:
                                  "peak_cuda_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20
                                  if device_type == "cuda" else None},
                     "data": {"data_dir": str(d["data_dir"]), "train_pieces": len(train_set.pieces),
+                             "sources": sorted({e.get("source") or "music21" for e in corpus.index}),
                              "valid_pieces": len(valid_set.pieces), "seq_len": d["seq_len"]},
                     "metrics": {"val_loss_nats": val, "val_bits_per_token": val / math.log(2)},
                 }

@@ -158,3 +158,34 @@ def test_infill_refuses_plain_models_and_bad_spans(tiny_fim_model):
         beats_to_steps(piece, 4, 2)
     with pytest.raises(InputError, match="past the end"):
         beats_to_steps(piece, 10_000, 10_001)
+
+
+@pytest.fixture(scope="module")
+def fim_models_dir(tmp_path_factory, tiny_fim_model):
+    from maia.checkpoint import save_model
+
+    root = tmp_path_factory.mktemp("fim_models")
+    save_model(root / "piano", tiny_fim_model, "gpt", tiny_fim_model.config, VOCAB, dtype=None)
+    return root
+
+
+def test_cli_infill_rewrites_only_the_passage(fim_models_dir, tmp_path):
+    from maia.encoding import read
+    from test_robustness import maia
+
+    src = random_piece(5).write_midi(tmp_path / "in.mid")
+    out = tmp_path / "out.mid"
+    r = maia("infill", str(src), "--from-beat", "8", "--to-beat", "16", "--seed", "2", "--top-k", "20", "-o", str(out),
+             models_dir=fim_models_dir)
+    assert r.returncode == 0, r.stderr
+    assert "beats 8-16 rewritten" in r.stderr
+    before, after = read(src).notes, read(out).notes
+    kept = lambda n: n[(n[:, 0] < 96) | (n[:, 0] >= 192)][:, [0, 2, 3]]  # noqa: E731  onset, pitch, velocity
+    assert np.array_equal(kept(before), kept(after))
+    assert not np.array_equal(before, after)
+    again = tmp_path / "again.mid"
+    assert maia("infill", str(src), "--from-beat", "8", "--to-beat", "16", "--seed", "2", "--top-k", "20", "-o", str(again),
+                models_dir=fim_models_dir).returncode == 0
+    assert again.read_bytes() == out.read_bytes()  # same seed, same music
+    bad = maia("infill", str(src), "--from-beat", "16", "--to-beat", "8", "-o", str(out), models_dir=fim_models_dir)
+    assert bad.returncode == 1 and "need 0 <= from < to" in bad.stderr and "Traceback" not in bad.stderr

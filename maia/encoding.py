@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from maia.errors import InputError
+from maia.merges import expand_merges
 from maia.vocab import EncodingConfig, Vocab
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
@@ -427,18 +428,6 @@ def decode(tokens, vocab: Vocab | None = None, **meta) -> Piece:
     """Token strings -> Piece (write it with ``.write_midi(path)``). Unknown strings are skipped."""
     vocab = vocab or Vocab()
     return decode_ids([vocab.stoi[t] for t in tokens if t in vocab.stoi], vocab, **meta)
-
-
-def expand_merges(ids, vocab: Vocab):
-    """Replaces n-gram merge tokens by the base tokens they stand for (exact inverse of merging)."""
-    if not vocab.merges:
-        return ids
-    base, runs = vocab.base_size, vocab.merge_runs
-    out: list[int] = []
-    for i in ids:
-        i = int(i)
-        out.extend(runs[i - base] if base <= i < base + len(runs) else (i,))
-    return out
 
 
 def transpose_ids(ids: np.ndarray, semitones: int, vocab: Vocab) -> np.ndarray:

@@ -118,7 +118,7 @@ def build_prompt(vocab: Vocab, composer: str | None = None, piece: Piece | None 
     """The prompt for ``composer`` (any case, or None for unknown): ``<composer:X> <start>`` alone, or
     followed by the encoded ``piece`` (no ``<end>``: the music goes on). A piece longer than
     ``max_tokens`` (default MAIA_MAX_PROMPT_TOKENS) keeps its last bars and says so in ``message``."""
-    from maia.ngram import apply_merges
+    from maia.merges import apply_merges
 
     name = resolve_composer(vocab, composer)
     max_tokens = max_prompt_tokens() if max_tokens is None else max_tokens

@@ -84,7 +84,7 @@ def split_span(piece: Piece, vocab: Vocab, composer: str | None, start_step: int
             level = i - v0
     prefix += _waits(start_step - last, vocab)
     if vocab.merges:
-        from maia.ngram import apply_merges
+        from maia.merges import apply_merges
 
         prefix, suffix = ([int(x) for x in apply_merges(s, vocab)] for s in (prefix, suffix))
     if max_context is not None:

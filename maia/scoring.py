@@ -95,7 +95,7 @@ def remap_ids(ids, src: Vocab, dst: Vocab, composer: str | None = None) -> np.nd
     if composer is not None:
         base = np.where([dst.is_composer(int(i)) for i in base], dst.composer_id(composer), base)
     if dst.merges:
-        from maia.ngram import apply_merges
+        from maia.merges import apply_merges
 
         return apply_merges(base, dst)
     return base
@@ -156,7 +156,7 @@ def score_piece(model, vocab: Vocab, piece: Piece, composer: str | None = None, 
     bits_per_token, by_kind and surprise."""
     ids = encode_ids(piece, vocab, composer)
     if vocab.merges:
-        from maia.ngram import apply_merges
+        from maia.merges import apply_merges
 
         ids = apply_merges(ids, vocab)
     window = window or getattr(model, "max_context", None) or 512

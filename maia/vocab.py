@@ -10,7 +10,7 @@ Token families (ids are laid out in this order so that note ids never move when 
     <composer:unknown> <composer:NAME>  one per composer of the training corpus
     <fim:prefix> <fim:suffix> <fim:middle> <fim:end>
                                         fill-in-the-middle markers (only in vocabularies built with fim=True)
-    <m:a+b+...>                         optional n-gram merges, learnt BPE-style (see maia/ngram.py)
+    <m:a+b+...>                         optional n-gram merges, learnt BPE-style (see maia/merges.py)
 """
 
 from __future__ import annotations

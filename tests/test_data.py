@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from test_fim import random_piece
 
 from maia.encoding import encode_ids, expand_merges, transpose_ids
-from maia.ngram import learn_merges
+from maia.merges import learn_merges
 from maia.vocab import Vocab
 from training.data import Corpus, WindowDataset, merge_ratio, window_weights
-from test_fim import random_piece
 
 VOCAB = Vocab(composers=("bach", "pop"))
 

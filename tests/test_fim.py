@@ -170,8 +170,9 @@ def fim_models_dir(tmp_path_factory, tiny_fim_model):
 
 
 def test_cli_infill_rewrites_only_the_passage(fim_models_dir, tmp_path):
-    from maia.encoding import read
     from test_robustness import maia
+
+    from maia.encoding import read
 
     src = random_piece(5).write_midi(tmp_path / "in.mid")
     out = tmp_path / "out.mid"

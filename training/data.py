@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from maia.encoding import transpose_ids
-from maia.ngram import apply_merges
+from maia.merges import apply_merges
 from maia.scoring import window_starts
 from maia.vocab import Vocab
 

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from maia.checkpoint import load_model, read_vocab, save_model
+from maia.merges import learn_merges
 from maia.models import MODELS, build_model
-from maia.ngram import learn_merges
 from training.data import IGNORE, Corpus, WindowDataset, make_loader, window_weights
 from training.warmstart import init_config, warm_start
 

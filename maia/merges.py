@@ -1,4 +1,4 @@
-"""N-gram tokenization: merge frequent runs of notewise tokens into single tokens (byte-pair style).
+"""N-gram merges: frequent runs of notewise tokens as single tokens (byte-pair style); learn, apply, expand.
 
 The original project explored merging frequent n-grams (``wait12 endp60`` ...) to shorten sequences.
 Merges are learnt greedily from the training split: count adjacent pairs, merge the most frequent into a
@@ -6,18 +6,15 @@ new token, repeat K times. A merge token expands to a fixed run of base tokens, 
 reversible (``expand(apply(x)) == x``). Composer, <start>, <end> and <pad> tokens never merge, so no
 merge crosses a piece boundary.
 
-Usage:
-    python -m maia.ngram --data data/music21 --merges 256      # prints the unigram vs n-gram table
+Learning them from a corpus and comparing sizes: ``python -m training.merges --data data/piano``.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import numpy as np
 
-from maia.encoding import expand_merges
 from maia.vocab import Vocab
 
 
@@ -31,6 +28,18 @@ def _pair_positions(x: np.ndarray, left: int, right: int) -> np.ndarray:
     run_id = np.cumsum(new_run) - 1
     first = pos[new_run][run_id]
     return pos[(pos - first) % 2 == 0]
+
+
+def expand_merges(ids, vocab: Vocab):
+    """Replaces n-gram merge tokens by the base tokens they stand for (exact inverse of merging)."""
+    if not vocab.merges:
+        return ids
+    base, runs = vocab.base_size, vocab.merge_runs
+    out: list[int] = []
+    for i in ids:
+        i = int(i)
+        out.extend(runs[i - base] if base <= i < base + len(runs) else (i,))
+    return out
 
 
 def _merge(x: np.ndarray, pos: np.ndarray, new_id: int) -> np.ndarray:
@@ -80,44 +89,3 @@ def apply_merges(ids, vocab: Vocab) -> np.ndarray:
         if len(pos):
             x = _merge(x, pos, vocab.base_size + k)
     return x
-
-
-def compare(sequences: list[np.ndarray], notes: int, vocab: Vocab, merged: Vocab) -> dict:
-    """Vocabulary size and mean tokens per note, unigram (base) vs n-gram (merged)."""
-    base_tokens = sum(len(s) for s in sequences)
-    merged_tokens = sum(len(apply_merges(s, merged)) for s in sequences)
-    return {
-        "unigram": {"vocab_size": len(vocab), "tokens": base_tokens, "tokens_per_note": base_tokens / max(notes, 1)},
-        "ngram": {"vocab_size": len(merged), "merges": len(merged.merges), "tokens": merged_tokens,
-                  "tokens_per_note": merged_tokens / max(notes, 1)},
-    }
-
-
-def main(argv=None) -> int:
-    from training.data import Corpus
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="data/music21")
-    ap.add_argument("--merges", default="64,256,1024", help="comma-separated merge counts to compare")
-    a = ap.parse_args(argv)
-    corpus = Corpus.load(a.data)
-    train = corpus.pieces("train")
-    valid = corpus.pieces("valid")
-    valid_notes = sum(e["notes"] for e in corpus.entries("valid"))
-    print("| tokenization | vocabulary | merges | validation tokens | tokens per note |")
-    print("|---|---:|---:|---:|---:|")
-    for i, k in enumerate(int(k) for k in a.merges.split(",")):
-        merged = learn_merges(train, corpus.vocab, k)
-        r = compare(valid, valid_notes, corpus.vocab, merged)
-        if i == 0:
-            u = r["unigram"]
-            print(f"| unigram (notewise) | {u['vocab_size']} | 0 | {u['tokens']:,} | {u['tokens_per_note']:.3f} |")
-        g = r["ngram"]
-        print(f"| n-gram | {g['vocab_size']} | {g['merges']} | {g['tokens']:,} | {g['tokens_per_note']:.3f} |")
-        top = sorted(range(len(merged.merges)), key=lambda j: -len(merged.merge_runs[j]))[:3]
-        print(f"<!-- longest merges for K={k}: {', '.join(merged.itos[merged.base_size + j] for j in top)} -->")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from maia.encoding import decode_ids, encode_ids, expand_merges
-from maia.ngram import _pair_positions, apply_merges, learn_merges
+from maia.merges import _pair_positions, apply_merges, learn_merges
 from maia.vocab import Vocab
 
 

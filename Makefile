@@ -35,6 +35,7 @@ bench: install
 	mkdir -p bench/results
 	$(BIN)/python bench/encoding.py --json bench/results/encoding.json | tee bench/results/encoding.txt
 	$(BIN)/python bench/training.py --threads 2 | tee bench/results/training.txt
+	$(BIN)/python bench/train_step.py | tee bench/results/train_step.txt
 	$(BIN)/python bench/generate.py --threads 2 | tee bench/results/generate.txt
 	$(BIN)/python bench/attention.py | tee bench/results/attention.txt
 	$(BIN)/python bench/app_latency.py | tee bench/results/app_latency.txt

@@ -1,11 +1,14 @@
-"""A grid over context length and batch size, every run on the same budget of training tokens.
+"""A grid over context length and batch size, every run on the same budget of training tokens or time.
 
 Usage:
     python -m training.grid --config training/configs/gpt.toml --seq-len 256,512,1024 --batch-size 16,32,64 \
         --budget-tokens 20000000 [--out runs/grid] [--key=value ...]
+    python -m training.grid --config training/configs/piano.toml --seq-len 256,512,1024 --batch-size 8,16,32 \
+        --minutes 10 --out runs/grid_piano        # equal wall-clock: what a CPU-bound project can afford
 
 Steps:
-  1. for each (seq_len, batch_size): max_steps = budget / (seq_len * batch_size), warmup at most a tenth
+  1. for each (seq_len, batch_size): max_steps = budget / (seq_len * batch_size) (or, with --minutes, the
+     steps that fit in that time: the schedule ends with it), warmup at most a tenth
      of that, one evaluation at the end on the whole validation split (so every run is scored on the same
      pieces), model.block_size = seq_len; any other ``--key=value`` goes to every run unchanged;
   2. train it as its own ``python -m training.train`` process into OUT/sl<seq_len>_bs<batch_size>/ (its
@@ -30,17 +33,25 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from training.train import load_config
+from training.config import load_config
 
 COLUMNS = ["seq_len", "batch_size", "max_steps", "tokens", "val_loss", "val_bits_per_token", "tokens_per_s",
            "peak_memory_mb", "memory_kind", "minutes", "status"]
 
 
-def plan(seq_lens: list[int], batch_sizes: list[int], budget: int, warmup: int) -> list[dict]:
-    """One entry per run: its settings and the overrides that give them."""
+def plan(seq_lens: list[int], batch_sizes: list[int], budget: int | None, warmup: int,
+         minutes: float | None = None) -> list[dict]:
+    """One entry per run: its settings and the overrides that give them. With ``minutes``, every run gets
+    that wall-clock budget (its schedule ends with it) and is evaluated once, at the end."""
     runs = []
     for sl in seq_lens:
         for bs in batch_sizes:
+            if minutes is not None:
+                runs.append({"seq_len": sl, "batch_size": bs, "max_steps": 0, "overrides": [
+                    f"--data.seq_len={sl}", f"--model.block_size={sl}", f"--train.batch_size={bs}",
+                    "--train.max_steps=1000000000", "--train.eval_interval=1000000000", f"--train.max_minutes={minutes}",
+                    f"--train.warmup_steps={warmup}", "--train.eval_batches=1000000000"]})
+                continue
             steps = max(1, budget // (sl * bs))
             runs.append({"seq_len": sl, "batch_size": bs, "max_steps": steps, "overrides": [
                 f"--data.seq_len={sl}", f"--model.block_size={sl}", f"--train.batch_size={bs}",
@@ -71,6 +82,8 @@ def collect(run: dict, out: Path, code: int, maxrss_mb: float, seconds: float) -
     if code != 0 or not (out / "config.json").exists():
         return row
     cfg = json.loads((out / "config.json").read_text())
+    if not row["max_steps"]:  # a run on a time budget: the steps it made
+        row["max_steps"] = cfg["training"]["step"]
     with open(out / "log.csv", newline="") as f:
         last = list(csv.DictReader(f))[-1]
     val = cfg["metrics"]["val_loss_nats"]
@@ -126,13 +139,16 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="TOML file in training/configs/")
     ap.add_argument("--seq-len", required=True, help="comma-separated, e.g. 256,512,1024")
     ap.add_argument("--batch-size", required=True, help="comma-separated, e.g. 16,32,64")
-    ap.add_argument("--budget-tokens", type=int, required=True, help="training tokens per run")
+    ap.add_argument("--budget-tokens", type=int, help="training tokens per run")
+    ap.add_argument("--minutes", type=float, help="or: wall-clock minutes per run (equal time, not tokens)")
     ap.add_argument("--out", type=Path, default=Path("runs/grid"))
     a, overrides = ap.parse_known_args(argv)
     seq_lens = [int(x) for x in a.seq_len.split(",")]
     batch_sizes = [int(x) for x in a.batch_size.split(",")]
+    if (a.budget_tokens is None) == (a.minutes is None):
+        ap.error("give one budget: --budget-tokens or --minutes")
     base = load_config(a.config, overrides)  # fails early on a bad override
-    runs = plan(seq_lens, batch_sizes, a.budget_tokens, int(base["train"]["warmup_steps"]))
+    runs = plan(seq_lens, batch_sizes, a.budget_tokens, base.train.warmup_steps, a.minutes)
     a.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for run in tqdm(runs, desc="grid"):
@@ -147,9 +163,10 @@ def main(argv=None) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
-def _title(a, cfg: dict) -> str:
-    return (f"Grid: {cfg['model'].get('kind', 'gpt')} from {a.config or 'defaults'}, {a.budget_tokens:,} training "
-            f"tokens per run, data {cfg['data']['data_dir']}.")
+def _title(a, cfg) -> str:
+    budget = f"{a.budget_tokens:,} training tokens" if a.budget_tokens else f"{a.minutes:g} minutes"
+    return (f"Grid: {cfg.model.get('kind', 'gpt')} from {a.config or 'defaults'}, {budget} per run, "
+            f"data {cfg.data.data_dir}.")
 
 
 if __name__ == "__main__":

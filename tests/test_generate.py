@@ -264,3 +264,16 @@ def test_cli_generate_errors_are_one_line(tiny_models_dir, tmp_path, monkeypatch
     assert main(["generate", *args, "-o", str(tmp_path / "x.mid")]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("top_p,expected", [(0.5, {0}), (0.51, {0, 1}), (0.7, {0, 1}), (0.8, {0, 1}), (0.81, {0, 1, 2}),
+                                            (1.0, {0, 1, 2})])
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p, expected):
+    """Probabilities 0.5, 0.3, 0.2: the nucleus is the fewest likeliest tokens whose mass reaches top_p.
+    A rule off by one token (``cumsum > top_p``, or ``>=`` in place of ``- p >=``) fails here."""
+    from maia.generate import _sample
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    cfg = SamplingConfig(top_k=3, top_p=top_p)
+    seen = {int(_sample(logits, torch.zeros(3), cfg, torch.tensor([u]))) for u in np.linspace(0.0, 0.999, 200)}
+    assert seen == expected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from test_fim import random_piece
+from helpers import random_piece
 
 from maia.encoding import encode_ids, expand_merges, transpose_ids
 from maia.merges import learn_merges

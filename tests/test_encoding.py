@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from helpers import assert_valid_piece
 from midi_factory import DRUM_PITCHES, PIANO_PITCHES, KeyPress, Performance, performance
 
 from maia.encoding import (
@@ -83,20 +84,6 @@ def music21_notes(score, cfg=CFG):
 
 def as_rows(piece: Piece):
     return [(int(s), int(s + d), int(p)) for s, d, p, _ in piece.notes]
-
-
-def assert_valid_piece(piece: Piece, cfg=CFG):
-    """The Piece invariants: int64 (N, 4), sorted by (onset, pitch), durations >= 1, pitches in range,
-    velocities 1..127, and a key never sounding twice at once."""
-    n = piece.notes
-    assert n.dtype == np.int64 and n.ndim == 2 and n.shape[1] == 4
-    assert (n[:, 1] >= 1).all() and (n[:, 0] >= 0).all()
-    assert ((n[:, 2] >= cfg.pitch_lo) & (n[:, 2] <= cfg.pitch_hi)).all()
-    assert ((n[:, 3] >= 1) & (n[:, 3] <= 127)).all()
-    assert (np.lexsort((n[:, 2], n[:, 0])) == np.arange(len(n))).all()
-    for p in np.unique(n[:, 2]):
-        k = n[n[:, 2] == p]
-        assert (k[:-1, 0] + k[:-1, 1] <= k[1:, 0]).all(), f"key {p} sounds twice at once"
 
 
 def assert_canonical(tokens: list[str], cfg=CFG):

@@ -8,8 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import maia, random_piece
 
-from maia.encoding import Piece, encode_ids, normalize_notes
+from maia.encoding import encode_ids
 from maia.generate import SamplingConfig, infill, time_steps
 from maia.infill import beats_to_steps, join_span, split_span
 from maia.models import build_model
@@ -17,15 +18,6 @@ from maia.vocab import FIM_TOKENS, Vocab
 from training.data import WindowDataset, fim_cut_points, step_boundary_tables
 
 VOCAB = Vocab(composers=("bach", "chopin"), fim=True)
-
-
-def random_piece(seed: int, n: int = 120) -> Piece:
-    rng = np.random.default_rng(seed)
-    onset = np.sort(rng.integers(0, 12 * n // 2, n))
-    dur = rng.integers(1, 30, n)
-    pitch = rng.integers(40, 90, n)
-    vel = rng.integers(20, 120, n)
-    return Piece(normalize_notes(onset, onset + dur, pitch, vel, VOCAB.config), 12, 90.0, (3, 4))
 
 
 def test_fim_vocabulary_keeps_note_ids_and_adds_markers():
@@ -170,7 +162,6 @@ def fim_models_dir(tmp_path_factory, tiny_fim_model):
 
 
 def test_cli_infill_rewrites_only_the_passage(fim_models_dir, tmp_path):
-    from test_robustness import maia
 
     from maia.encoding import read
 

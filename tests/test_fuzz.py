@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 from bad_midi import VALID, _running_status, note, simple
+from helpers import assert_valid_piece
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from midi_factory import performance
-from test_encoding import assert_valid_piece
 
 from maia.encoding import decode, decode_ids, encode_ids, read, read_midi_bytes
 from maia.errors import MaiaError

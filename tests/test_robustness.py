@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_midi import MANY_NOTES, MANY_TRACKS, cases, write_all
-from test_encoding import assert_valid_piece
+from helpers import assert_valid_piece, maia
 
 from maia.encoding import decode, read
 from maia.generate import build_prompt
@@ -102,12 +102,6 @@ def test_generator_is_deterministic_and_runs_as_a_script(tmp_path):
 
 
 # ---- the CLI --------------------------------------------------------------------------------------
-def maia(*args, models_dir: Path, timeout=180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MAIA_MODELS_DIR": str(models_dir), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "maia", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def assert_one_line(out: subprocess.CompletedProcess, names: str, pattern: str):
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr

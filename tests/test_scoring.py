@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import maia
 
 from maia.checkpoint import load_model
 from maia.encoding import encode_ids, read
@@ -63,7 +64,6 @@ def test_remap_ids_between_vocabularies():
 
 
 def test_cli_score_json(tiny_models_dir, tiny_midi, tmp_path):
-    from test_robustness import maia
 
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"MThd garbage")

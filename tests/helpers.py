@@ -1,0 +1,45 @@
+"""Helpers shared by several test modules (tests import these, never each other)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maia.encoding import Piece, normalize_notes
+from maia.vocab import EncodingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = EncodingConfig()
+
+
+def assert_valid_piece(piece: Piece, cfg=CFG):
+    """The Piece invariants: int64 (N, 4), sorted by (onset, pitch), durations >= 1, pitches in range,
+    velocities 1..127, and a key never sounding twice at once."""
+    n = piece.notes
+    assert n.dtype == np.int64 and n.ndim == 2 and n.shape[1] == 4
+    assert (n[:, 1] >= 1).all() and (n[:, 0] >= 0).all()
+    assert ((n[:, 2] >= cfg.pitch_lo) & (n[:, 2] <= cfg.pitch_hi)).all()
+    assert ((n[:, 3] >= 1) & (n[:, 3] <= 127)).all()
+    assert (np.lexsort((n[:, 2], n[:, 0])) == np.arange(len(n))).all()
+    for p in np.unique(n[:, 2]):
+        k = n[n[:, 2] == p]
+        assert (k[:-1, 0] + k[:-1, 1] <= k[1:, 0]).all(), f"key {p} sounds twice at once"
+
+
+def maia(*args, models_dir: Path, timeout=180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MAIA_MODELS_DIR": str(models_dir), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "maia", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def random_piece(seed: int, n: int = 120) -> Piece:
+    rng = np.random.default_rng(seed)
+    onset = np.sort(rng.integers(0, 12 * n // 2, n))
+    dur = rng.integers(1, 30, n)
+    pitch = rng.integers(40, 90, n)
+    vel = rng.integers(20, 120, n)
+    return Piece(normalize_notes(onset, onset + dur, pitch, vel, CFG), 12, 90.0, (3, 4))

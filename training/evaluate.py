@@ -81,7 +81,7 @@ def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: lis
     reference = []
     for p, e in usable:
         head = [int(i) for i in p[:prompt_tokens]]
-        prompt = Prompt(head, e["composer"], piece_tempo(p, e, vocab), None, time_steps(head, vocab))
+        prompt = Prompt(head, e["composer"], e.get("tempo") or piece_tempo(p, e, vocab), None, time_steps(head, vocab))
         prompts.append(prompt)
         reference.append(continuation(p[: prompt_tokens + tokens], prompt, vocab))
     sampling = sampling or SamplingConfig()

@@ -157,13 +157,31 @@ def cmd_infill(a) -> int:
     span = split_span(piece, vocab, composer, start, end, window, middle)
     config = SamplingConfig(max_new_tokens=middle, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
                             seed=a.seed).validate()
-    ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab) if t[0] is not None]
+    ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab, _controls(a))
+           if t[0] is not None]
     out = join_span(span, ids, vocab)
     out.write_midi(a.output)
     new = int(((out.notes[:, 0] >= start) & (out.notes[:, 0] < end)).sum())
     print(f"wrote {a.output}: beats {a.from_beat:g}-{a.to_beat:g} rewritten with {new} notes "
           f"({len(ids)} tokens), {len(span.kept)} notes kept", file=sys.stderr)
     return 0
+
+
+def _controls(a):
+    """The steering flags as Controls (maia/controls.py); None when none is given."""
+    from maia.controls import Controls, parse_key
+
+    c = Controls(key=parse_key(a.key), key_strength=a.key_strength, lowest=a.lowest, highest=a.highest,
+                 density=a.density).validate()
+    return c if c.active else None
+
+
+def _add_controls(p) -> None:
+    p.add_argument("--key", help="hold notes to a key's scale, e.g. 'D minor' (see --key-strength)")
+    p.add_argument("--key-strength", type=float, default=1.0, help="0..1: how strongly (1: never outside)")
+    p.add_argument("--lowest", type=int, help="lowest MIDI pitch to play (e.g. 36)")
+    p.add_argument("--highest", type=int, help="highest MIDI pitch to play (e.g. 96)")
+    p.add_argument("--density", type=float, default=1.0, help="0.25..4: factor on every note's probability")
 
 
 def _numbered(path: str, i: int) -> Path:
@@ -188,7 +206,7 @@ def cmd_generate(a) -> int:
 
     rows = [list(prompt.ids) for _ in range(config.variations)]
     with tqdm(total=config.max_new_tokens, unit="tok", desc=f"{name} ({device})", disable=None) as bar:
-        for step in generate(model, prompt.ids, config, vocab):
+        for step in generate(model, prompt.ids, config, vocab, controls=_controls(a)):
             for row, t in zip(rows, step, strict=True):
                 if t is not None:
                     row.append(t)
@@ -240,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output MIDI (variation i>1 gets a _i suffix)")
     p.add_argument("--wav", help="also render audio with FluidSynth")
     p.add_argument("--roll", help="also draw the piano roll (PNG)")
+    _add_controls(p)
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("infill", help="rewrite a passage between two beats, keeping the rest")
     p.add_argument("file", help="MIDI or score file")
@@ -253,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True)
+    _add_controls(p)
     p.set_defaults(func=cmd_infill)
     p = sub.add_parser("score", help="bits per note of files under a model (where the music surprises it)")
     p.add_argument("files", nargs="+", help="MIDI or score files")

@@ -297,7 +297,7 @@ def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Ten
 
 
 def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab,
-             fill_steps: int | None = None, stop_id: int | None = None) -> Iterator[list[int | None]]:
+             fill_steps: int | None = None, stop_id: int | None = None, controls=None) -> Iterator[list[int | None]]:
     """Streams continuations of ``prompt_ids``: ``config.variations`` rows sampled as one batch.
 
     Yields after each step a list with one new token id per variation, None for a variation that ended
@@ -320,6 +320,11 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         window = _Window(model, seq, P, cfg, vocab)
         n_logits = getattr(model.config, "vocab_size", len(vocab))
         bias, no_end = _logit_bias(vocab, n_logits, device)
+        if controls is not None and controls.validate().active:  # key lock, register, density
+            from maia.controls import control_bias
+
+            steer = control_bias(controls, vocab, n_logits, device)
+            bias, no_end = bias + steer, no_end + steer
         done = torch.zeros(B, dtype=torch.bool, device=device)
         stop_id = vocab.end_id if stop_id is None else stop_id
         fill = None if fill_steps is None else _TimeFill(vocab, fill_steps, B, n_logits, stop_id, device)
@@ -336,7 +341,7 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
 
 
 def infill(model, prefix_ids: Sequence[int], suffix_ids: Sequence[int], steps: int, config: SamplingConfig,
-           vocab: Vocab) -> Iterator[list[int | None]]:
+           vocab: Vocab, controls=None) -> Iterator[list[int | None]]:
     """Streams middles for a gap of ``steps`` grid steps between ``prefix_ids`` (``<composer:X> <start>
     ...``, the music before the gap) and ``suffix_ids`` (the music after it) with a fill-in-the-middle
     model: the prompt is ``<composer> <fim:prefix> A <fim:suffix> C <fim:middle>``, and each middle
@@ -352,14 +357,14 @@ def infill(model, prefix_ids: Sequence[int], suffix_ids: Sequence[int], steps: i
     if ctx is not None and len(prompt) + config.max_new_tokens > ctx:
         raise InputError(f"prefix, suffix and middle ({len(prompt)} + {config.max_new_tokens} tokens) exceed the "
                          f"model's window of {ctx}")
-    yield from generate(model, prompt, config, vocab, fill_steps=steps, stop_id=vocab.fim_end_id)
+    yield from generate(model, prompt, config, vocab, fill_steps=steps, stop_id=vocab.fim_end_id, controls=controls)
 
 
-def generate_ids(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab) -> list[list[int]]:
+def generate_ids(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab, controls=None) -> list[list[int]]:
     """Non-streaming ``generate``: for each variation, the prompt followed by its continuation (ending
     with <end> if the model finished the piece)."""
     rows = [list(map(int, prompt_ids)) for _ in range(config.variations)]
-    for step in generate(model, prompt_ids, config, vocab):
+    for step in generate(model, prompt_ids, config, vocab, controls=controls):
         for row, t in zip(rows, step, strict=True):
             if t is not None:
                 row.append(t)

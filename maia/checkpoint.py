@@ -79,9 +79,21 @@ def save_model(
         state[name] = t.contiguous()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(state, folder / WEIGHTS, metadata={"format": "pt"})
-    (folder / CONFIG).write_text(text)
+    # Atomic: each file is written under a temporary name and renamed over the old one, so a run killed
+    # mid-save leaves the previous checkpoint whole. Weights go first: a config never describes
+    # weights that are not there yet.
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file(state, tmp, metadata={"format": "pt"})
+    os.replace(tmp, folder / WEIGHTS)
+    atomic_write_text(folder / CONFIG, text)
     return folder
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_config(folder: str | Path) -> dict:

@@ -129,7 +129,7 @@ def cmd_score(a) -> int:
         print(f"{'bits/note':>10} {'bits/token':>10} {'notes':>7}  file")
         for r in results:
             if "error" in r:
-                print(f"{'-':>10} {'-':>10} {'-':>7}  {r['file']}: {r['error']}")
+                print(f"{'-':>10} {'-':>10} {'-':>7}  {r['error']}")  # the message names the file
             else:
                 print(f"{r['bits_per_note']:>10.3f} {r['bits_per_token']:>10.3f} {r['notes']:>7}  {r['file']}")
         ok = [r for r in results if "error" not in r]

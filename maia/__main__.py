@@ -220,6 +220,12 @@ def cmd_generate(a) -> int:
             from maia.pianoroll import save_png
 
             print(f"wrote {save_png(piece, _numbered(a.roll, i), prompt_steps=prompt.steps or None)}", file=sys.stderr)
+        if a.musicxml:
+            from maia.notation import write_musicxml
+
+            out_xml = write_musicxml(piece, _numbered(a.musicxml, i), title=f"maia — {prompt.composer}",
+                                     subtitle=f"model {name}, seed {config.seed}, variation {i + 1}")
+            print(f"wrote {out_xml}", file=sys.stderr)
         if a.wav:
             from maia.synth import render, write_wav
 
@@ -258,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output MIDI (variation i>1 gets a _i suffix)")
     p.add_argument("--wav", help="also render audio with FluidSynth")
     p.add_argument("--roll", help="also draw the piano roll (PNG)")
+    p.add_argument("--musicxml", help="also write sheet music: a piano grand staff in MusicXML")
     _add_controls(p)
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("infill", help="rewrite a passage between two beats, keeping the rest")

@@ -39,6 +39,7 @@ from maia.generate import (
     max_tokens_cap,
     prompt_tokens_in_view,
 )
+from maia.notation import write_musicxml
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -269,7 +270,8 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
             next_at = time.monotonic() + max(interval, 2 * (time.monotonic() - t0))
     update = snapshot(k, True)
     for i, out in enumerate(update.outputs):
-        _finish(ids_to_piece(rows[i], vocab, prompt), out)
+        _finish(ids_to_piece(rows[i], vocab, prompt), out, f"maia — {prompt.composer}",
+                f"model {model}, seed {config.seed if config.seed is not None else 'random'}, variation {i + 1}")
     update.done = True
     update.status = "done: " + update.status
     if out_of_time:
@@ -294,40 +296,19 @@ def _render(piece: Piece, prompt: Prompt, stem: Path, audio: bool, final: bool) 
     return out
 
 
-def _finish(piece: Piece, out: Output) -> None:
-    """Adds MusicXML and the key (music21's analyze('key')) to a finished variation."""
+def _finish(piece: Piece, out: Output, title: str, subtitle: str) -> None:
+    """Adds the key (Krumhansl-Schmuckler) and the MusicXML grand staff (maia/notation.py) to a finished
+    variation."""
+    from maia.metrics import estimate_key, key_name
+
     key = "?"
     if len(piece):
+        key = key_name(estimate_key(piece)).replace("b ", "♭ ")
         try:
-            score = _score(out.midi)
-            key = _key_name(score.analyze("key"))
-            out.musicxml = _write_musicxml(score, out.midi.with_suffix(".musicxml"))
-        except Exception as e:  # music21 raises many unrelated types on odd music; the MIDI stays usable
-            key = key if key != "?" else f"? ({type(e).__name__})"
+            out.musicxml = write_musicxml(piece, out.midi.with_suffix(".musicxml"), title=title, subtitle=subtitle)
+        except Exception:  # music21 raises many unrelated types on odd music; the MIDI stays usable
+            out.musicxml = None
     out.analysis = f"Key: {key} · {out.analysis}"
-
-
-def _score(midi: Path):
-    import music21
-
-    return music21.converter.parse(str(midi), quantizePost=True)
-
-
-def _key_name(key) -> str:
-    return f"{key.tonic.name.replace('-', '♭')} {key.mode}"
-
-
-def _write_musicxml(score, path: Path) -> Path:
-    """MusicXML of a parsed MIDI. Notes held across bar lines (common in sampled music) defeat music21's
-    direct export; then each part is re-notated (measures, ties) from its flat stream, which is slower."""
-    from music21 import stream
-    from music21.musicxml.xmlObjects import MusicXMLExportException
-
-    try:
-        return Path(score.write("musicxml", fp=str(path)))
-    except MusicXMLExportException:
-        renotated = stream.Score([p.flatten().makeNotation() for p in score.parts])
-        return Path(renotated.write("musicxml", fp=str(path)))
 
 
 def _status(made: int, config: SamplingConfig, ended: list[bool], elapsed: float, model: str) -> str:

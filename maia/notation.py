@@ -1,0 +1,138 @@
+"""Sheet music for a piece: a piano grand staff in MusicXML (music21), engraved to SVG pages (Verovio).
+
+    xml = musicxml(piece, title="maia — continuation of the Lacrimosa", subtitle="model piano, seed 3")
+    pages = engrave(xml)                       # one SVG string per page
+
+The right hand takes the notes from middle C up and the left hand those below, each on its own staff of
+one braced grand staff (treble and bass clef). The key signature is the piece's estimated key
+(Krumhansl-Schmuckler, maia.metrics.estimate_key), the time signature and tempo those the piece carries
+(4/4 and its tempo when it has none). Each hand is written as its own MIDI track and read back by
+music21's MIDI reader, which already turns overlapping notes into chords and voices and notates measures
+and ties; this module then makes the two parts a piano.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from maia.encoding import Piece
+from maia.metrics import estimate_key
+
+SPLIT = 60  # middle C and above: right hand
+
+
+def _hand_midi(piece: Piece) -> bytes:
+    """A two-track MIDI file: track 1 the right hand, track 2 the left hand (an empty hand gets no track)."""
+    from symusic import Note, Score, Tempo, TimeSignature, Track
+
+    ticks = 40
+    score = Score(piece.steps_per_quarter * ticks)
+    score.tempos.append(Tempo(0, qpm=float(piece.tempo_qpm)))
+    num, den = piece.time_signature or (4, 4)
+    score.time_signatures.append(TimeSignature(0, num, den))
+    n = piece.notes
+    for name, mask in (("Right hand", n[:, 2] >= SPLIT), ("Left hand", n[:, 2] < SPLIT)):
+        part = n[mask]
+        if not len(part):
+            continue
+        track = Track(name=name, program=0, is_drum=False)
+        track.notes = Note.from_numpy(time=(part[:, 0] * ticks).astype(np.int32), duration=(part[:, 1] * ticks).astype(np.int32),
+                                      pitch=part[:, 2].astype(np.int8), velocity=part[:, 3].astype(np.int8))
+        score.tracks.append(track)
+    return bytes(score.dumps_midi())
+
+
+def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia"):
+    """The piece as a music21 Score: a braced grand staff with clefs, key and time signatures, tempo and
+    title."""
+    from music21 import clef, converter, key, layout, metadata, meter, stream, tempo
+
+    parsed = converter.parseData(_hand_midi(piece), format="midi", quantizePost=True)
+    n = piece.notes
+    hands = [h for h, m in (("right", n[:, 2] >= SPLIT), ("left", n[:, 2] < SPLIT)) if m.any()]
+    tonic, mode, _ = estimate_key(piece)
+    num, den = piece.time_signature or (4, 4)
+    score = stream.Score()
+    staffs = []
+    for part, hand in zip(parsed.parts, hands, strict=False):
+        # The parsed part, made a staff of the grand staff in place: copying its measures into a new
+        # PartStaff leaves them owned by two streams, which music21's tie-making then trips over.
+        part.__class__ = stream.PartStaff
+        part.partName = "Piano" if hand == "right" else ""
+        for el in list(part.recurse().getElementsByClass(("Clef", "KeySignature", "TimeSignature", "MetronomeMark"))):
+            el.activeSite.remove(el)
+        first = part.getElementsByClass(stream.Measure).first() or part
+        first.insert(0, clef.TrebleClef() if hand == "right" else clef.BassClef())
+        if tonic >= 0:
+            first.insert(0, key.Key(["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"][tonic], mode))
+        first.insert(0, meter.TimeSignature(f"{num}/{den}"))
+        if hand == "right" or len(hands) == 1:
+            first.insert(0, tempo.MetronomeMark(number=round(piece.tempo_qpm)))
+        staffs.append(part)
+        score.insert(0, part)
+    if len(staffs) == 2:
+        score.insert(0, layout.StaffGroup(staffs, name="Piano", abbreviation="Pno.", symbol="brace"))
+    score.metadata = metadata.Metadata()
+    score.metadata.title = title or "maia"
+    score.metadata.movementName = subtitle or None
+    score.metadata.composer = composer
+    return score
+
+
+def musicxml(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia") -> str:
+    """MusicXML text of ``to_music21``, with the title, subtitle and composer credited on page 1."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    try:
+        data = GeneralObjectExporter(to_music21(piece, title, subtitle, composer)).parse()
+    except Exception:  # music21's tie-making fails on some notes held across bar lines (StreamException,
+        # MusicXMLExportException...): then every note ends at the bar line it would cross, and no tie is needed
+        data = GeneralObjectExporter(to_music21(_clip_at_bar_lines(piece), title, subtitle, composer)).parse()
+    return _with_credits(data.decode("utf-8"), title or "maia", subtitle, composer)
+
+
+def _clip_at_bar_lines(piece: Piece) -> Piece:
+    from dataclasses import replace
+
+    num, den = piece.time_signature or (4, 4)
+    bar = max(1, piece.steps_per_quarter * 4 * num // den)
+    n = piece.notes.copy()
+    n[:, 1] = np.minimum(n[:, 0] + n[:, 1], (n[:, 0] // bar + 1) * bar) - n[:, 0]
+    return replace(piece, notes=n)
+
+
+def _with_credits(xml: str, title: str, subtitle: str, composer: str) -> str:
+    """Adds page-1 credits (title, subtitle, composer): what engravers (Verovio, MuseScore) print as the
+    page's head; music21 writes the title only into <work-title>, which they do not show."""
+    from html import escape
+
+    credits = "".join(
+        f'<credit page="1"><credit-type>{kind}</credit-type><credit-words default-x="{x}" default-y="{y}" '
+        f'justify="{justify}" valign="top" font-size="{size}">{escape(text)}</credit-words></credit>'
+        for kind, text, x, y, justify, size in (("title", title, 600, 1500, "center", 22),
+                                               ("subtitle", subtitle, 600, 1450, "center", 12),
+                                               ("composer", composer, 1150, 1400, "right", 10)) if text)
+    return xml.replace("<part-list>", credits + "<part-list>", 1)
+
+
+def write_musicxml(piece: Piece, path: str | Path, **names) -> Path:
+    path = Path(path)
+    path.write_text(musicxml(piece, **names), encoding="utf-8")
+    return path
+
+
+def engrave(xml: str, width: int = 2100, scale: int = 40) -> list[str]:
+    """SVG pages of MusicXML, engraved by Verovio (offline, no fonts to fetch)."""
+    import verovio
+
+    tk = verovio.toolkit()
+    tk.setOptions({"pageWidth": width, "scale": scale, "adjustPageHeight": True, "footer": "none",
+                   "breaks": "auto"})
+    if not tk.loadData(xml):
+        raise ValueError("Verovio could not read the MusicXML")
+    return [tk.renderToSVG(i) for i in range(1, tk.getPageCount() + 1)]
+
+
+__all__ = ["engrave", "musicxml", "to_music21", "write_musicxml"]

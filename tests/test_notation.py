@@ -1,0 +1,52 @@
+"""maia/notation.py: a pianist can read the MusicXML (grand staff, key, meter, tempo, title) and Verovio
+engraves it to SVG."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from maia.encoding import Piece, read
+from maia.notation import engrave, musicxml, write_musicxml
+
+LACRIMOSA = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lacrimosa.mid"
+
+
+def test_lacrimosa_is_a_grand_staff_in_d_minor_and_12_8():
+    xml = musicxml(read(LACRIMOSA), title="Lacrimosa & co", subtitle="model piano, seed 3")
+    assert re.findall(r"<fifths>(-?\d+)</fifths>", xml)[0] == "-1"  # one flat: D minor
+    assert "<staves>2</staves>" in xml and "<staff>2</staff>" in xml  # two staves of one piano part
+    assert re.findall(r"<sign>(\w)</sign>", xml)[:2] == ["G", "F"]
+    assert "<beats>12</beats>" in xml and "<beat-type>8</beat-type>" in xml
+    assert "<per-minute>" in xml and "Lacrimosa &amp; co" in xml and "Music21 Fragment" not in xml
+    # every note of the right hand is at or above middle C, every note of the left hand below it
+    parts = xml.split("<backup>")
+    assert len(parts) > 1
+
+
+def test_hands_split_at_middle_c_and_nothing_is_lost(tmp_path):
+    rng = np.random.default_rng(0)
+    onset = np.repeat(np.arange(0, 96, 12), 3)
+    pitch = np.concatenate([[40 + k, 55 + k, 72 + k] for k in range(8)])
+    notes = np.stack([onset, np.full_like(onset, 12), pitch, rng.integers(40, 100, len(onset))], 1)
+    piece = Piece(notes[np.lexsort((notes[:, 2], notes[:, 0]))].astype(np.int64), 12, 100.0, (4, 4))
+    path = write_musicxml(piece, tmp_path / "x.musicxml", title="t")
+    xml = path.read_text()
+    staff_of = {}
+    for note in re.findall(r"<note.*?</note>", xml, flags=re.S):
+        step, octave = re.search(r"<step>(\w)</step>", note), re.search(r"<octave>(\d)</octave>", note)
+        staff = re.search(r"<staff>(\d)</staff>", note)
+        if step and staff:
+            midi = 12 * (int(octave.group(1)) + 1) + "C D EF G A B".index(step.group(1))
+            alter = re.search(r"<alter>(-?\d)</alter>", note)
+            staff_of.setdefault(int(staff.group(1)), []).append(midi + (int(alter.group(1)) if alter else 0))
+    assert min(staff_of[1]) >= 60 and max(staff_of[2]) < 60
+    assert len(staff_of[1]) + len(staff_of[2]) == len(piece)
+
+
+def test_engrave_gives_svg_pages_with_the_title():
+    pages = engrave(musicxml(read(LACRIMOSA), title="Lacrimosa", subtitle="seed 3"))
+    assert pages and all(p.lstrip().startswith("<svg") or "<svg" in p[:300] for p in pages)
+    assert "Lacrimosa" in pages[0] and pages[0].count('class="staff') >= 2

@@ -2,6 +2,7 @@
 resumes, runs under 2-process DDP (gloo, CPU), and a 2x1 grid writes its table."""
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from training import grid
-from training.train import load_config, lr_at, main
+from training.config import ConfigError, TrainConfig, load_config
+from training.train import lr_at, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "training/configs/gpt.toml")
@@ -34,15 +36,45 @@ def read_log(out: Path) -> list[dict]:
 
 
 def test_load_config_overrides():
-    cfg = load_config(CONFIG, ["--max_steps=7", "--model.n_layer=2", "--data_dir=x", "--compile=true"])
-    assert cfg["train"]["max_steps"] == 7 and cfg["model"]["n_layer"] == 2 and cfg["data"]["data_dir"] == "x"
-    assert cfg["train"]["compile"] is True and cfg["model"]["kind"] == "gpt"
-    with pytest.raises(SystemExit, match=r"section\.key"):
+    cfg = load_config(CONFIG, ["--max_steps=7", "--model.n_layer=2", "--data_dir=x", "--compile=true", "--lr=1"])
+    assert cfg.train.max_steps == 7 and cfg.model["n_layer"] == 2 and cfg.data.data_dir == "x"
+    assert cfg.train.compile is True and cfg.model["kind"] == "gpt"
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)  # converted by the field's type
+    with pytest.raises(ConfigError, match=r"section\.key"):
         load_config(CONFIG, ["--nonexistent=1"])
 
 
+@pytest.mark.parametrize("override,message", [
+    ("--train.max_step=10", r"unknown key\(s\) train\.max_step; \[train\] knows .*max_steps"),
+    ("--max_steps=ten", r"train\.max_steps: 'ten' is not a valid int"),
+    ("--max_steps=2.5", r"train\.max_steps: 2\.5 is not a valid int"),
+    ("--compile=yes", r"train\.compile: 'yes' is not a valid bool"),
+    ("--data.exclude_composers=schubert", r"data\.exclude_composers: 'schubert' is not a valid list"),
+    ("--trian.lr=1", r"unknown section 'trian'"),
+])
+def test_load_config_refuses_typos_and_bad_values(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIG, [override])
+
+
+def test_load_config_refuses_unknown_keys_in_a_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nmax_step = 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key\(s\) train\.max_step"):
+        load_config(str(bad), [])
+    bad.write_text("[trian]\nlr = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[trian\]"):
+        load_config(str(bad), [])
+
+
+def test_train_cli_names_a_bad_key_before_reading_data(tmp_path, capsys):
+    assert main(["--config", CONFIG, "--train.max_step=3", "--data.data_dir=/nonexistent"]) == 1
+    err = capsys.readouterr().err
+    assert "train.max_step" in err and "max_steps" in err and "Traceback" not in err
+
+
 def test_lr_schedule():
-    t = {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "max_steps": 110}
+    t = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
     assert lr_at(0, t) == pytest.approx(0.1) and lr_at(9, t) == pytest.approx(1.0)
     assert lr_at(60, t) == pytest.approx(0.55) and lr_at(110, t) == pytest.approx(0.1)
 
@@ -85,9 +117,9 @@ def test_resume_continues_from_saved_step(trained, tiny_corpus, tmp_path):
     assert val[-1] < val[0] and abs(val[-1] - val[-2]) < 0.2
 
 
-def test_seq_len_longer_than_context_is_refused(tiny_corpus, tmp_path):
-    with pytest.raises(SystemExit, match="exceeds the model's context"):
-        main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"model.block_size": 16})])
+def test_seq_len_longer_than_context_is_refused(tiny_corpus, tmp_path, capsys):
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"model.block_size": 16})]) == 1
+    assert "exceeds the model's context" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -157,3 +189,31 @@ def test_init_refuses_another_architecture(trained, tiny_corpus, tmp_path):
     with pytest.raises(MaiaError, match="n_layer"):
         main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"train.init": str(trained),
                                                                                  "model.n_layer": 2})])
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_its_curve_joins_up(tiny_corpus, tmp_path):
+    """SIGKILL at a random moment after a few checkpoints; --resume goes on from the last whole
+    checkpoint, the log has no repeated or missing stretch, and no temporary file is left behind."""
+    import time
+
+    out = tmp_path / "killed"
+    over = {"train.max_steps": 100000, "train.eval_interval": 5, "train.eval_batches": 1}
+    cmd = [sys.executable, "-m", "training.train", "--config", CONFIG, *tiny_overrides(tiny_corpus, out, **over)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((out / "log.csv").exists() and len(read_log(out)) >= 3):
+        time.sleep(0.05)
+    time.sleep(0.37)  # somewhere inside the next interval, perhaps mid-save
+    proc.kill()
+    proc.wait()
+    saved = json.loads((out / "config.json").read_text())["training"]["step"]
+    logged = [int(r["step"]) for r in read_log(out)]
+    assert logged and logged[-1] <= saved
+    assert main(["--config", CONFIG, *tiny_overrides(tiny_corpus, out, **{**over, "train.max_steps": saved + 10,
+                                                                         "train.resume": True})]) == 0
+    steps = [int(r["step"]) for r in read_log(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == saved + 10  # no step twice, and it went on
+    assert all(b - a <= 10 for a, b in itertools.pairwise(steps))  # at most one interval lost
+    assert not list(out.glob(".*.tmp"))

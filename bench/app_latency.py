@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/app_latency.py [--runs 3] [--seconds 30] [--model-dir DIR]
 
 Steps:
-1. Pick the model: the shipped assets/models/gpt when it exists, else a random-init GPT of the shipped
+1. Pick the model: the shipped default model (assets/models/piano) when it exists, else a random-init GPT of the shipped
    shape (6 layers, 8 heads, d=256) written to a temporary folder; say which.
 2. Find how many tokens make --seconds of music: stream the same request (same model, prompt, seed) in
    this process and count tokens until the continuation lasts that long (the app's sampling is
@@ -55,7 +55,7 @@ def pick_model(model_dir: str | None) -> tuple[Path, str]:
     model = GPT(GPTConfig(vocab_size=len(vocab))).eval()
     root = Path(tempfile.mkdtemp(prefix="maia-bench-models-"))
     save_model(root / "gpt", model, "gpt", model.config, vocab)
-    return root, "a random-init GPT of the shipped shape (no trained assets/models/gpt yet)"
+    return root, "a random-init GPT of the shipped shape (no trained model installed)"
 
 
 def tokens_for(root: Path, prompt: Path | None, seconds: float) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/load.py [--requests 16] [--tokens 128] [--model-dir DIR] [--json]
 
 Steps:
-1. Pick the model: --model-dir, else the shipped assets/models/gpt, else a random-init GPT of the shipped
+1. Pick the model: --model-dir, else the shipped default model, else a random-init GPT of the shipped
    shape in a temporary folder (bench/app_latency.py's pick_model); say which.
 2. Start app.py on a free port of 127.0.0.1 (MAIA_MODELS_DIR = that folder) and wait until it serves.
 3. Submit --requests generate calls at once, each from its own thread, each with its own seed (every

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-# What each corpus source is and under which terms it may be used (../shared/data/piano/README.md).
+# What each corpus source is and under which terms it may be used (docs/data.md lists the repositories).
 SOURCES = {
     "asap": ("ASAP (fosfrancesco/asap-dataset @ afc815c): quantised score MIDI of 236 works", "CC BY-NC-SA 4.0"),
     "asap-performances": ("ASAP performances (MAESTRO recordings)", "CC BY-NC-SA 4.0"),

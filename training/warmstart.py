@@ -13,6 +13,7 @@ Everything else (layers, heads, width) must match.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
@@ -26,7 +27,7 @@ VOCAB_ROWS = {"transformer.wte.weight", "lm_head.weight", "embedding.weight", "h
 
 def init_config(folder, kind: str, overrides: dict) -> dict:
     """The new model's config: the trained model's, with the keys the new run may change."""
-    old, _, saved = load_model(folder)
+    old, _, saved = _load(folder)
     old_cfg = dataclasses.asdict(old.config)
     shared = dict(old_cfg)
     bad = {k: (old_cfg[k], v) for k, v in overrides.items() if k in old_cfg and k not in FREE_FIELDS and old_cfg[k] != v}
@@ -42,7 +43,7 @@ def init_config(folder, kind: str, overrides: dict) -> dict:
 def warm_start(model: torch.nn.Module, folder, vocab: Vocab) -> dict:
     """Copies the weights of the model in ``folder`` into ``model`` (built for ``vocab``). Returns what
     was done: tokens copied and new, positions extended."""
-    old, old_vocab, _ = load_model(folder)
+    old, old_vocab, _ = _load(folder)
     old_state, new_state = old.state_dict(), model.state_dict()
     report = {"from": str(folder), "tokens_copied": 0, "tokens_new": [], "positions": None}
     for name, t in new_state.items():
@@ -60,6 +61,12 @@ def warm_start(model: torch.nn.Module, folder, vocab: Vocab) -> dict:
         else:
             t.copy_(src)
     return report
+
+
+@functools.lru_cache(maxsize=1)
+def _load(folder):
+    """The trained model, loaded once for both init_config and warm_start."""
+    return load_model(folder)
 
 
 def _remap_rows(src: torch.Tensor, old: Vocab, new: Vocab, report: dict, rows: int) -> torch.Tensor:

@@ -2,11 +2,12 @@
 
     xml = musicxml(piece, title="maia — continuation of the Lacrimosa", subtitle="model piano, seed 3")
     pages = engrave(xml)                       # one SVG string per page
+    view = sheet(xml, seconds_per_quarter=0.5) # the pages, and which notes sound when (for a playhead)
 
 The right hand takes the notes from middle C up and the left hand those below, each on its own staff of
 one braced grand staff (treble and bass clef). The key signature is the piece's estimated key
 (Krumhansl-Schmuckler, maia.metrics.estimate_key), the time signature and tempo those the piece carries
-(4/4 and its tempo when it has none). Each hand is written as its own MIDI track and read back by
+(4/4 and its tempo when it has none). Each hand is written as its own MIDI file and read back by
 music21's MIDI reader, which already turns overlapping notes into chords and voices and notates measures
 and ties; this module then makes the two parts a piano.
 """
@@ -23,8 +24,10 @@ from maia.metrics import estimate_key
 SPLIT = 60  # middle C and above: right hand
 
 
-def _hand_midi(piece: Piece) -> bytes:
-    """A two-track MIDI file: track 1 the right hand, track 2 the left hand (an empty hand gets no track)."""
+def _hand_midi(piece: Piece, notes: np.ndarray) -> bytes:
+    """A one-track MIDI file of ``notes`` with the piece's tempo and time signature. Each hand is its own
+    file: music21 gives the time signature of a multi-track file to its first part only, and notates
+    the others in 4/4."""
     from symusic import Note, Score, Tempo, TimeSignature, Track
 
     ticks = 40
@@ -32,15 +35,10 @@ def _hand_midi(piece: Piece) -> bytes:
     score.tempos.append(Tempo(0, qpm=float(piece.tempo_qpm)))
     num, den = piece.time_signature or (4, 4)
     score.time_signatures.append(TimeSignature(0, num, den))
-    n = piece.notes
-    for name, mask in (("Right hand", n[:, 2] >= SPLIT), ("Left hand", n[:, 2] < SPLIT)):
-        part = n[mask]
-        if not len(part):
-            continue
-        track = Track(name=name, program=0, is_drum=False)
-        track.notes = Note.from_numpy(time=(part[:, 0] * ticks).astype(np.int32), duration=(part[:, 1] * ticks).astype(np.int32),
-                                      pitch=part[:, 2].astype(np.int8), velocity=part[:, 3].astype(np.int8))
-        score.tracks.append(track)
+    track = Track(name="Piano", program=0, is_drum=False)
+    track.notes = Note.from_numpy(time=(notes[:, 0] * ticks).astype(np.int32), duration=(notes[:, 1] * ticks).astype(np.int32),
+                                  pitch=notes[:, 2].astype(np.int8), velocity=notes[:, 3].astype(np.int8))
+    score.tracks.append(track)
     return bytes(score.dumps_midi())
 
 
@@ -49,14 +47,15 @@ def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str 
     title."""
     from music21 import clef, converter, key, layout, metadata, meter, stream, tempo
 
-    parsed = converter.parseData(_hand_midi(piece), format="midi", quantizePost=True)
     n = piece.notes
-    hands = [h for h, m in (("right", n[:, 2] >= SPLIT), ("left", n[:, 2] < SPLIT)) if m.any()]
+    hands = [(h, n[m]) for h, m in (("right", n[:, 2] >= SPLIT), ("left", n[:, 2] < SPLIT)) if m.any()]
+    parts = [converter.parseData(_hand_midi(piece, notes), format="midi", quantizePost=True).parts[0]
+             for _, notes in hands]
     tonic, mode, _ = estimate_key(piece)
     num, den = piece.time_signature or (4, 4)
     score = stream.Score()
     staffs = []
-    for part, hand in zip(parsed.parts, hands, strict=False):
+    for part, (hand, _) in zip(parts, hands, strict=True):
         # The parsed part, made a staff of the grand staff in place: copying its measures into a new
         # PartStaff leaves them owned by two streams, which music21's tie-making then trips over.
         part.__class__ = stream.PartStaff
@@ -123,8 +122,7 @@ def write_musicxml(piece: Piece, path: str | Path, **names) -> Path:
     return path
 
 
-def engrave(xml: str, width: int = 2100, scale: int = 40) -> list[str]:
-    """SVG pages of MusicXML, engraved by Verovio (offline, no fonts to fetch)."""
+def _toolkit(xml: str, width: int, scale: int):
     import verovio
 
     tk = verovio.toolkit()
@@ -132,7 +130,29 @@ def engrave(xml: str, width: int = 2100, scale: int = 40) -> list[str]:
                    "breaks": "auto"})
     if not tk.loadData(xml):
         raise ValueError("Verovio could not read the MusicXML")
+    return tk
+
+
+def engrave(xml: str, width: int = 2100, scale: int = 40) -> list[str]:
+    """SVG pages of MusicXML, engraved by Verovio (offline, no fonts to fetch)."""
+    tk = _toolkit(xml, width, scale)
     return [tk.renderToSVG(i) for i in range(1, tk.getPageCount() + 1)]
 
 
-__all__ = ["engrave", "musicxml", "to_music21", "write_musicxml"]
+def sheet(xml: str, seconds_per_quarter: float, width: int = 2100, scale: int = 40) -> dict:
+    """The engraved pages and, for following the music, when each note sounds:
+    {"pages": [svg, ...], "timemap": [[seconds, [ids of the notes sounding from then]], ...]}, where
+    the ids are those of the notes' ``<g class="note">`` elements in the SVG. Times come from
+    Verovio's timemap in quarter notes, at ``seconds_per_quarter``."""
+    tk = _toolkit(xml, width, scale)
+    pages = [tk.renderToSVG(i) for i in range(1, tk.getPageCount() + 1)]
+    sounding: set[str] = set()
+    timemap = []
+    for entry in tk.renderToTimemap():
+        sounding.difference_update(entry.get("off", []))
+        sounding.update(entry.get("on", []))
+        timemap.append([round(float(entry["qstamp"]) * seconds_per_quarter, 3), sorted(sounding)])
+    return {"pages": pages, "timemap": timemap}
+
+
+__all__ = ["engrave", "musicxml", "sheet", "to_music21", "write_musicxml"]

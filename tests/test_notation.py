@@ -50,3 +50,25 @@ def test_engrave_gives_svg_pages_with_the_title():
     pages = engrave(musicxml(read(LACRIMOSA), title="Lacrimosa", subtitle="seed 3"))
     assert pages and all(p.lstrip().startswith("<svg") or "<svg" in p[:300] for p in pages)
     assert "Lacrimosa" in pages[0] and pages[0].count('class="staff') >= 2
+
+
+def test_both_hands_keep_the_time_signature_and_the_sheet_follows_the_audio_clock():
+    """Both staves of a 12/8 piece have 12/8 bars (music21 once gave the second track 4/4, so the left
+    hand's bars held 4 quarters and the score ran 1.5 times too long), and the timemap of the engraved
+    sheet ends where the piece does, in seconds."""
+    from music21 import stream
+
+    from maia.notation import sheet, to_music21
+
+    piece = read(LACRIMOSA)
+    for part in to_music21(piece).parts:
+        bars = list(part.getElementsByClass(stream.Measure))
+        assert bars and all(m.barDuration.quarterLength == 6.0 for m in bars)
+        assert part.highestTime == piece.end_step / piece.steps_per_quarter
+    view = sheet(musicxml(piece), seconds_per_quarter=60.0 / piece.tempo_qpm)
+    assert len(view["pages"]) >= 1 and view["pages"][0].lstrip().startswith("<svg")
+    times = [t for t, _ in view["timemap"]]
+    assert times == sorted(times) and abs(times[-1] - piece.duration_seconds) < 0.01
+    ids = {i for _, sounding in view["timemap"] for i in sounding}
+    assert ids and all(f'id="{i}"' in "".join(view["pages"]) for i in ids)
+    assert view["timemap"][-1][1] == []  # everything released at the end

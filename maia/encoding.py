@@ -285,22 +285,24 @@ def _stream_name(s) -> str:
 def read(path: str | Path, cfg: EncodingConfig | None = None, max_bytes: int | None = None) -> Piece:
     """Reads a MIDI file (symusic) or a score music21 understands into a Piece.
 
-    Raises InputError with a one-line message for a missing, empty, oversized or unreadable file."""
+    Raises InputError with a one-line message for a missing, empty, oversized or unreadable file. The
+    message names the file, not its folder: a server's upload folder is nobody's business."""
     path = Path(path)
+    name = path.name
     max_bytes = max_input_bytes() if max_bytes is None else max_bytes
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{name}: no such file")
     size = path.stat().st_size
     if size > max_bytes:
         # In bytes: rounded megabytes would print "2.1 MB, over the 2.1 MB limit" for a file 1 byte over.
-        raise InputError(f"{path}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes")
+        raise InputError(f"{name}: file is {size:,} bytes, over the limit of {max_bytes:,} bytes")
     suffix = path.suffix.lower()
     data = path.read_bytes()
     if suffix in MIDI_SUFFIXES or data[:4] == b"MThd":
-        return read_midi_bytes(data, cfg, name=str(path))
+        return read_midi_bytes(data, cfg, name=name)
     if suffix in SCORE_SUFFIXES:
         return read_score(path, cfg)[0]
-    raise InputError(f"{path}: unsupported file type {suffix or '(none)'}; expected MIDI or a score")
+    raise InputError(f"{name}: unsupported file type {suffix or '(none)'}; expected MIDI or a score")
 
 
 def read_score(path: str | Path, cfg: EncodingConfig | None = None) -> list[Piece]:
@@ -310,13 +312,13 @@ def read_score(path: str | Path, cfg: EncodingConfig | None = None) -> list[Piec
     try:
         obj = music21.converter.parse(str(path))
     except Exception as e:  # music21 raises many unrelated types on malformed scores
-        raise InputError(f"{path}: cannot parse score ({type(e).__name__}: {str(e)[:100]})") from None
+        raise InputError(f"{Path(path).name}: cannot parse score ({type(e).__name__}: {str(e)[:100]})") from None
     try:
         pieces = pieces_from_music21(obj, cfg)
     except InputError as e:  # the message names the score's title; name the file the user gave
-        raise InputError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
+        raise InputError(f"{Path(path).name}: {str(e).split(': ', 1)[-1]}") from None
     if not pieces:
-        raise InputError(f"{path}: no notes to play")
+        raise InputError(f"{Path(path).name}: no notes to play")
     return pieces
 
 

@@ -116,7 +116,7 @@ def test_cli_encode(files, tmp_path, name):
     case, path = CASES[name], files / name
     out = maia("encode", str(path), models_dir=tmp_path)  # no model installed: the default vocabulary
     if case.error:
-        assert_one_line(out, str(path), case.error)
+        assert_one_line(out, path.name, case.error)
         assert out.stdout == ""
     else:
         assert out.returncode == 0 and out.stderr == "", out.stderr

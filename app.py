@@ -17,25 +17,31 @@ from maia import playground
 from maia.encoding import max_input_bytes
 from maia.errors import MaiaError
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, max_tokens_cap
+from maia.web import ROLL_TEMPLATE, roll_js
 
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
+ROLL_JS = roll_js()
 
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer.
 
-    Streams; the last update holds, for each of 4 variation slots: MIDI, audio (WAV), piano roll (PNG),
-    MusicXML and an analysis line; unused slots are empty. Then a status line."""
+    Streams. Each update holds, for each of 4 variation slots: the live piano roll's message (JSON:
+    notes, audio so far, and when done the engraved sheet music), the MIDI so far, and when done the WAV,
+    the MusicXML and the piano roll PNG, then an analysis line; unused slots are empty. Then a status
+    line."""
     try:
         for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
             for text in update.warnings:
                 gr.Warning(text)
+            for text in update.notices:
+                gr.Info(text)
             values = []
             for i in range(MAX_VARIATIONS):
                 o = update.outputs[i] if i < len(update.outputs) else None
-                files = [o.midi, o.audio, o.roll, o.musicxml] if o else [None] * 4
-                values += [str(f) if f else None for f in files] + [o.analysis if o else ""]
+                files = [o.midi, o.audio, o.musicxml, o.roll] if o else [None] * 4
+                values += [o.live if o else ""] + [str(f) if f else None for f in files] + [o.analysis if o else ""]
             yield [*values, update.status]
     except MaiaError as e:
         raise gr.Error(str(e)) from None
@@ -71,8 +77,9 @@ def continue_from(midi):
 with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as demo:
     gr.Markdown(
         "# maia 🎹\nUpload a MIDI file (or pick an example, or none) and a composer: maia continues the music "
-        "token by token while the piano roll fills in (blue: your prompt, orange: maia). It picks each next "
-        "token among the *top-k* likeliest."
+        "token by token. Watch the piano roll fill in (blue: your prompt, orange: maia) and listen as it is "
+        "composed; click the roll to jump, and switch to the sheet music when it is done. maia picks each "
+        "next token among the *top-k* likeliest."
     )
     with gr.Row():
         with gr.Column(scale=1):
@@ -101,15 +108,18 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
             slots, outputs, continues = [], [], []
             for i in range(MAX_VARIATIONS):
                 with gr.Group(visible=i == 0) as slot:
-                    roll = gr.Image(label=f"Variation {i + 1}", type="filepath", format="png", interactive=False)
-                    audio = gr.Audio(label="Listen", type="filepath", interactive=False)
+                    live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
+                                   elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
                     with gr.Row():
-                        midi = gr.File(label="MIDI", interactive=False)
-                        musicxml = gr.File(label="MusicXML", interactive=False)
+                        midi = gr.File(label="MIDI", interactive=False, height=90)
+                        wav = gr.File(label="Audio (WAV)", interactive=False, height=90)
+                    with gr.Row():
+                        musicxml = gr.File(label="Sheet music (MusicXML)", interactive=False, height=90)
+                        png = gr.File(label="Piano roll (PNG)", interactive=False, height=90)
                     analysis = gr.Markdown()
                     cont = gr.Button("Continue from this variation", size="sm")
                 slots.append(slot)
-                outputs += [midi, audio, roll, musicxml, analysis]
+                outputs += [live, midi, wav, musicxml, png, analysis]
                 continues.append((cont, midi))
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations]

@@ -1,17 +1,21 @@
 """The playground's logic: what app.py's buttons do, as plain functions (app.py itself is only the page).
 
-    for update in stream(prompt_midi="x.mid", composer="bach", model="gpt", tokens=512, top_k=5,
+    for update in stream(prompt_midi="x.mid", composer="bach", model="piano", tokens=512, top_k=5,
                          temperature=1.0, seed=1, variations=2):
-        update.outputs[0].roll, update.outputs[0].audio, ...   # files of the music so far
+        update.outputs[0].live, update.outputs[0].midi, ...   # the music so far
 
 Models load once per process (``load``, cached) from the operator's folder (assets/models/ or
 $MAIA_MODELS_DIR), by name only: a request can never point at a path. Every request writes into its own
 ``tempfile.mkdtemp`` folder, and every update into a subfolder of it, so no two requests or updates
 share a file name; folders of requests over an hour old are removed as new requests come (Gradio has
-copied their files into its own cache by then). Each request has a time budget ($MAIA_TIME_BUDGET, 120 s):
-past it, sampling stops and the music made so far is finished. While tokens are sampled, ``stream`` yields the piano roll, the audio and the MIDI of
-the music so far about every half second (less often when drawing and rendering get slow, so that they
-never take more than a third of the time); the last update adds MusicXML and the analysis line.
+copied their files into its own cache by then).
+
+While tokens are sampled, ``stream`` yields about every half second the MIDI so far and, for the page's
+piano roll, a JSON message with the notes and the audio rendered since the last update (maia/live.py:
+FluidSynth on a worker thread, appended, so listening starts with the first notes and never restarts).
+The last update adds the WAV (the audio as heard), the PNG roll, the MusicXML with its engraved pages,
+and the analysis line. Each request has a time budget ($MAIA_TIME_BUDGET, 120 s) that covers the
+finishing too: sampling stops when what is left would not fit, and the music made so far is finished.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from maia.checkpoint import PREFERRED_MODELS, WEIGHTS, list_models, load_model, models_root, read_vocab
@@ -38,8 +43,8 @@ from maia.generate import (
     ids_to_piece,
     max_tokens_cap,
     prompt_tokens_in_view,
+    time_steps,
 )
-from maia.notation import write_musicxml
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -49,7 +54,9 @@ PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at 
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.2  # without a prompt to show at once, the first notes are shown this soon
 TOKENS_PER_SECOND = 20  # for the "≈ N s" hint; music21 corpus: Bach 20, Mozart 24, Chopin 28 tokens per second
-DEFAULT_TIME_BUDGET = 120.0  # seconds one request may sample for (MAIA_TIME_BUDGET); then it keeps what it made
+DEFAULT_TIME_BUDGET = 120.0  # seconds one request may take (MAIA_TIME_BUDGET); then it keeps what it made
+FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
+FINISH_SECONDS_PER_NOTE = 0.004
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
 KEEP_REQUEST_FILES = 3600  # seconds a request's folder outlives it: Gradio copies the files within seconds
 
@@ -144,11 +151,14 @@ def approx_seconds(tokens: float) -> float:
 # ---- one request ----------------------------------------------------------------------------------
 @dataclass
 class Output:
-    """One variation's files at one moment of the request."""
+    """One variation's files at one moment of the request. ``live`` is the JSON message the page's
+    piano roll draws and plays (maia/live.py); the WAV, the PNG roll and the MusicXML come with the last
+    update."""
 
     midi: Path
-    roll: Path
+    live: str = ""
     audio: Path | None = None
+    roll: Path | None = None
     musicxml: Path | None = None
     analysis: str = ""
 
@@ -159,7 +169,8 @@ class Update:
 
     outputs: list[Output]
     status: str
-    warnings: list[str] = field(default_factory=list)  # shown once, as gr.Warning
+    warnings: list[str] = field(default_factory=list)  # problems, shown once as gr.Warning
+    notices: list[str] = field(default_factory=list)  # information, shown once as gr.Info
     done: bool = False
 
 
@@ -186,7 +197,7 @@ def prepare_prompt(prompt_midi: str | Path | None, composer: str | None, vocab: 
 
 
 def time_budget() -> float:
-    """Seconds one request may sample for, from MAIA_TIME_BUDGET (default 120)."""
+    """Seconds one request may take, finishing included, from MAIA_TIME_BUDGET (default 120)."""
     try:
         return max(0.0, float(os.environ.get("MAIA_TIME_BUDGET", DEFAULT_TIME_BUDGET)))
     except ValueError:
@@ -207,55 +218,88 @@ def new_request_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="maia-", dir=REQUESTS_DIR))
 
 
+def finish_seconds(notes: int, variations: int) -> float:
+    """What finishing is expected to take (MIDI, WAV, PNG roll, MusicXML and engraving), measured on the
+    CPU of BENCHMARKS.md: about 0.25 s and 4 ms per note of each variation (music21 dominates)."""
+    return variations * (FINISH_BASE_SECONDS + FINISH_SECONDS_PER_NOTE * notes)
+
+
 def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, *,
            interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
-    sampling), then about every ``interval`` seconds, then the finished files. Sampling stops after
-    ``budget`` seconds (default: time_budget()) from the request's start. Raises InputError for a bad
-    request."""
+    sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
+    to ``budget`` seconds (default: time_budget()): sampling stops early enough for the finishing, and
+    the sheet music is left out when even that would not fit. Raises InputError for a bad request."""
+    from maia.live import LiveView
+    from maia.synth import INSTALL_HINT, SynthUnavailable, fluidsynth_available
+
+    started = time.monotonic()
     budget = time_budget() if budget is None else budget
-    deadline = time.monotonic() + budget
+    deadline = started + budget
     config = settings(tokens, top_k, temperature, seed, variations)
     net, vocab = load(model)
     prompt = prepare_prompt(prompt_midi, composer, vocab)
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
+    notices = []
     in_view = prompt_tokens_in_view(net, len(prompt.ids), config)
-    if in_view < len(prompt.ids):  # the prompt is longer than the model's window: say what it sees
-        warnings.append(f"the prompt ({len(prompt.ids) - 2} tokens) is longer than the {model} model's context "
-                        f"({net.max_context} tokens): it continues from the prompt's last {in_view - 1} tokens")
+    if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
+        notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
+                       f"(its context is {net.max_context} tokens)")
     if audio:
-        from maia.synth import INSTALL_HINT, fluidsynth_available
-
         if not fluidsynth_available():
             audio = False
-            warnings.append(f"no audio: {INSTALL_HINT}. The MIDI and the piano roll still work.")
+            warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
+    try:
+        live = LiveView(folder.name, config.variations, prompt.steps, audio=audio)
+    except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not
+        live = LiveView(folder.name, config.variations, prompt.steps, audio=False)
+        warnings.append(f"no audio: {e}. The piano roll and the MIDI still work.")
+    try:
+        yield from _compose(net, vocab, prompt, config, model, folder, live, deadline, interval, warnings, notices)
+    finally:  # also when the client goes away mid-stream (Gradio closes the generator)
+        live.close()
 
+
+def _compose(net, vocab, prompt, config, model, folder, live, deadline, interval, warnings, notices):
     rows = [list(prompt.ids) for _ in range(config.variations)]
     ended = [False] * config.variations
     made = 0  # new tokens per variation so far
-    start = time.monotonic()
+    sampling = 0.0  # seconds spent sampling, for the status line's tokens/s
 
-    def snapshot(k: int, final: bool) -> Update:
-        status = _status(made, config, ended, time.monotonic() - start, model)
-        sub = folder if final else folder / f"u{k:04d}"
+    def pieces():
+        return [ids_to_piece(ids, vocab, prompt) for ids in rows]
+
+    def snapshot(k: int) -> Update:
+        sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
-        outs = [_render(ids_to_piece(ids, vocab, prompt), prompt, sub / f"maia-{i + 1}", audio, final)
-                for i, ids in enumerate(rows)]
+        ps = pieces()
+        messages = live.update(ps, [time_steps(ids, vocab) for ids in rows])
+        outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
+                       analysis=f"{len(p)} notes · {p.duration_seconds:.1f} s")
+                for i, (p, m) in enumerate(zip(ps, messages, strict=True))]
         if k >= 2:  # Gradio has copied update k-2's files into its cache by now
             shutil.rmtree(folder / f"u{k - 2:04d}", ignore_errors=True)
-        return Update(outs, status, warnings if k == 0 else [])
+        first = k == 0
+        return Update(outs, _status(made, config, ended, sampling, model), warnings if first else [],
+                      notices if first else [])
 
     k = 0
     if len(prompt.ids) > 2:  # show the prompt right away: the first update of the click
-        yield snapshot(k, False)
+        yield snapshot(k)
         k += 1
-    start = time.monotonic()  # the status line's tokens/s counts sampling time from here
-    next_at = start + (interval if k else min(interval, FIRST_UPDATE))
+    next_at = time.monotonic() + (interval if k else min(interval, FIRST_UPDATE))
     out_of_time = False
-    for step in generate(net, prompt.ids, config, vocab):
-        if time.monotonic() > deadline:  # the time budget: keep what was made
-            out_of_time = True
+    steps = generate(net, prompt.ids, config, vocab)
+    while True:
+        notes = max(len(ids) for ids in rows) // 2  # about two tokens per note
+        if time.monotonic() + finish_seconds(notes, config.variations) > deadline:
+            out_of_time = True  # keep what was made, and the time to finish it
+            break
+        t0 = time.monotonic()
+        step = next(steps, None)
+        sampling += time.monotonic() - t0
+        if step is None:
             break
         made += 1
         for i, t in enumerate(step):
@@ -263,57 +307,72 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
                 rows[i].append(t)
                 ended[i] = t == vocab.end_id
         if time.monotonic() >= next_at:
-            t0 = time.monotonic()
-            yield snapshot(k, False)
+            yield snapshot(k)
             k += 1
-            # Drawing and rendering grow with the music: space updates so they take <= 1/3 of the time.
-            next_at = time.monotonic() + max(interval, 2 * (time.monotonic() - t0))
-    update = snapshot(k, True)
-    for i, out in enumerate(update.outputs):
-        _finish(ids_to_piece(rows[i], vocab, prompt), out, f"maia — {prompt.composer}",
-                f"model {model}, seed {config.seed if config.seed is not None else 'random'}, variation {i + 1}")
-    update.done = True
-    update.status = "done: " + update.status
+            next_at = time.monotonic() + interval
+    steps.close()
+
+    final = pieces()
+    sheets, outs = [], []
+    late = False
+    for i, piece in enumerate(final):
+        stem = folder / f"maia-{i + 1}"
+        out = Output(midi=piece.write_midi(stem.with_suffix(".mid")))
+        sheet = None
+        if time.monotonic() < deadline:
+            sheet = _finish(piece, out, prompt.steps, f"maia — {prompt.composer}",
+                            f"model {model}, seed {config.seed if config.seed is not None else 'random'}, variation {i + 1}")
+        else:
+            late = True
+            out.analysis = f"{len(piece)} notes · {piece.duration_seconds:.1f} s"
+        sheets.append(sheet)
+        outs.append(out)
+    for i, (out, message) in enumerate(zip(outs, live.finish(final, sheets), strict=True)):
+        out.live = message
+        heard = live.audio(i)
+        if heard is not None and len(heard):
+            from maia.live import LIVE_SAMPLE_RATE
+            from maia.synth import write_wav
+
+            out.audio = write_wav(heard.astype(np.float32) / 32767.0, folder / f"maia-{i + 1}.wav", LIVE_SAMPLE_RATE)
+    update = Update(outs, "done: " + _status(made, config, ended, sampling, model), done=True)
     if out_of_time:
         update.status += " · stopped at the time limit"
-        update.warnings = [*update.warnings, f"stopped after {budget:g} s, the time limit of one request: kept "
-                                             f"{made} of {config.max_new_tokens} tokens"]
+        update.warnings.append(f"stopped at the time limit of one request ({time_budget():g} s): kept {made} of "
+                               f"{config.max_new_tokens} tokens")
+    if late:
+        update.warnings.append("no sheet music: the request ran out of time; the MIDI and the audio are complete")
+    if k == 0:  # the only update: say it all now
+        update.warnings[:0] = warnings
+        update.notices = notices
     yield update
 
 
-def _render(piece: Piece, prompt: Prompt, stem: Path, audio: bool, final: bool) -> Output:
-    """MIDI, piano roll and (when FluidSynth is there) audio of one variation's music so far."""
+def _finish(piece: Piece, out: Output, prompt_steps: int, title: str, subtitle: str) -> dict | None:
+    """Adds the piano roll PNG, the key (Krumhansl-Schmuckler), the MusicXML grand staff and its engraved
+    pages (maia/notation.py) to a finished variation; returns the pages with their timemap."""
+    from maia.metrics import estimate_key, key_name
+    from maia.notation import musicxml, sheet
     from maia.pianoroll import save_png
 
-    out = Output(midi=piece.write_midi(stem.with_suffix(".mid")),
-                 roll=save_png(piece, stem.with_name(stem.name + "-roll.png"), prompt_steps=prompt.steps or None))
-    if audio and len(piece):
-        from maia.synth import render, write_wav
-
-        rate = SAMPLE_RATE if final else PREVIEW_SAMPLE_RATE
-        out.audio = write_wav(render(piece, rate), stem.with_suffix(".wav"), rate)
-    out.analysis = f"{len(piece)} notes · {piece.duration_seconds:.1f} s"
-    return out
-
-
-def _finish(piece: Piece, out: Output, title: str, subtitle: str) -> None:
-    """Adds the key (Krumhansl-Schmuckler) and the MusicXML grand staff (maia/notation.py) to a finished
-    variation."""
-    from maia.metrics import estimate_key, key_name
-
-    key = "?"
+    out.roll = save_png(piece, out.midi.with_name(out.midi.stem + "-roll.png"), prompt_steps=prompt_steps or None)
+    key, pages = "?", None
     if len(piece):
         key = key_name(estimate_key(piece)).replace("b ", "♭ ")
         try:
-            out.musicxml = write_musicxml(piece, out.midi.with_suffix(".musicxml"), title=title, subtitle=subtitle)
-        except Exception:  # music21 raises many unrelated types on odd music; the MIDI stays usable
-            out.musicxml = None
-    out.analysis = f"Key: {key} · {out.analysis}"
+            xml = musicxml(piece, title=title, subtitle=subtitle)
+            out.musicxml = out.midi.with_suffix(".musicxml")
+            out.musicxml.write_text(xml, encoding="utf-8")
+            pages = sheet(xml, seconds_per_quarter=piece.seconds_per_step * piece.steps_per_quarter)
+        except Exception:  # music21 and Verovio raise many unrelated types on odd music; the MIDI stays usable
+            pages = None
+    out.analysis = f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
+    return pages
 
 
-def _status(made: int, config: SamplingConfig, ended: list[bool], elapsed: float, model: str) -> str:
-    rate = made / elapsed if elapsed > 0 else 0.0
-    text = f"{made}/{config.max_new_tokens} tokens · {rate:.0f} tokens/s · {model} on {device()}"
+def _status(made: int, config: SamplingConfig, ended: list[bool], sampling: float, model: str) -> str:
+    rate = made / sampling if sampling > 0 else 0.0
+    text = f"{made}/{config.max_new_tokens} tokens · sampled at {rate:.0f} tokens/s · {model} on {device()}"
     finished = [str(i + 1) for i, e in enumerate(ended) if e]
     if finished:
         text += f" · variation {', '.join(finished)} reached the end of the piece"

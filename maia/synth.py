@@ -1,7 +1,8 @@
 """FluidSynth rendering and SoundFont lookup.
 
 ``render(piece)`` turns a Piece into a mono float32 waveform with FluidSynth (through pyfluidsynth's
-ctypes binding to libfluidsynth), ``write_wav`` saves it as 16-bit PCM. Nothing is loaded at import
+ctypes binding to libfluidsynth), ``write_wav`` saves it as 16-bit PCM. ``Synth`` is the open
+synthesiser underneath, for audio rendered as the music grows (maia/live.py). Nothing is loaded at import
 time: the library is loaded, and the SoundFont read, on each call to ``render`` (explicit arguments, as
 note_seq's ``fluidsynth(sequence, sample_rate, sf2_path)``).
 
@@ -95,7 +96,7 @@ def find_soundfont() -> Path | None:
     return _bundled_soundfont()
 
 
-def _events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Note events sorted by time in samples, note-offs before note-ons at the same sample.
     Returns (sample, is_on, pitch, velocity), each (2N,)."""
     n = piece.notes
@@ -108,6 +109,91 @@ def _events(piece: Piece, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.
     velocity = np.concatenate([np.zeros(len(n), np.int64), n[:, 3]])
     order = np.lexsort((pitch, is_on, sample))
     return sample[order], is_on[order], pitch[order], velocity[order]
+
+
+class Synth:
+    """An open FluidSynth synthesiser playing General MIDI ``program`` (0 = acoustic grand piano) on one
+    channel, rendering mono float32 audio on demand: ``note_on``/``note_off`` at the current sample, then
+    ``advance(n)`` returns the next ``n`` samples. ``render`` plays a whole piece through one; the
+    playground's live audio (maia/live.py) keeps one open per variation and appends to what was heard.
+    Raises SynthUnavailable when FluidSynth or the SoundFont cannot be loaded. Use as a context manager
+    or call ``close``."""
+
+    def __init__(self, sample_rate: int = DEFAULT_SAMPLE_RATE, sf2_path: str | Path | None = None, *, program: int = 0):
+        sf2 = Path(sf2_path) if sf2_path is not None else find_soundfont()
+        if sf2 is None:
+            raise SynthUnavailable(
+                f"no SoundFont found: set {SOUNDFONT_ENV}, put a .sf2 in {REPO_SOUNDFONTS}, "
+                "or run `sudo apt-get install fluid-soundfont-gm`"
+            )
+        if not sf2.is_file():
+            raise SynthUnavailable(f"{sf2.name}: no such SoundFont file")
+        fs = _load_fluidsynth()
+        self.sample_rate = int(sample_rate)
+        # Float output avoids the clipping of the s16 path on dense chords.
+        self._write = ctypes.CDLL(fs.lib).fluid_synth_write_float
+        ptr, int_ = ctypes.c_void_p, ctypes.c_int  # (synth, len, lout, loff, lincr, rout, roff, rincr)
+        self._write.argtypes = [ptr, int_, ptr, int_, int_, ptr, int_, int_]
+        self._write.restype = ctypes.c_int
+        # 16 MIDI channels (not pyfluidsynth's 256); only the presets used get their samples loaded.
+        # Chorus smears a piano, so it is off; FluidSynth's default reverb stays.
+        settings = {"synth.dynamic-sample-loading": 1, "synth.chorus.active": 0}
+        self._synth = fs.Synth(gain=0.5, samplerate=float(sample_rate), channels=16, **settings)
+        sfid = self._synth.sfload(str(sf2))
+        if sfid < 0:
+            self.close()
+            raise SynthUnavailable(f"{sf2.name}: FluidSynth cannot load this SoundFont")
+        self._synth.program_select(0, sfid, 0, program)
+
+    def note_on(self, pitch: int, velocity: int) -> None:
+        self._synth.noteon(0, int(pitch), int(velocity))
+
+    def note_off(self, pitch: int) -> None:
+        self._synth.noteoff(0, int(pitch))
+
+    def advance(self, frames: int) -> np.ndarray:
+        """The next ``frames`` samples, mono float32 (the mean of FluidSynth's two channels)."""
+        out = np.zeros((max(0, int(frames)), 2), np.float32)  # interleaved stereo, written in place
+        if len(out):
+            at = out.ctypes.data  # left samples at even, right at odd float32 slots
+            self._write(self._synth.synth, len(out), at, 0, 2, at, 1, 2)
+        return out.mean(axis=1)
+
+    def play(self, events: tuple[np.ndarray, ...], start: int, stop: int) -> np.ndarray:
+        """Audio of samples [start, stop) with ``events`` (sorted, from ``events``) applied at their
+        samples: one before ``start`` applies at ``start``, one at or after ``stop`` is not applied."""
+        parts, t = [], start
+        for s, o, p, v in zip(*(e.tolist() for e in events), strict=True):
+            if s >= stop:
+                break
+            s = max(s, t)
+            parts.append(self.advance(s - t))
+            t = s
+            if o:
+                self.note_on(p, v)
+            else:
+                self.note_off(p)
+        parts.append(self.advance(stop - t))
+        return np.concatenate(parts)
+
+    def close(self) -> None:
+        if self._synth is not None:
+            self._synth.delete()
+            self._synth = None
+
+    def __enter__(self) -> Synth:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def normalise(audio: np.ndarray) -> np.ndarray:
+    """Scales audio so its peak is 0.9; silence (FluidSynth's noise floor) becomes all zeros."""
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak > SILENCE:
+        return (audio * (PEAK / peak)).astype(np.float32, copy=False)
+    return np.zeros_like(audio, dtype=np.float32)
 
 
 def render(
@@ -123,63 +209,12 @@ def render(
     Returns mono float32 audio of ``piece.duration_seconds + tail_seconds`` seconds, scaled so its peak
     is 0.9 (silence stays all zeros). Raises SynthUnavailable when FluidSynth or the SoundFont cannot
     be loaded."""
-    sf2 = Path(sf2_path) if sf2_path is not None else find_soundfont()
-    if sf2 is None:
-        raise SynthUnavailable(
-            f"no SoundFont found: set {SOUNDFONT_ENV}, put a .sf2 in {REPO_SOUNDFONTS}, "
-            "or run `sudo apt-get install fluid-soundfont-gm`"
-        )
-    if not sf2.is_file():
-        raise SynthUnavailable(f"{sf2}: no such SoundFont file")
-    fs = _load_fluidsynth()
     total = round((piece.duration_seconds + tail_seconds) * sample_rate)
-    out = np.zeros((total, 2), np.float32)  # interleaved stereo, written by FluidSynth in place
-    if total == 0:
-        return out[:, 0].copy()
-    # Float output avoids the clipping of the s16 path on dense chords; it is normalised below anyway.
-    write_float = ctypes.CDLL(fs.lib).fluid_synth_write_float
-    ptr, int_ = ctypes.c_void_p, ctypes.c_int  # (synth, len, lout, loff, lincr, rout, roff, rincr)
-    write_float.argtypes = [ptr, int_, ptr, int_, int_, ptr, int_, int_]
-    write_float.restype = ctypes.c_int
-
-    # 16 MIDI channels (not pyfluidsynth's 256); only the presets used get their samples loaded.
-    # Chorus smears a piano, so it is off; FluidSynth's default reverb stays.
-    settings = {"synth.dynamic-sample-loading": 1, "synth.chorus.active": 0}
-    synth = fs.Synth(gain=0.5, samplerate=float(sample_rate), channels=16, **settings)
-    try:
-        sfid = synth.sfload(str(sf2))
-        if sfid < 0:
-            raise SynthUnavailable(f"{sf2}: FluidSynth cannot load this SoundFont")
-        synth.program_select(0, sfid, 0, program)
-
-        base = out.ctypes.data
-        frame_bytes = out.strides[0]
-
-        def advance(start: int, stop: int) -> None:  # synthesise frames [start, stop) into out
-            if stop > start:
-                at = base + start * frame_bytes  # left samples at even, right at odd float32 slots
-                write_float(synth.synth, stop - start, at, 0, 2, at, 1, 2)
-
-        sample, is_on, pitch, velocity = _events(piece, sample_rate)
-        t = 0
-        for s, o, p, v in zip(sample.tolist(), is_on.tolist(), pitch.tolist(), velocity.tolist(), strict=True):
-            s = min(s, total)
-            advance(t, s)
-            t = s
-            if o:
-                synth.noteon(0, p, v)
-            else:
-                synth.noteoff(0, p)
-        advance(t, total)
-    finally:
-        synth.delete()
-    mono = out.mean(axis=1)
-    peak = float(np.abs(mono).max())
-    if peak > SILENCE:
-        mono *= PEAK / peak
-    else:  # FluidSynth's output is never exactly zero; don't blow its noise floor up to full scale
-        mono[:] = 0.0
-    return mono.astype(np.float32, copy=False)
+    with Synth(sample_rate, sf2_path, program=program) as synth:
+        if total == 0:
+            return np.zeros(0, np.float32)
+        audio = synth.play(events(piece, sample_rate), 0, total)
+    return normalise(audio)
 
 
 def write_wav(audio: np.ndarray, path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Path:

@@ -1,0 +1,173 @@
+"""The live view of a piece while it is composed: what the browser's piano roll (maia/web/roll.js) draws
+and plays, as one JSON message per streamed update.
+
+    view = LiveView(prompt_steps=prompt.steps, from_user=True, audio=True)
+    message = view.update(piece, now_step)        # the notes so far, and the audio since the last update
+    message = view.finish(piece, sheet=...)       # the rest of the audio, the engraved pages
+    view.audio()                                  # everything heard, for the WAV download
+
+Notes go to the browser whole at every update (pitch, start and end in seconds, velocity, and who wrote
+them: 0 the user's prompt, 1 maia), so that a missed update costs nothing. The audio is appended: one
+FluidSynth synthesiser per variation stays open for the whole request and renders only the time that
+became certain since the last update, so that what plays never restarts and the downloaded WAV is what
+was heard. Everything before the sampling position is certain: the tokens are in time order, so no
+later token can start or end a note before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from maia.encoding import Piece
+
+LIVE_SAMPLE_RATE = 32000  # Hz: the piano's audible partials, at 64 kB per second of music (mono 16-bit)
+LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
+TAIL_SECONDS = 1.0  # release and reverb after the last note-off
+USER, MAIA = 0, 1  # who wrote a note
+
+
+def note_events(piece: Piece, prompt_steps: int = 0) -> list[list]:
+    """[pitch, start s, end s, velocity, who] per note; who is USER for notes that start inside the
+    user's prompt (its first ``prompt_steps`` steps), else MAIA."""
+    n = piece.notes
+    if not len(n):
+        return []
+    sps = piece.seconds_per_step
+    who = np.where(n[:, 0] < prompt_steps, USER, MAIA)
+    start = np.round(n[:, 0] * sps, 3)
+    end = np.round((n[:, 0] + n[:, 1]) * sps, 3)
+    return [[int(p), float(s), float(e), int(v), int(w)]
+            for p, s, e, v, w in zip(n[:, 2], start, end, n[:, 3], who, strict=True)]
+
+
+class LiveAudio:
+    """FluidSynth audio of a growing piece, rendered in order and appended: ``advance(piece, step)``
+    returns the samples from the end of the last call up to grid step ``step``, playing every note-on
+    and note-off before it exactly once. ``finish`` renders the rest and a release tail. Raises
+    SynthUnavailable like maia.synth.Synth."""
+
+    def __init__(self, sample_rate: int = LIVE_SAMPLE_RATE, gain: float = LIVE_GAIN):
+        from maia.synth import Synth
+
+        self.synth = Synth(sample_rate)
+        self.rate, self.gain = sample_rate, gain
+        self.pos = 0  # samples rendered so far
+        self.started: set[tuple[int, int]] = set()  # (onset step, pitch) of the notes played
+        self.ended: set[tuple[int, int]] = set()  # ... and of those released
+        self.chunks: list[np.ndarray] = []  # int16
+
+    def _sample(self, step: float, piece: Piece) -> int:
+        return round(step * piece.seconds_per_step * self.rate)
+
+    def advance(self, piece: Piece, step: int, tail: float = 0.0) -> np.ndarray:
+        """The int16 samples from the last position to grid step ``step`` (plus ``tail`` seconds)."""
+        stop = round(step * piece.seconds_per_step * self.rate) + round(tail * self.rate)
+        if stop <= self.pos:
+            return np.zeros(0, np.int16)
+        per_step = piece.seconds_per_step * self.rate
+        todo = []  # (sample, is_on, pitch, velocity): offs before ons at one sample, as maia.synth.events
+        for onset, length, pitch, velocity in piece.notes.tolist():
+            key, end = (onset, pitch), onset + length
+            if key not in self.started and onset < step:
+                self.started.add(key)
+                todo.append((round(onset * per_step), 1, pitch, velocity))
+            if key in self.started and key not in self.ended and end < step:
+                self.ended.add(key)
+                todo.append((round(end * per_step), 0, pitch, 0))
+        todo.sort(key=lambda e: (e[0], e[1], e[2]))
+        events = tuple(np.array([e[i] for e in todo], np.int64) for i in range(4))
+        audio = self.synth.play(events, self.pos, stop)
+        self.pos = stop
+        pcm = np.clip(np.rint(audio * (self.gain * 32767.0)), -32768, 32767).astype(np.int16)
+        self.chunks.append(pcm)
+        return pcm
+
+    def finish(self, piece: Piece) -> np.ndarray:
+        """The rest of the piece (every note released) and TAIL_SECONDS of release."""
+        return self.advance(piece, max(piece.end_step, 0) + 1, tail=TAIL_SECONDS)
+
+    def audio(self) -> np.ndarray:
+        """Everything rendered, int16 mono."""
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+
+    def close(self) -> None:
+        self.synth.close()
+
+
+class LiveView:
+    """The messages of one request, one per variation per update. Audio renders on one worker thread
+    beside the sampling (FluidSynth releases the GIL), so an update carries the audio that finished
+    rendering since the previous one; ``finish`` waits for all of it.
+
+    ``audio=False`` (no FluidSynth) sends the notes only."""
+
+    def __init__(self, request: str, variations: int, prompt_steps: int = 0, *, audio: bool = True,
+                 sample_rate: int = LIVE_SAMPLE_RATE):
+        self.request, self.prompt_steps, self.rate = request, prompt_steps, sample_rate
+        self.players = [LiveAudio(sample_rate) for _ in range(variations)] if audio else []
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="maia-audio") if audio else None
+        self.pending: Future | None = None
+        self.sent = [0] * variations  # chunks sent, per variation
+        self.seq = 0
+
+    def _render(self, pieces: list[Piece], steps: list[int]) -> None:
+        for player, piece, step in zip(self.players, pieces, steps, strict=True):
+            player.advance(piece, step)
+
+    def update(self, pieces: list[Piece], steps: list[int]) -> list[str]:
+        """Messages for the music so far (``steps``: each variation's sampling position, in grid steps)."""
+        if self.pool is not None and (self.pending is None or self.pending.done()):
+            if self.pending is not None:
+                self.pending.result()  # re-raise a rendering error here
+            self.pending = self.pool.submit(self._render, pieces, steps)
+        return self._messages(pieces, steps, done=False)
+
+    def finish(self, pieces: list[Piece], sheets: list[dict | None] | None = None) -> list[str]:
+        """The last messages: all the audio (with the release tail) and the sheet music, if any."""
+        if self.pool is not None:
+            if self.pending is not None:
+                self.pending.result()
+            for player, piece in zip(self.players, pieces, strict=True):
+                player.finish(piece)
+        steps = [p.end_step for p in pieces]
+        return self._messages(pieces, steps, done=True, sheets=sheets)
+
+    def audio(self, i: int) -> np.ndarray | None:
+        """Variation ``i``'s audio as heard (int16 mono at ``self.rate``), or None without audio."""
+        return self.players[i].audio() if self.players else None
+
+    def _messages(self, pieces, steps, done: bool, sheets=None) -> list[str]:
+        out = []
+        for i, (piece, step) in enumerate(zip(pieces, steps, strict=True)):
+            message = {
+                "v": 1, "request": self.request, "seq": self.seq, "done": done,
+                "now": round(step * piece.seconds_per_step, 3),
+                "prompt_end": round(self.prompt_steps * piece.seconds_per_step, 3),
+                "beat": piece.seconds_per_step * piece.steps_per_quarter,
+                "meter": list(piece.time_signature or (4, 4)),
+                "notes": note_events(piece, self.prompt_steps),
+                "rate": self.rate, "audio": None,
+            }
+            if self.players:
+                chunks = self.players[i].chunks
+                k = len(chunks)  # the worker may append meanwhile: send what is there now
+                if k > self.sent[i]:
+                    at = sum(len(c) for c in chunks[: self.sent[i]])
+                    pcm = np.concatenate(chunks[self.sent[i]:k]).astype("<i2")
+                    message["audio"] = {"at": at, "pcm": base64.b64encode(pcm.tobytes()).decode("ascii")}
+                    self.sent[i] = k
+            if sheets and sheets[i]:
+                message["sheet"] = sheets[i]
+            out.append(json.dumps(message, separators=(",", ":")))
+        self.seq += 1
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        for player in self.players:
+            player.close()

@@ -246,10 +246,9 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
-    if audio:
-        if not fluidsynth_available():
-            audio = False
-            warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
+    if audio and not fluidsynth_available():
+        audio = False
+        warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
     try:
         live = LiveView(folder.name, config.variations, prompt.steps, audio=audio)
     except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not

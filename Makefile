@@ -38,7 +38,7 @@ bench: install
 	$(BIN)/python bench/train_step.py | tee bench/results/train_step.txt
 	$(BIN)/python bench/generate.py --threads 2 | tee bench/results/generate.txt
 	$(BIN)/python bench/attention.py | tee bench/results/attention.txt
-	$(BIN)/python bench/app_latency.py | tee bench/results/app_latency.txt
+	$(BIN)/python -m bench.app_latency | tee bench/results/app_latency.txt
 	$(BIN)/python bench/load.py | tee bench/results/load.txt
 
 data: install

@@ -159,16 +159,6 @@ def test_blocks_memory_is_subquadratic():
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_forward_shape(pattern):
-    model = tiny(pattern)
-    logits = model(torch.randint(0, V, (3, 37)))
-    assert logits.shape == (3, 37, V)
-    assert logits.dtype == torch.float32
-    with pytest.raises(ValueError, match="exceeds block_size"):
-        model(torch.randint(0, V, (1, 65)))
-
-
-@pytest.mark.parametrize("pattern", PATTERNS)
 def test_impls_agree_in_model(pattern):
     idx = torch.randint(0, V, (2, 45))
     logits = {impl: tiny(pattern, attn_impl=impl).eval()(idx) for impl in ("dense", "blocks", "auto")}
@@ -192,15 +182,6 @@ def test_step_matches_forward(pattern, chunks):
     torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-4, rtol=1e-4)
 
 
-def test_step_past_block_size_raises():
-    model = tiny().eval()
-    cache = model.init_cache(1)
-    model.step(torch.randint(0, V, (1, 60)), cache)
-    with pytest.raises(ValueError, match="block_size"):
-        model.step(torch.randint(0, V, (1, 5)), cache)
-    assert model.max_context == 64
-
-
 def test_config_validation():
     with pytest.raises(ValueError, match="pattern"):
         SparseGPTConfig(vocab_size=V, pattern="axial")
@@ -208,33 +189,3 @@ def test_config_validation():
         SparseGPTConfig(vocab_size=V, attn_impl="triton")
     with pytest.raises(ValueError, match="summary"):
         SparseGPTConfig(vocab_size=V, block=8, summary=9)
-
-
-def test_optimizer_groups():
-    model = tiny()
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
-    decay, no_decay = opt.param_groups
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() == 2 for p in decay["params"])
-    emb = {id(model.transformer.wte.weight), id(model.transformer.wpe.weight)}
-    assert not emb & {id(p) for p in decay["params"]}
-    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == model.num_params()
-
-
-@pytest.mark.parametrize("pattern", PATTERNS)
-def test_tiny_model_learns(pattern):
-    """A periodic sequence longer than one block: the loss must fall well below its start."""
-    model = tiny(pattern)
-    torch.manual_seed(0)
-    period = torch.randint(0, V, (12,))
-    data = period.repeat(6)[None, :]  # (1, 72)
-    x, y = data[:, :64], data[:, 1:65]
-    opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.95), "cpu")
-    losses = []
-    for _ in range(40):
-        loss = F.cross_entropy(model(x).view(-1, V), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses[::8]

@@ -55,6 +55,9 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention: the q, k, v projection, ``attend`` (dense causal attention here; the
+    hook that sparse_gpt.py overrides) and the output projection."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.attn_dropout
@@ -63,30 +66,37 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0):
-        """x: (B, T, C). Without `kv`, plain causal attention over x. With `kv` = (k_buf, v_buf) from a
+        """x: (B, T, C). Without `kv`, causal attention over x. With `kv` = (k_buf, v_buf) from a
         KVCache, x holds positions start .. start+T-1: their keys/values are written into the buffers and
-        the queries attend to every cached position up to their own."""
+        the queries attend to the cached positions up to their own."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
-        dropout_p = self.dropout if self.training else 0.0
-        if kv is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-        else:
+        if kv is not None:
             k_buf, v_buf = kv
             k_buf[:, :, start : start + T] = k
             v_buf[:, :, start : start + T] = v
-            k, v = k_buf[:, :, : start + T], v_buf[:, :, : start + T]  # (B, nh, start+T, hd)
-            # is_causal aligns the mask top-left, which is wrong when start > 0: query i sits at position
-            # start+i and may see keys 0..start+i. A single new token sees everything, so needs no mask.
-            mask = None
-            if T > 1:
-                mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = self.attend(q, k, v, kv, start)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))
+
+    def attend(self, q, k, v, kv, start: int) -> torch.Tensor:
+        """(B, nh, T, hd) queries at positions start .. start+T-1 -> (B, nh, T, hd). Without a cache
+        (kv None, start 0) k and v are the queries' own; with one, the buffers hold every position up to
+        start+T-1."""
+        T = q.shape[2]
+        dropout_p = self.dropout if self.training else 0.0
+        if kv is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        k, v = kv[0][:, :, : start + T], kv[1][:, :, : start + T]  # (B, nh, start+T, hd)
+        # is_causal aligns the mask top-left, which is wrong when start > 0: query i sits at position
+        # start+i and may see keys 0..start+i. A single new token sees everything, so needs no mask.
+        mask = None
+        if T > 1:
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=q.device).tril(diagonal=start)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
 class MLP(nn.Module):
@@ -104,10 +114,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, attention: type[CausalSelfAttention] = CausalSelfAttention):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = attention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -117,7 +127,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer language model over token ids."""
+    """Decoder-only transformer language model over token ids. ``attention`` is the one hook a variant
+    changes (sparse_gpt.SparseGPT)."""
+
+    attention: type[CausalSelfAttention] = CausalSelfAttention
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -127,7 +140,7 @@ class GPT(nn.Module):
                 wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
                 wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                h=nn.ModuleList([Block(config, self.attention) for _ in range(config.n_layer)]),
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )

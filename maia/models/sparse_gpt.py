@@ -22,43 +22,40 @@ Four implementations of the same function (`attn_impl`), tested against each oth
 No dropout is applied to attention weights (flex_attention has none and all four must agree); dropout
 acts on the embeddings and the residual branches.
 
-Implements the shared model interface of gpt.py: forward, init_cache, step, max_context, num_params,
-configure_optimizers.
+The model is gpt.GPT with SparseCausalSelfAttention, whose ``attend`` is the only override: embeddings,
+blocks, MLP, KV cache, the shared model interface and the optimizer groups are gpt.py's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from maia.models.gpt import GPT, CausalSelfAttention, GPTConfig
 
 PATTERNS = ("strided", "fixed")
 ATTN_IMPLS = ("auto", "flex", "blocks", "dense")
 
 
 @dataclass
-class SparseGPTConfig:
-    vocab_size: int  # len(Vocab()): no default, it always comes from the vocabulary
+class SparseGPTConfig(GPTConfig):
+    """GPTConfig (vocab_size, n_layer, n_head, n_embd, d_ff, dropout on embeddings and residual
+    branches, bias) with a long default context and the attention pattern; no attention-weight dropout."""
+
     block_size: int = 4096  # context length in tokens: ~3 min of dense piano music in notewise tokens
-    n_layer: int = 6  # transformer blocks
-    n_head: int = 8  # attention heads; head_dim = n_embd // n_head = 32
-    n_embd: int = 256  # model width
-    d_ff: int = 1024  # MLP hidden width, the usual 4 * n_embd
-    dropout: float = 0.1  # on embeddings and residual branches (not attention weights); off in eval()
-    bias: bool = False  # biases in Linear and LayerNorm
     pattern: str = "strided"  # "strided" or "fixed", see the module docstring
     block: int = 64  # L: stride (strided) or block length (fixed); ~sqrt(block_size) minimises the cost
     summary: int = 4  # c: summary positions per block, "fixed" only (paper: c/L ~ 1/16 .. 1/8)
     attn_impl: str = "auto"  # "auto" | "flex" | "blocks" | "dense": same function, different kernels
 
     def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if min(self.vocab_size, self.block_size, self.n_layer, self.n_head, self.d_ff, self.block) < 1:
+        super().__post_init__()
+        if self.block < 1:
             raise ValueError(f"invalid SparseGPT config: {self}")
+        if self.attn_dropout:
+            raise ValueError("the sparse attention has no attention-weight dropout (attn_dropout must be 0)")
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern {self.pattern!r} is not one of {PATTERNS}")
         if self.attn_impl not in ATTN_IMPLS:
@@ -263,178 +260,34 @@ def sparse_attention(q, k, v, pattern: str, block: int, summary: int, impl: str 
 # ---- the model: gpt.py's, with sparse attention --------------------------------------------------------
 
 
-class KVCache:
-    """Preallocated keys and values of every layer for incremental decoding.
+class SparseCausalSelfAttention(CausalSelfAttention):
+    """gpt.py's attention with the pattern: only ``attend`` differs."""
 
-    `k[i]` and `v[i]` are (B, n_head, block_size, head_dim); positions `0 .. length-1` are filled.
-    """
-
-    def __init__(self, config: SparseGPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype):
-        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.batch_size = batch_size
-        self.length = 0  # tokens consumed so far
-
-
-class SparseCausalSelfAttention(nn.Module):
     def __init__(self, config: SparseGPTConfig):
-        super().__init__()
-        self.n_head, self.n_embd = config.n_head, config.n_embd
+        super().__init__(config)
         self.pattern, self.block, self.summary = config.pattern, config.block, config.summary
         self.impl = config.attn_impl
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None = None, start: int = 0):
-        """x: (B, T, C). Without `kv`, sparse causal attention over x. With `kv` = (k_buf, v_buf) from a
-        KVCache, x holds positions start .. start+T-1: their keys/values are written into the buffers and
-        each query attends to its pattern's keys among the cached positions."""
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+    def attend(self, q, k, v, kv, start: int) -> torch.Tensor:
         if kv is None:
-            y = sparse_attention(q, k, v, self.pattern, self.block, self.summary, self.impl)
-        else:
-            k_buf, v_buf = kv
-            k_buf[:, :, start : start + T] = k
-            v_buf[:, :, start : start + T] = v
-            if T == 1:
-                # one new token at position `start`: gather its O(sqrt n) keys, no mask needed
-                idx = pattern_keys(start, self.pattern, self.block, self.summary, x.device)
-                y = F.scaled_dot_product_attention(q, k_buf[:, :, idx], v_buf[:, :, idx])
-            else:
-                # a priming chunk: dense attention over the cache under the pattern mask, O(T * start)
-                # once per chunk; the per-token path above is the one that runs thousands of times
-                q_pos = torch.arange(start, start + T, device=x.device)[:, None]  # (T, 1)
-                k_pos = torch.arange(start + T, device=x.device)[None, :]  # (1, start+T)
-                mask = pattern_mask(q_pos, k_pos, self.pattern, self.block, self.summary)  # (T, start+T)
-                y = F.scaled_dot_product_attention(
-                    q, k_buf[:, :, : start + T], v_buf[:, :, : start + T], attn_mask=mask
-                )
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
-        return self.resid_dropout(self.c_proj(y))
+            return sparse_attention(q, k, v, self.pattern, self.block, self.summary, self.impl)
+        k_buf, v_buf = kv
+        T = q.shape[2]
+        if T == 1:
+            # one new token at position `start`: gather its O(sqrt n) keys, no mask needed
+            idx = pattern_keys(start, self.pattern, self.block, self.summary, q.device)
+            return F.scaled_dot_product_attention(q, k_buf[:, :, idx], v_buf[:, :, idx])
+        # a priming chunk: dense attention over the cache under the pattern mask, O(T * start) once per
+        # chunk; the per-token path above is the one that runs thousands of times
+        q_pos = torch.arange(start, start + T, device=q.device)[:, None]  # (T, 1)
+        k_pos = torch.arange(start + T, device=q.device)[None, :]  # (1, start+T)
+        mask = pattern_mask(q_pos, k_pos, self.pattern, self.block, self.summary)  # (T, start+T)
+        return F.scaled_dot_product_attention(q, k_buf[:, :, : start + T], v_buf[:, :, : start + T], attn_mask=mask)
 
 
-class MLP(nn.Module):
-    def __init__(self, config: SparseGPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+class SparseGPT(GPT):
+    """Decoder-only transformer language model with factorized sparse attention: gpt.GPT with
+    SparseCausalSelfAttention. A single new token costs O(sqrt n) attention in ``step``; a longer chunk
+    is attended densely under the mask."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, d_ff) -> (B, T, C)
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, config: SparseGPTConfig):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = SparseCausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
-
-    def forward(self, x: torch.Tensor, kv=None, start: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv, start)
-        return x + self.mlp(self.ln_2(x))
-
-
-class SparseGPT(nn.Module):
-    """Decoder-only transformer language model with factorized sparse attention."""
-
-    def __init__(self, config: SparseGPTConfig):
-        super().__init__()
-        self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embedding
-                wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embedding
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
-        )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in gpt.py
-
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2's 1/sqrt(2 n_layer) on residual projections
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    @property
-    def max_context(self) -> int:
-        """Most tokens the model can attend to; the generator crops/slides its window to this."""
-        return self.config.block_size
-
-    def num_params(self) -> int:
-        """Number of parameters, the tied embedding / lm head counted once."""
-        return sum(p.numel() for p in self.parameters())
-
-    def _run(self, idx: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
-        """idx (B, T) at positions start .. start+T-1 -> (B, T, V) float32 logits."""
-        T = idx.shape[1]
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else (cache.k[i], cache.v[i]), start)
-        x = self.transformer.ln_f(x)
-        return self.lm_head(x).float()  # (B, T, V)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Training path: idx (B, T) with T <= block_size -> logits (B, T, V), float32."""
-        if idx.shape[1] > self.config.block_size:
-            raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds block_size {self.config.block_size}")
-        return self._run(idx, 0, None)
-
-    def init_cache(self, batch_size: int) -> KVCache:
-        """A fresh, empty KV cache on the model's device and dtype."""
-        w = self.transformer.wte.weight
-        return KVCache(self.config, batch_size, w.device, w.dtype)
-
-    @torch.no_grad()
-    def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Inference path: feed idx (B, T_new) at positions cache.length .. cache.length+T_new-1,
-        append their keys/values to `cache` in place and return their logits (B, T_new, V), float32.
-        A single token costs O(sqrt n) attention; a longer chunk is attended densely under the mask.
-
-        Raises ValueError if the cache would grow past block_size: the caller then resets the cache
-        (init_cache) and re-primes it with the last tokens of its window."""
-        T = idx.shape[1]
-        if idx.shape[0] != cache.batch_size:
-            raise ValueError(f"batch of {idx.shape[0]} does not match the cache's batch of {cache.batch_size}")
-        if cache.length + T > self.config.block_size:
-            raise ValueError(f"cache holds {cache.length} tokens, {T} more exceed block_size {self.config.block_size}")
-        logits = self._run(idx, cache.length, cache)
-        cache.length += T
-        return logits
-
-    def configure_optimizers(
-        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str
-    ) -> torch.optim.AdamW:
-        """AdamW with weight decay on the matmul weights only: not on biases, LayerNorms or the
-        (tied) token and position embeddings."""
-        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        params = list(self.parameters())  # distinct: the tied weight appears once
-        decay = [p for p in params if p.dim() >= 2 and id(p) not in embeddings]
-        no_decay = [p for p in params if p.dim() < 2 or id(p) in embeddings]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device_type in ("cuda", "cpu"))  # fused kernels exist for both
+    attention = SparseCausalSelfAttention

@@ -1,0 +1,47 @@
+"""Screenshots of the playground for the README: a piece from a composer alone while maia composes and
+plays it, and the Lacrimosa's continuation finished, with its sheet music. app.py runs on a free port of 127.0.0.1 with the shipped models; Debian's chromium.
+
+    .venv/bin/python -m scripts.screenshots        # writes docs/playground-streaming.png, docs/playground-sheet.png
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.appserver import ROOT, serve
+from maia.checkpoint import DEFAULT_ROOT
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required"]
+LIVE = "window.maiaLive && window.maiaLive['1']"
+
+
+def main() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with serve(DEFAULT_ROOT) as (url, _pid), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1050})
+        page.goto(url)
+        # from a composer alone (all maia's colour), while it composes and plays
+        length = page.get_by_label("number input for Length (tokens)")
+        length.fill("2048")
+        length.press("Enter")
+        page.get_by_role("button", name="Compose", exact=True).click()
+        page.wait_for_function(f"{LIVE} && {LIVE}.updates >= 4 && {LIVE}.position() > 4", timeout=300_000)
+        page.screenshot(path=str(ROOT / "docs" / "playground-streaming.png"))
+        page.get_by_role("button", name="Stop").click()
+        # the Lacrimosa, finished, with its sheet music
+        length.fill("512")
+        length.press("Enter")
+        page.get_by_role("button", name="Complete the Lacrimosa (Mozart)").click()
+        page.wait_for_function(f"{LIVE} && {LIVE}.done === true && {LIVE}.request !== null", timeout=600_000)
+        expect(page.get_by_text("done:")).to_be_visible(timeout=60_000)
+        page.locator("#live-1 button.tab-sheet").click()
+        time.sleep(1.5)
+        page.screenshot(path=str(ROOT / "docs" / "playground-sheet.png"))
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

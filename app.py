@@ -28,9 +28,9 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer.
 
     Streams. Each update holds, for each of 4 variation slots: the live piano roll's message (JSON:
-    notes, audio so far, and when done the engraved sheet music), the MIDI so far, and when done the WAV,
-    the MusicXML and the piano roll PNG, then an analysis line; unused slots are empty. Then a status
-    line."""
+    notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
+    so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
+    slots are empty. Then a status line."""
     try:
         for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
             for text in update.warnings:
@@ -40,8 +40,8 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
             values = []
             for i in range(MAX_VARIATIONS):
                 o = update.outputs[i] if i < len(update.outputs) else None
-                files = [o.midi, o.audio, o.musicxml, o.roll] if o else [None] * 4
-                values += [o.live if o else ""] + [str(f) if f else None for f in files] + [o.analysis if o else ""]
+                files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f] if o else []
+                values += [o.live if o else "", files or None, o.analysis if o else ""]
             yield [*values, update.status]
     except MaiaError as e:
         raise gr.Error(str(e)) from None
@@ -67,9 +67,9 @@ def stopped(status):
     return f"stopped: {status or 'nothing composed yet'}"
 
 
-def continue_from(midi):
+def continue_from(files):
     try:
-        return playground.continue_from(midi)
+        return playground.continue_from(next((f for f in files or [] if str(f).endswith(".mid")), None))
     except MaiaError as e:
         raise gr.Error(str(e)) from None
 
@@ -110,17 +110,13 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 with gr.Group(visible=i == 0) as slot:
                     live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
                                    elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
-                    with gr.Row():
-                        midi = gr.File(label="MIDI", interactive=False, height=90)
-                        wav = gr.File(label="Audio (WAV)", interactive=False, height=90)
-                    with gr.Row():
-                        musicxml = gr.File(label="Sheet music (MusicXML)", interactive=False, height=90)
-                        png = gr.File(label="Piano roll (PNG)", interactive=False, height=90)
+                    files = gr.File(label="Downloads: MIDI, then WAV, MusicXML and PNG roll when done",
+                                    file_count="multiple", interactive=False, height=120)
                     analysis = gr.Markdown()
                     cont = gr.Button("Continue from this variation", size="sm")
                 slots.append(slot)
-                outputs += [live, midi, wav, musicxml, png, analysis]
-                continues.append((cont, midi))
+                outputs += [live, files, analysis]
+                continues.append((cont, files))
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations]
     composing = compose.click(generate, inputs, [*outputs, status], api_name="generate")
@@ -133,8 +129,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")
     model.change(composers_for, model, composer, api_visibility="private")
-    for cont, midi in continues:
-        cont.click(continue_from, midi, prompt_midi, api_visibility="private")
+    for cont, files in continues:
+        cont.click(continue_from, files, prompt_midi, api_visibility="private")
 
 
 if __name__ == "__main__":

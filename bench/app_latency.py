@@ -64,7 +64,7 @@ def request(client, name: str, prompt: Path | None, tokens: int) -> tuple[float,
         time.sleep(0.002)
     result = job.result()
     took = time.perf_counter() - t
-    assert result[1] and result[2] and result[3], "MIDI, WAV and MusicXML expected"
+    assert len(result[1]) == 4, "MIDI, WAV, MusicXML and PNG expected"
     return took, first if first is not None else took, result[-1]
 
 

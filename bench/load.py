@@ -83,7 +83,7 @@ def call(client, req: Request, url: str, timeout: float) -> Result:
                         api_name="/generate")
     values = job.result(timeout=timeout)
     seconds = time.perf_counter() - t
-    midi = values[1]  # {"path": server path, "url": ...} with download_files=False (values[0]: the live roll)
+    midi = values[1][0]  # {"path": server path, "url": ...} with download_files=False (values[0]: the live roll)
     with urllib.request.urlopen(midi["url"], timeout=30) as r:
         notes = read_midi_bytes(r.read(), name=midi["path"]).notes.tolist()
     return Result(req, seconds, midi["path"], notes, values[-1])

@@ -29,6 +29,7 @@ def main() -> None:
         length.press("Enter")
         page.get_by_role("button", name="Compose", exact=True).click()
         page.wait_for_function(f"{LIVE} && {LIVE}.updates >= 4 && {LIVE}.position() > 4", timeout=300_000)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / "playground-streaming.png"))
         page.get_by_role("button", name="Stop").click()
         # the Lacrimosa, finished, with its sheet music
@@ -39,6 +40,7 @@ def main() -> None:
         expect(page.get_by_text("done:")).to_be_visible(timeout=60_000)
         page.locator("#live-1 button.tab-sheet").click()
         time.sleep(1.5)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / "playground-sheet.png"))
         browser.close()
 

@@ -245,13 +245,14 @@ def app(models):
 def test_app_handler_streams_the_page_values(app, tiny_midi):
     values = list(app.generate(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, 2))
     last = values[-1]
-    assert len(last) == 6 * app.MAX_VARIATIONS + 1
-    live, midi, audio, musicxml, roll, analysis = last[:6]
+    assert len(last) == 3 * app.MAX_VARIATIONS + 1
+    live, files, analysis = last[:3]
     assert live.startswith('{"v":1')
-    files = (midi, roll, musicxml) if audio is None else (midi, audio, roll, musicxml)
+    assert [Path(f).suffix for f in files] in ([".mid", ".wav", ".musicxml", ".png"], [".mid", ".musicxml", ".png"])
     assert all(isinstance(f, str) and Path(f).is_file() for f in files)  # Gradio's File wants str, not Path
     assert analysis.startswith("Key:")
-    assert last[6] and last[7] is not None and last[12] == "" and last[13] is None  # variation 2 filled, 3 empty
+    assert last[3] and last[4] and last[6] == "" and last[7] is None  # variation 2 filled, variation 3 empty
+    assert [Path(f).suffix for f in values[0][1]] == [".mid"]  # while composing: the MIDI so far
     assert last[-1].startswith("done")
 
 

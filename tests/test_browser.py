@@ -125,9 +125,10 @@ def test_generate_answers_gradio_client_as_the_readme_shows(server, tiny_midi):
     client = Client(server, verbose=False)
     result = client.predict(prompt_midi=handle_file(str(tiny_midi)), composer="mozart", model="gpt", tokens=64,
                             top_k=5, temperature=1.0, seed=1, variations=1, api_name="/generate")
-    live, midi, wav, musicxml, roll_png, analysis = result[:6]  # variation 1, as in the README
+    live, files, analysis = result[:3]  # variation 1, as in the README
     assert json.loads(live)["done"] is True
+    midi, wav, musicxml, roll_png = files
     assert Path(midi).read_bytes()[:4] == b"MThd" and Path(wav).read_bytes()[:4] == b"RIFF"
     assert Path(roll_png).read_bytes()[:4] == b"\x89PNG" and "<score-partwise" in Path(musicxml).read_text()
-    assert analysis.startswith("Key:") and tuple(result[6:12]) == ("", None, None, None, None, "")
-    assert len(result) == 25 and result[24].startswith("done: 64/64 tokens")
+    assert analysis.startswith("Key:") and tuple(result[3:6]) == ("", None, "")
+    assert len(result) == 13 and result[12].startswith("done: 64/64 tokens")

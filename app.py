@@ -24,15 +24,19 @@ DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
 
 
-def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
-    """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer.
+def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
+             key_strength=1.0, lowest=21, highest=108, density=1.0):
+    """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
+    steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
+    (lowest and highest MIDI keys) and a note density factor (0.25..4).
 
     Streams. Each update holds, for each of 4 variation slots: the live piano roll's message (JSON:
     notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
     so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
     slots are empty. Then a status line."""
     try:
-        for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations):
+        for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations,
+                                        key, key_strength, lowest, highest, density):
             for text in update.warnings:
                 gr.Warning(text)
             for text in update.notices:
@@ -48,6 +52,61 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     except Exception as e:  # a bug: the traceback goes to the server's log, one line to the user
         logging.getLogger("maia").exception("request failed")
         raise gr.Error(f"internal error ({type(e).__name__}); please try again or report it") from None
+
+
+def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed):
+    """Rewrite the passage of a MIDI file between two quarter-note beats (from 0) with a
+    fill-in-the-middle model, keeping everything before and after it bit for bit.
+
+    Streams, like /generate for one variation: the live roll's message, the files (MIDI so far; when done
+    also WAV, MusicXML, PNG roll), an analysis line, and a status line."""
+    try:
+        for update in playground.regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed):
+            for text in update.warnings:
+                gr.Warning(text)
+            o = update.outputs[0]
+            yield o.live, [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f], o.analysis, update.status
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    except Exception as e:  # a bug: the traceback goes to the server's log, one line to the user
+        logging.getLogger("maia").exception("request failed")
+        raise gr.Error(f"internal error ({type(e).__name__}); please try again or report it") from None
+
+
+def current_midi(files):
+    return next((f for f in files or [] if str(f).endswith(".mid")), None)
+
+
+def regenerate_current(files, from_beat, to_beat, composer, model, top_k, temperature, seed):
+    yield from regenerate(current_midi(files), from_beat, to_beat, composer, model, top_k, temperature, seed)
+
+
+def remember(history, live, files, status):
+    history = playground.remember(history, live, files, status)
+    return history, *history_buttons(history)
+
+
+def history_buttons(history):
+    at, n = history["at"], len(history["items"])
+    return gr.update(interactive=at > 0), gr.update(interactive=at < n - 1)
+
+
+def step_history(history, delta):
+    history, entry = playground.step_history(history, delta)
+    if entry is None:
+        return history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *history_buttons(history)
+    try:
+        update = playground.show(entry)
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    o = update.outputs[0]
+    files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f]
+    where = f"piece {history['at'] + 1} of {len(history['items'])}"
+    return history, o.live, files, o.analysis, f"{where} · {update.status}", *history_buttons(history)
+
+
+def span_selected(evt: gr.EventData):
+    return evt.from_beat, evt.to_beat
 
 
 def show_slots(n):
@@ -100,6 +159,16 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
                 randomise = gr.Button("🎲 Randomise", size="sm")
             variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+            with gr.Accordion("Steering", open=False):
+                key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
+                                  info="hold the notes to a key's scale")
+                key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
+                                         info="1: never outside the scale; 0: no effect")
+                with gr.Row():
+                    lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
+                    highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
+                density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
+                                    info="factor on every note's probability: above 1 more notes, below fewer")
             with gr.Row():
                 compose = gr.Button("Compose", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
@@ -117,14 +186,41 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 slots.append(slot)
                 outputs += [live, files, analysis]
                 continues.append((cont, files))
+                if i == 0:
+                    with gr.Group():
+                        gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
+                                    "one, or type its beats (quarter notes from 0). maia rewrites only that span "
+                                    "and keeps everything before and after it note for note.")
+                        with gr.Row():
+                            from_beat = gr.Number(label="From beat", value=0, minimum=0)
+                            to_beat = gr.Number(label="To beat", value=4, minimum=0)
+                            regen = gr.Button("Regenerate passage", variant="secondary")
+                        with gr.Row():
+                            undo = gr.Button("↶ Undo", size="sm", interactive=False)
+                            redo = gr.Button("↷ Redo", size="sm", interactive=False)
 
-    inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations]
+    inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
+              highest, density]
+    history = gr.State(playground.new_history())  # per browser session: undo never crosses users
+    first = outputs[:3]  # variation 1: live roll, files, analysis
     composing = compose.click(generate, inputs, [*outputs, status], api_name="generate")
+    composing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
     completing = lacrimosa.click(
         lambda: (str(playground.LACRIMOSA), "mozart"), None, [prompt_midi, composer], api_visibility="private"
     ).then(generate, inputs, [*outputs, status], api_visibility="private")
+    completing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
+    # the API's /infill: any MIDI file; the page's button: variation 1's piece
+    infill_api = gr.Button(visible=False)
+    infill_api.click(regenerate, [prompt_midi, from_beat, to_beat, composer, model, top_k, temperature, seed],
+                     [*first, status], api_name="infill")
+    regenerating = regen.click(regenerate_current, [first[1], from_beat, to_beat, composer, model, top_k, temperature,
+                                                    seed], [*first, status], api_visibility="private")
+    regenerating.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
+    undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
+    redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
+    first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     # Stop cancels the stream; the last update (roll, audio, MIDI so far) stays on the page.
-    stop.click(stopped, status, status, cancels=[composing, completing], api_visibility="private")
+    stop.click(stopped, status, status, cancels=[composing, completing, regenerating], api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")

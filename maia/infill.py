@@ -125,7 +125,7 @@ def beats_to_steps(piece: Piece, from_beat: float, to_beat: float) -> tuple[int,
     spq = piece.steps_per_quarter
     a, b = round(from_beat * spq), round(to_beat * spq)
     if from_beat < 0 or b <= a:
-        raise InputError(f"--from-beat {from_beat} and --to-beat {to_beat}: need 0 <= from < to")
+        raise InputError(f"from beat {from_beat:g} to beat {to_beat:g}: need 0 <= from < to")
     if a >= piece.end_step:
-        raise InputError(f"--from-beat {from_beat} is past the end of the music ({piece.end_step / spq:g} beats)")
+        raise InputError(f"beat {from_beat:g} is past the end of the music ({piece.end_step / spq:g} beats)")
     return a, b

@@ -1,13 +1,13 @@
 """The live view of a piece while it is composed: what the browser's piano roll (maia/web/roll.js) draws
 and plays, as one JSON message per streamed update.
 
-    view = LiveView(prompt_steps=prompt.steps, from_user=True, audio=True)
+    view = LiveView(request, variations, mine=(prompt.steps, 1 << 62), audio=True)
     message = view.update(piece, now_step)        # the notes so far, and the audio since the last update
     message = view.finish(piece, sheet=...)       # the rest of the audio, the engraved pages
     view.audio()                                  # everything heard, for the WAV download
 
 Notes go to the browser whole at every update (pitch, start and end in seconds, velocity, and who wrote
-them: 0 the user's prompt, 1 maia), so that a missed update costs nothing. The audio is appended: one
+them: 0 the user, 1 maia: the notes after the prompt, or those of a regenerated span), so that a missed update costs nothing. The audio is appended: one
 FluidSynth synthesiser per variation stays open for the whole request and renders only the time that
 became certain since the last update, so that what plays never restarts and the downloaded WAV is what
 was heard. Everything before the sampling position is certain: the tokens are in time order, so no
@@ -30,14 +30,14 @@ TAIL_SECONDS = 1.0  # release and reverb after the last note-off
 USER, MAIA = 0, 1  # who wrote a note
 
 
-def note_events(piece: Piece, prompt_steps: int = 0) -> list[list]:
-    """[pitch, start s, end s, velocity, who] per note; who is USER for notes that start inside the
-    user's prompt (its first ``prompt_steps`` steps), else MAIA."""
+def note_events(piece: Piece, mine: tuple[int, int] = (0, 1 << 62)) -> list[list]:
+    """[pitch, start s, end s, velocity, who] per note; who is MAIA for notes that start in maia's grid
+    steps ``mine`` = [from, to) (after the prompt; or the regenerated span), else USER."""
     n = piece.notes
     if not len(n):
         return []
     sps = piece.seconds_per_step
-    who = np.where(n[:, 0] < prompt_steps, USER, MAIA)
+    who = np.where((n[:, 0] >= mine[0]) & (n[:, 0] < mine[1]), MAIA, USER)
     start = np.round(n[:, 0] * sps, 3)
     end = np.round((n[:, 0] + n[:, 1]) * sps, 3)
     return [[int(p), float(s), float(e), int(v), int(w)]
@@ -105,9 +105,9 @@ class LiveView:
 
     ``audio=False`` (no FluidSynth) sends the notes only."""
 
-    def __init__(self, request: str, variations: int, prompt_steps: int = 0, *, audio: bool = True,
+    def __init__(self, request: str, variations: int, mine: tuple[int, int] = (0, 1 << 62), *, audio: bool = True,
                  sample_rate: int = LIVE_SAMPLE_RATE):
-        self.request, self.prompt_steps, self.rate = request, prompt_steps, sample_rate
+        self.request, self.mine, self.rate = request, mine, sample_rate
         self.players = [LiveAudio(sample_rate) for _ in range(variations)] if audio else []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="maia-audio") if audio else None
         self.pending: Future | None = None
@@ -127,7 +127,8 @@ class LiveView:
         return self._messages(pieces, steps, done=False)
 
     def finish(self, pieces: list[Piece], sheets: list[dict | None] | None = None) -> list[str]:
-        """The last messages: all the audio (with the release tail) and the sheet music, if any."""
+        """The messages of the finished music: all the audio (with the release tail), and the sheet
+        music if given."""
         if self.pool is not None:
             if self.pending is not None:
                 self.pending.result()
@@ -135,6 +136,18 @@ class LiveView:
                 player.finish(piece)
         steps = [p.end_step for p in pieces]
         return self._messages(pieces, steps, done=True, sheets=sheets)
+
+    def notated(self, messages: list[str], sheets: list[dict | None]) -> list[str]:
+        """The finished messages again, with the engraved sheet music and no audio (already sent)."""
+        out = []
+        for message, sheet in zip(messages, sheets, strict=True):
+            m = json.loads(message)
+            m.update(seq=self.seq, audio=None)
+            if sheet:
+                m["sheet"] = sheet
+            out.append(json.dumps(m, separators=(",", ":")))
+        self.seq += 1
+        return out
 
     def audio(self, i: int) -> np.ndarray | None:
         """Variation ``i``'s audio as heard (int16 mono at ``self.rate``), or None without audio."""
@@ -146,10 +159,11 @@ class LiveView:
             message = {
                 "v": 1, "request": self.request, "seq": self.seq, "done": done,
                 "now": round(step * piece.seconds_per_step, 3),
-                "prompt_end": round(self.prompt_steps * piece.seconds_per_step, 3),
+                "mine": [round(self.mine[0] * piece.seconds_per_step, 3),
+                         round(min(self.mine[1], max(piece.end_step, step)) * piece.seconds_per_step, 3)],
                 "beat": piece.seconds_per_step * piece.steps_per_quarter,
                 "meter": list(piece.time_signature or (4, 4)),
-                "notes": note_events(piece, self.prompt_steps),
+                "notes": note_events(piece, self.mine),
                 "rate": self.rate, "audio": None,
             }
             if self.players:

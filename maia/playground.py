@@ -25,8 +25,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +52,13 @@ LACRIMOSA = PROMPTS_DIR / "lacrimosa.mid"
 SAMPLE_RATE = 44100  # the finished audio
 PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at half the rate
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
-FIRST_UPDATE = 0.2  # without a prompt to show at once, the first notes are shown this soon
+FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are shown this soon
 TOKENS_PER_SECOND = 20  # for the "≈ N s" hint; music21 corpus: Bach 20, Mozart 24, Chopin 28 tokens per second
 DEFAULT_TIME_BUDGET = 120.0  # seconds one request may take (MAIA_TIME_BUDGET); then it keeps what it made
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
+MIDDLE_TOKENS = 512  # most tokens a regenerated passage may take
+HISTORY_LENGTH = 50  # pieces one session's undo can go back through
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
 KEEP_REQUEST_FILES = 3600  # seconds a request's folder outlives it: Gradio copies the files within seconds
 
@@ -224,12 +226,49 @@ def finish_seconds(notes: int, variations: int) -> float:
     return variations * (FINISH_BASE_SECONDS + FINISH_SECONDS_PER_NOTE * notes)
 
 
-def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, *,
+KEY_OFF, KEY_OF_PROMPT = "off", "the prompt's key"
+PIANO_RANGE = (21, 108)  # A0..C8: a register control at these bounds is no control
+
+
+def key_choices() -> list[str]:
+    """The key-lock dropdown: off, the prompt's key, then the 24 keys."""
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    return [KEY_OFF, KEY_OF_PROMPT] + [f"{n} {m}" for m in ("major", "minor") for n in names]
+
+
+def steering(key, key_strength, lowest, highest, density, prompt: Prompt, vocab: Vocab):
+    """The page's steering settings -> maia.controls.Controls (None when all are off); InputError for a
+    bad one. ``key`` is KEY_OFF, KEY_OF_PROMPT (Krumhansl-Schmuckler on the prompt) or a key name."""
+    from maia.controls import Controls, parse_key
+    from maia.metrics import estimate_key
+
+    try:
+        strength, lo, hi, dens = float(key_strength), int(lowest), int(highest), float(density)
+    except (TypeError, ValueError):
+        raise InputError("key strength, lowest, highest and density must be numbers") from None
+    lock = None
+    if key and key != KEY_OFF:
+        if key == KEY_OF_PROMPT:
+            if len(prompt.ids) <= 2:
+                raise InputError("the prompt's key needs a prompt: upload a MIDI file or pick a key")
+            tonic, mode, _ = estimate_key(ids_to_piece(prompt.ids, vocab, prompt))
+            lock = (tonic, mode) if tonic >= 0 else None
+        else:
+            lock = parse_key(str(key))
+    lo_, hi_ = (None if lo <= PIANO_RANGE[0] else lo), (None if hi >= PIANO_RANGE[1] else hi)
+    controls = Controls(key=lock, key_strength=strength, lowest=lo_, highest=hi_, density=dens).validate()
+    return controls if controls.active else None
+
+
+def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=KEY_OFF,
+           key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, *,
            interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
     sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
     to ``budget`` seconds (default: time_budget()): sampling stops early enough for the finishing, and
-    the sheet music is left out when even that would not fit. Raises InputError for a bad request."""
+    the sheet music is left out when even that would not fit. ``key``, ``key_strength``, ``lowest``,
+    ``highest`` and ``density`` steer the sampling (``steering``, maia/controls.py). Raises InputError for
+    a bad request."""
     from maia.live import LiveView
     from maia.synth import INSTALL_HINT, SynthUnavailable, fluidsynth_available
 
@@ -239,6 +278,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     config = settings(tokens, top_k, temperature, seed, variations)
     net, vocab = load(model)
     prompt = prepare_prompt(prompt_midi, composer, vocab)
+    controls = steering(key, key_strength, lowest, highest, density, prompt, vocab)
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
     notices = []
@@ -250,83 +290,222 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         audio = False
         warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
     try:
-        live = LiveView(folder.name, config.variations, prompt.steps, audio=audio)
+        live = LiveView(folder.name, config.variations, (prompt.steps, 1 << 62), audio=audio)
     except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not
-        live = LiveView(folder.name, config.variations, prompt.steps, audio=False)
+        live = LiveView(folder.name, config.variations, (prompt.steps, 1 << 62), audio=False)
         warnings.append(f"no audio: {e}. The piano roll and the MIDI still work.")
+    job = _Job(steps=generate(net, prompt.ids, config, vocab, controls=controls),
+               rows=[list(prompt.ids) for _ in range(config.variations)],
+               decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
+               config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
+               stop_id=vocab.end_id, base=len(prompt.ids))
     try:
-        yield from _compose(net, vocab, prompt, config, model, folder, live, deadline, interval, warnings, notices)
+        yield from _drive(job, folder, live, deadline, interval, warnings, notices)
     finally:  # also when the client goes away mid-stream (Gradio closes the generator)
         live.close()
 
 
-def _compose(net, vocab, prompt, config, model, folder, live, deadline, interval, warnings, notices):
-    rows = [list(prompt.ids) for _ in range(config.variations)]
-    ended = [False] * config.variations
+def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperature, seed, *,
+               interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
+    """Rewrites the passage of ``source_midi`` between two quarter-note beats with a fill-in-the-middle
+    model and streams it like ``stream`` (one variation): everything before and after the passage is
+    kept bit for bit (maia/infill.py). Raises InputError for a bad request (no file, a span outside
+    the music, a model without fill-in-the-middle)."""
+    from maia.generate import infill, resolve_composer
+    from maia.infill import beats_to_steps, join_span, split_span
+    from maia.live import LiveView
+    from maia.synth import SynthUnavailable, fluidsynth_available
+
+    started = time.monotonic()
+    budget = time_budget() if budget is None else budget
+    deadline = started + budget
+    if not source_midi:
+        raise InputError("nothing to regenerate yet: compose or upload something first")
+    net, vocab = load(model)
+    if not vocab.fim:
+        raise InputError(f"the {model} model was not trained to fill in the middle; choose another model")
+    path = Path(source_midi)
+    if path.suffix.lower() not in MIDI_SUFFIXES:
+        raise InputError(f"{path.name}: regenerate works on a MIDI file (.mid or .midi)")
+    piece = read(path, vocab.config)
+    try:
+        from_beat, to_beat = float(from_beat), float(to_beat)
+    except (TypeError, ValueError):
+        raise InputError("from and to must be beats (numbers)") from None
+    start, end = beats_to_steps(piece, from_beat, to_beat)
+    window = getattr(net, "max_context", None)
+    middle = min(MIDDLE_TOKENS, (window or 2 * MIDDLE_TOKENS) // 2)
+    name = resolve_composer(vocab, composer)
+    span = split_span(piece, vocab, name, start, end, window, middle)
+    config = settings(middle, top_k, temperature, seed, 1)
+    folder = new_request_folder()
+    warnings = []
+    audio = audio and fluidsynth_available()
+    try:
+        live = LiveView(folder.name, 1, (start, end), audio=audio)
+    except SynthUnavailable as e:
+        live = LiveView(folder.name, 1, (start, end), audio=False)
+        warnings.append(f"no audio: {e}")
+    kept_steps = start
+
+    def decode(ids):
+        return join_span(span, ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
+
+    def position(ids):
+        return kept_steps + time_steps(ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
+
+    prompt_len = len(span.prefix_ids) + len(span.suffix_ids) + 3  # + <fim:prefix> <fim:suffix> <fim:middle>
+    job = _Job(steps=infill(net, span.prefix_ids, span.suffix_ids, span.steps, config, vocab),
+               rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
+               title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
+               stop_id=vocab.fim_end_id, base=prompt_len)
+    try:
+        yield from _drive(job, folder, live, deadline, interval, warnings, [])
+    finally:
+        live.close()
+
+
+def show(entry: dict | None) -> Update:
+    """A history entry ({"midi": path, "mine_s": [from, to] seconds of maia's notes, "status"}) as a
+    finished update, as if just composed: the roll's message with all the audio and the sheet music, the
+    files and the analysis line. InputError when its file is gone."""
+    from maia.live import LiveView
+
+    if not entry or not Path(entry["midi"]).is_file():
+        raise InputError("that piece is no longer on the server (pieces are kept for an hour)")
+    piece = read(entry["midi"])
+    folder = new_request_folder()
+    sps = piece.seconds_per_step
+    mine = (round(entry["mine_s"][0] / sps), round(entry["mine_s"][1] / sps) + 1)
+    try:
+        live = LiveView(folder.name, 1, mine, audio=_audio_ok())
+    except MaiaError:
+        live = LiveView(folder.name, 1, mine, audio=False)
+    job = _Job(steps=iter([]), rows=[[]], decode=lambda _ids: piece, position=lambda _ids: piece.end_step,
+               config=SamplingConfig(max_new_tokens=1), model="history", title="maia", mine=mine, stop_id=-1)
+    try:
+        update = list(_drive(job, folder, live, time.monotonic() + time_budget(), UPDATE_INTERVAL, [], []))[-1]
+    finally:
+        live.close()
+    update.status = entry.get("status", "")
+    return update
+
+
+def _audio_ok() -> bool:
+    from maia.synth import fluidsynth_available
+
+    return fluidsynth_available()
+
+
+# ---- history: per session (app.py keeps it in a gr.State), never global --------------------------------
+def new_history() -> dict:
+    return {"items": [], "at": -1}
+
+
+def remember(history: dict | None, live: str, files, status: str) -> dict:
+    """The history with variation 1's finished piece added after the current entry (a new piece after
+    an undo drops the undone ones, as editors do); unchanged when nothing finished."""
+    import json
+
+    history = history or new_history()
+    try:
+        message = json.loads(live) if live else None
+    except ValueError:
+        message = None
+    midi = next((str(f) for f in files or [] if str(f).endswith(".mid")), None)
+    if not message or not message.get("done") or midi is None:
+        return history
+    items = [*history["items"][:history["at"] + 1], {"midi": midi, "mine_s": message["mine"], "status": status}]
+    items = items[-HISTORY_LENGTH:]
+    return {"items": items, "at": len(items) - 1}
+
+
+def step_history(history: dict | None, delta: int) -> tuple[dict, dict | None]:
+    """Undo (delta -1) or redo (+1): the moved history and the entry to show (None at either end)."""
+    history = history or new_history()
+    at = history["at"] + delta
+    if not 0 <= at < len(history["items"]):
+        return history, None
+    return {**history, "at": at}, history["items"][at]
+
+
+@dataclass
+class _Job:
+    """What one request samples and how its tokens become music: the continuation of a prompt (``stream``)
+    or the middle of a span (``regenerate``). ``_drive`` runs either."""
+
+    steps: Iterator  # maia.generate's per-step token lists
+    rows: list[list[int]]  # per variation, the ids that decode to its music
+    decode: Callable[[list[int]], Piece]  # one row -> its music
+    position: Callable[[list[int]], int]  # one row -> the grid step sampling has reached
+    config: SamplingConfig
+    model: str
+    title: str  # of the sheet music
+    mine: tuple[int, int]  # grid steps whose notes the user wrote (the prompt) or maia wrote (a span)
+    stop_id: int
+    base: int = 0  # tokens in each row before sampling
+
+
+def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
+    config, variations = job.config, len(job.rows)
+    ended = [False] * variations
     made = 0  # new tokens per variation so far
     sampling = 0.0  # seconds spent sampling, for the status line's tokens/s
 
     def pieces():
-        return [ids_to_piece(ids, vocab, prompt) for ids in rows]
+        return [job.decode(ids) for ids in job.rows]
 
     def snapshot(k: int) -> Update:
         sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
         ps = pieces()
-        messages = live.update(ps, [time_steps(ids, vocab) for ids in rows])
+        messages = live.update(ps, [job.position(ids) for ids in job.rows])
         outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
                        analysis=f"{len(p)} notes · {p.duration_seconds:.1f} s")
                 for i, (p, m) in enumerate(zip(ps, messages, strict=True))]
         if k >= 2:  # Gradio has copied update k-2's files into its cache by now
             shutil.rmtree(folder / f"u{k - 2:04d}", ignore_errors=True)
         first = k == 0
-        return Update(outs, _status(made, config, ended, sampling, model), warnings if first else [],
+        return Update(outs, _status(made, config, ended, sampling, job.model), warnings if first else [],
                       notices if first else [])
 
     k = 0
-    if len(prompt.ids) > 2:  # show the prompt right away: the first update of the click
+    if job.base > 2:  # show the music there is right away: the first update of the click
         yield snapshot(k)
         k += 1
     next_at = time.monotonic() + (interval if k else min(interval, FIRST_UPDATE))
     out_of_time = False
-    steps = generate(net, prompt.ids, config, vocab)
     while True:
-        notes = max(len(ids) for ids in rows) // 2  # about two tokens per note
-        if time.monotonic() + finish_seconds(notes, config.variations) > deadline:
+        notes = max(len(ids) for ids in job.rows) // 2  # about two tokens per note
+        if time.monotonic() + finish_seconds(notes, variations) > deadline:
             out_of_time = True  # keep what was made, and the time to finish it
             break
         t0 = time.monotonic()
-        step = next(steps, None)
+        step = next(job.steps, None)
         sampling += time.monotonic() - t0
         if step is None:
             break
         made += 1
         for i, t in enumerate(step):
             if t is not None:
-                rows[i].append(t)
-                ended[i] = t == vocab.end_id
+                job.rows[i].append(t)
+                ended[i] = t == job.stop_id
         if time.monotonic() >= next_at:
             yield snapshot(k)
             k += 1
             next_at = time.monotonic() + interval
-    steps.close()
+    if hasattr(job.steps, "close"):  # a generator: release the model's cache now
+        job.steps.close()
 
+    # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
+    # (music21 and Verovio, seconds for a long piece) follows in one more update.
     final = pieces()
-    sheets, outs = [], []
-    late = False
+    outs = []
     for i, piece in enumerate(final):
-        stem = folder / f"maia-{i + 1}"
-        out = Output(midi=piece.write_midi(stem.with_suffix(".mid")))
-        sheet = None
-        if time.monotonic() < deadline:
-            sheet = _finish(piece, out, prompt.steps, f"maia — {prompt.composer}",
-                            f"model {model}, seed {config.seed if config.seed is not None else 'random'}, variation {i + 1}")
-        else:
-            late = True
-            out.analysis = f"{len(piece)} notes · {piece.duration_seconds:.1f} s"
-        sheets.append(sheet)
+        out = Output(midi=piece.write_midi(folder / f"maia-{i + 1}.mid"), analysis=_analysis(piece))
         outs.append(out)
-    for i, (out, message) in enumerate(zip(outs, live.finish(final, sheets), strict=True)):
+    messages = live.finish(final)
+    for i, (out, message) in enumerate(zip(outs, messages, strict=True)):
         out.live = message
         heard = live.audio(i)
         if heard is not None and len(heard):
@@ -334,39 +513,58 @@ def _compose(net, vocab, prompt, config, model, folder, live, deadline, interval
             from maia.synth import write_wav
 
             out.audio = write_wav(heard.astype(np.float32) / 32767.0, folder / f"maia-{i + 1}.wav", LIVE_SAMPLE_RATE)
-    update = Update(outs, "done: " + _status(made, config, ended, sampling, model), done=True)
+    status = "done: " + _status(made, config, ended, sampling, job.model)
+    warned = []
     if out_of_time:
-        update.status += " · stopped at the time limit"
-        update.warnings.append(f"stopped at the time limit of one request ({time_budget():g} s): kept {made} of "
-                               f"{config.max_new_tokens} tokens")
+        status += " · stopped at the time limit"
+        warned.append(f"stopped at the time limit of one request ({time_budget():g} s): kept {made} of "
+                      f"{config.max_new_tokens} tokens")
+    if k == 0:  # the first update of the request: say it all now
+        warned[:0] = warnings
+    yield Update(outs, status + " · writing the sheet music…", warned, notices if k == 0 else [])
+
+    late = False
+    sheets = []
+    outs = [replace(o) for o in outs]  # the update above stays as it was sent
+    for i, (piece, out) in enumerate(zip(final, outs, strict=True)):
+        sheet = None
+        if time.monotonic() < deadline:
+            seed = config.seed if config.seed is not None else "random"
+            sheet = _finish(piece, out, job.mine, job.title, f"model {job.model}, seed {seed}, variation {i + 1}")
+        else:
+            late = True
+        sheets.append(sheet)
+    for out, message in zip(outs, live.notated([o.live for o in outs], sheets), strict=True):
+        out.live = message
+    update = Update(outs, status, done=True)
     if late:
         update.warnings.append("no sheet music: the request ran out of time; the MIDI and the audio are complete")
-    if k == 0:  # the only update: say it all now
-        update.warnings[:0] = warnings
-        update.notices = notices
     yield update
 
 
-def _finish(piece: Piece, out: Output, prompt_steps: int, title: str, subtitle: str) -> dict | None:
-    """Adds the piano roll PNG, the key (Krumhansl-Schmuckler), the MusicXML grand staff and its engraved
-    pages (maia/notation.py) to a finished variation; returns the pages with their timemap."""
+def _analysis(piece: Piece) -> str:
     from maia.metrics import estimate_key, key_name
+
+    key = key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "?"
+    return f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
+
+
+def _finish(piece: Piece, out: Output, mine: tuple[int, int], title: str, subtitle: str) -> dict | None:
+    """Adds the piano roll PNG and the MusicXML grand staff (maia/notation.py) to a finished variation;
+    returns its engraved pages with their timemap (None when music21 or Verovio cannot notate it)."""
     from maia.notation import musicxml, sheet
     from maia.pianoroll import save_png
 
-    out.roll = save_png(piece, out.midi.with_name(out.midi.stem + "-roll.png"), prompt_steps=prompt_steps or None)
-    key, pages = "?", None
-    if len(piece):
-        key = key_name(estimate_key(piece)).replace("b ", "♭ ")
-        try:
-            xml = musicxml(piece, title=title, subtitle=subtitle)
-            out.musicxml = out.midi.with_suffix(".musicxml")
-            out.musicxml.write_text(xml, encoding="utf-8")
-            pages = sheet(xml, seconds_per_quarter=piece.seconds_per_step * piece.steps_per_quarter)
-        except Exception:  # music21 and Verovio raise many unrelated types on odd music; the MIDI stays usable
-            pages = None
-    out.analysis = f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
-    return pages
+    out.roll = save_png(piece, out.midi.with_name(out.midi.stem + "-roll.png"), prompt_steps=mine[0] or None)
+    if not len(piece):
+        return None
+    try:
+        xml = musicxml(piece, title=title, subtitle=subtitle)
+        out.musicxml = out.midi.with_suffix(".musicxml")
+        out.musicxml.write_text(xml, encoding="utf-8")
+        return sheet(xml, seconds_per_quarter=piece.seconds_per_step * piece.steps_per_quarter)
+    except Exception:  # music21 and Verovio raise many unrelated types on odd music; the MIDI stays usable
+        return None
 
 
 def _status(made: int, config: SamplingConfig, ended: list[bool], sampling: float, model: str) -> str:

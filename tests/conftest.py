@@ -26,25 +26,28 @@ TINY_COMPOSERS = ("bach", "mozart", "chopin")
 TINY_MODELS = {  # random-init models, small enough that a test composes hundreds of tokens in a blink
     "gpt": dict(vocab_size=0, block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64),
     "lstm": dict(vocab_size=0, emb_dim=4, hidden=32, n_layer=2, block_size=32),
+    "fim": dict(vocab_size=0, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64),  # a gpt
 }
 
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A models folder (use it as MAIA_MODELS_DIR) with a random-init tiny "gpt" (block_size 32, so the
-    window slides) and "lstm", both with the composers bach, mozart and chopin; weights kept in float32."""
+    window slides), "lstm", and "fim", a gpt with the fill-in-the-middle tokens, all with the composers
+    bach, mozart and chopin; weights kept in float32."""
     import torch
 
     from maia.checkpoint import save_model
     from maia.models import build_model
     from maia.vocab import Vocab
 
-    vocab = Vocab(composers=TINY_COMPOSERS)
     root = tmp_path_factory.mktemp("models")
-    for kind, cfg in TINY_MODELS.items():
+    for name, cfg in TINY_MODELS.items():
+        kind = "gpt" if name == "fim" else name
+        vocab = Vocab(composers=TINY_COMPOSERS, fim=name == "fim")  # "fim" can fill in the middle
         torch.manual_seed(0)
         model = build_model(kind, {**cfg, "vocab_size": len(vocab)}).eval()
-        save_model(root / kind, model, kind, model.config, vocab, dtype=None)
+        save_model(root / name, model, kind, model.config, vocab, dtype=None)
     return root
 
 

@@ -132,3 +132,80 @@ def test_generate_answers_gradio_client_as_the_readme_shows(server, tiny_midi):
     assert Path(roll_png).read_bytes()[:4] == b"\x89PNG" and "<score-partwise" in Path(musicxml).read_text()
     assert analysis.startswith("Key:") and tuple(result[3:6]) == ("", None, "")
     assert len(result) == 13 and result[12].startswith("done: 64/64 tokens")
+
+
+def notes(page) -> list:
+    return page.evaluate(f"{STATS}.notes()")
+
+
+def wait_done(page, request=None):
+    """Until the roll shows a finished piece (of a request other than ``request``) with its sheet music."""
+    page.wait_for_function(
+        f"{STATS} && {STATS}.done === true && {STATS}.request !== {json.dumps(request)} && "
+        f"!document.querySelector('#live-1 .maia-live').shadowRoot.querySelector('.tab-sheet').disabled",
+        timeout=120_000)
+    return stats(page)["request"]
+
+
+def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
+    """Only the selected span changes, note by note; undo brings the previous piece back, redo the new one."""
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="fim", exact=True).click()
+    compose(page, tiny_midi, 96)
+    first_request = wait_done(page)
+    before = notes(page)
+    page.get_by_label("From beat").fill("2")
+    page.get_by_label("To beat").fill("5")
+    page.get_by_role("button", name="Regenerate passage").click()
+    second_request = wait_done(page, first_request)
+    after = notes(page)
+    mine = [n for n in after if n[4] == 1]
+    assert mine, "the regenerated span holds maia's new notes"
+    beat = stats(page)["beat"]  # seconds per quarter note
+    a, b = 2 * beat, 5 * beat
+    assert all(a - 1e-3 <= n[1] < b for n in mine)  # every new note starts inside the span...
+    outside = lambda ns: [(n[0], n[1], n[3]) for n in ns if not a - 1e-3 <= n[1] < b - 1e-3]  # noqa: E731
+    assert outside(after) and outside(after) == outside(before)  # ...and the rest is kept note for note
+    assert all(n[4] == 0 for n in after if n not in mine)  # and drawn as the user's
+    # undo, redo
+    undo, redo = page.get_by_role("button", name="↶ Undo"), page.get_by_role("button", name="↷ Redo")
+    undo.click()
+    page.wait_for_function(f"{STATS}.request !== {json.dumps(second_request)}", timeout=60_000)
+    assert [n[:4] for n in notes(page)] == [n[:4] for n in before]
+    redo.click()
+    page.wait_for_function(f"{STATS}.notes().length === {len(after)} && {STATS}.notes().some(n => n[4] === 1)",
+                           timeout=60_000)
+    assert [n[:4] for n in notes(page)] == [n[:4] for n in after]
+
+
+def test_two_sessions_keep_their_own_history(server, tiny_midi):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            a, b = browser.new_context().new_page(), browser.new_context().new_page()
+            for page in (a, b):
+                page.goto(server)
+            compose(a, None, 32)
+            wait_done(a)
+            compose(b, None, 32)
+            wait_done(b)
+            compose(a, None, 32)
+            wait_done(a)
+            expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
+            expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
+        finally:
+            browser.close()
+
+
+def test_the_key_lock_keeps_maia_in_the_scale(page):
+    page.get_by_text("Steering").click()
+    page.get_by_label("Key lock").click()
+    page.get_by_role("option", name="E minor", exact=True).click()
+    compose(page, None, 128)
+    wait_done(page)
+    pcs = {n[0] % 12 for n in notes(page) if n[4] == 1}
+    assert pcs and pcs <= {4, 6, 7, 9, 11, 0, 2, 3}  # E minor with its leading tone D#

@@ -141,6 +141,7 @@ def warnings_shown(monkeypatch):
 
     shown: list[str] = []
     monkeypatch.setattr(gr, "Warning", lambda message="", *a, **k: shown.append(message))
+    monkeypatch.setattr(gr, "Info", lambda message="", *a, **k: shown.append(f"info: {message}"))
     return shown
 
 
@@ -151,7 +152,8 @@ def compose(app, prompt, tokens=16, model="gpt"):
 def assert_finished(values):
     last = values[-1]
     assert last[-1].startswith("done"), last[-1]
-    assert Path(last[0]).is_file() and last[0].endswith(".mid")
+    midi = last[1][0]  # variation 1: live roll, files (the MIDI first), analysis
+    assert Path(midi).is_file() and midi.endswith(".mid")
 
 
 @pytest.mark.slow
@@ -173,7 +175,7 @@ def test_app_handler(app, files, warnings_shown, name):
         if build_prompt(Vocab(composers=("bach",)), "bach", piece).cropped:  # longer than a prompt may be
             assert any("prompt is long" in w for w in warnings_shown), warnings_shown
         else:  # the finished MIDI begins with the prompt as read (pitches folded, at least one step long)
-            assert set(rows(piece)) <= set(rows(read(values[-1][0])))
+            assert set(rows(piece)) <= set(rows(read(values[-1][1][0])))
 
 
 def test_app_refuses_models_named_by_path(app, tiny_models_dir):
@@ -195,7 +197,7 @@ def test_time_budget_keeps_what_was_made(app, warnings_shown, monkeypatch):
     assert time.monotonic() - t < 60  # 4096 tokens of the tiny model take longer than the budget allows
     assert_finished(values)
     assert "stopped at the time limit" in values[-1][-1]
-    assert any(w.startswith("stopped after 0.5 s") for w in warnings_shown), warnings_shown
+    assert any(w.startswith("stopped at the time limit of one request (0.5 s)") for w in warnings_shown), warnings_shown
     made = int(re.search(r"(\d+)/4096 tokens", values[-1][-1]).group(1))
     assert 0 < made < 4096
     assert_finished(compose(app, None, tokens=8))  # the budget is per request: the next one is whole
@@ -209,7 +211,8 @@ def test_prompt_longer_than_the_context_is_announced(app, warnings_shown, tiny_m
     net, _ = playground.load("gpt")  # block_size 32: the window keeps the composer token + 24 tokens
     assert [prompt_tokens_in_view(net, n, SamplingConfig()) for n in (10, 32, 33, 500)] == [10, 32, 24, 24]
     compose(app, tiny_midi)  # 38 prompt tokens
-    assert any("longer than the gpt model's context (32 tokens)" in w and "last 23 tokens" in w
+    # information, not a warning: the model reads the prompt's end
+    assert any(w == "info: gpt reads the last 23 of the prompt's 38 tokens (its context is 32 tokens)"
                for w in warnings_shown), warnings_shown
     warnings_shown.clear()
     compose(app, tiny_midi, model="lstm")  # recurrent: no window, no warning
@@ -227,7 +230,7 @@ def test_old_request_folders_are_swept(app):
     then = time.time() - playground.KEEP_REQUEST_FILES - 60
     os.utime(old, (then, then))
     fresh = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
-    midi = Path(compose(app, None, tokens=8)[-1][0])
+    midi = Path(compose(app, None, tokens=8)[-1][1][0])
     assert not old.exists() and fresh.exists()
     assert midi.parent.parent == playground.REQUESTS_DIR and midi.parent not in (old, fresh)
     fresh.rmdir()

@@ -39,6 +39,7 @@
   (window.maiaLive = window.maiaLive || {})[slot] = stats;
   stats.position = () => position();
   stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS });
+  stats.notes = () => S.notes;
   stats.notePixels = () => { // canvas pixels right of the keyboard in the prompt's blue or maia's orange
     const d = ctx2d.getImageData(0, 0, canvas.width, canvas.height).data, x0 = KEYS * (window.devicePixelRatio || 1);
     let blue = 0, orange = 0;
@@ -55,7 +56,7 @@
   const P = { ctx: null, playing: false, t0: 0, from: 0, pos: 0, sources: [], buffering: false, userPaused: false };
 
   function fresh(request) {
-    return { request, notes: [], now: 0, done: false, promptEnd: 0, beat: 0.5, meter: [4, 4], rate: 32000,
+    return { request, notes: [], now: 0, done: false, mine: [0, 1e9], sel: null, beat: 0.5, meter: [4, 4], rate: 32000,
       chunks: [], have: 0, timemap: null, lit: [] };
   }
 
@@ -76,8 +77,8 @@
     if (!m || m.v !== 1) { if (S.request !== null) reset(null); draw(); return; }
     if (m.request !== S.request) reset(m.request);
     if (m.seq <= stats.seq) return; // an update seen already
-    stats.updates++; stats.seq = m.seq; stats.done = m.done;
-    S.notes = m.notes; S.now = m.now; S.done = m.done; S.promptEnd = m.prompt_end;
+    stats.updates++; stats.seq = m.seq; stats.done = m.done; stats.beat = m.beat;
+    S.notes = m.notes; S.now = m.now; S.done = m.done; S.mine = m.mine;
     S.beat = m.beat; S.meter = m.meter; S.rate = m.rate;
     if (m.audio) addAudio(m.audio);
     if (m.sheet) showSheet(m.sheet);
@@ -230,7 +231,11 @@
     // black-key rows, the prompt's span, bar and beat lines
     g.fillStyle = "#f0f1f5";
     for (let p = view.lo; p <= view.hi; p++) if (BLACK.has(p % 12)) g.fillRect(KEYS, y(p), W - KEYS, rowH);
-    if (S.promptEnd > view.left) { g.fillStyle = "rgba(59,130,246,0.06)"; g.fillRect(KEYS, 0, Math.max(0, x(S.promptEnd) - KEYS), H); }
+    // the user's time (the prompt; around a regenerated span) lightly blue, a selected span yellow
+    g.fillStyle = "rgba(59,130,246,0.06)";
+    if (S.mine[0] > view.left) g.fillRect(KEYS, 0, Math.max(0, x(S.mine[0]) - KEYS), H);
+    if (S.mine[1] < right && S.notes.length) g.fillRect(Math.max(KEYS, x(S.mine[1])), 0, W, H);
+    if (S.sel) { g.fillStyle = "rgba(250,204,21,0.25)"; g.fillRect(Math.max(KEYS, x(S.sel[0])), 0, Math.max(0, x(S.sel[1]) - Math.max(KEYS, x(S.sel[0]))), H); }
     const bar = S.beat * S.meter[0] * 4 / S.meter[1];
     for (let k = Math.floor(view.left / S.beat); k * S.beat <= right; k++) {
       const isBar = Math.abs((k * S.beat) / bar - Math.round((k * S.beat) / bar)) < 1e-6;
@@ -312,8 +317,21 @@
 
   // ---- controls ----------------------------------------------------------------------------------
   playBtn.addEventListener("click", () => { if (P.playing) pause(true); else { P.userPaused = false; play(P.pos, "user"); } });
+  const timeAt = (e) => { const r = canvas.getBoundingClientRect(); return view.left + (e.clientX - r.left - KEYS) / view.pps; };
+  let drag = null; // shift+drag selects a span to regenerate
+  canvas.addEventListener("mousedown", (e) => { if (e.shiftKey && S.notes.length) { drag = Math.max(0, timeAt(e)); S.sel = [drag, drag]; e.preventDefault(); } });
+  canvas.addEventListener("mousemove", (e) => { if (drag !== null) { const t = Math.max(0, timeAt(e)); S.sel = [Math.min(drag, t), Math.max(drag, t)]; draw(); } });
+  canvas.addEventListener("mouseup", () => {
+    if (drag === null) return;
+    drag = null;
+    const q = (t) => Math.round((t / S.beat) * 4) / 4; // seconds -> quarter-note beats, to a 16th
+    if (q(S.sel[1]) > q(S.sel[0])) trigger("span", { from_beat: q(S.sel[0]), to_beat: q(S.sel[1]) });
+    else S.sel = null;
+    draw();
+  });
   canvas.addEventListener("click", (e) => {
-    const r = canvas.getBoundingClientRect(), px = e.clientX - r.left;
+    if (e.shiftKey) return;
+    const px = e.clientX - canvas.getBoundingClientRect().left;
     if (px > KEYS) seek(view.left + (px - KEYS) / view.pps);
   });
   canvas.addEventListener("wheel", (e) => {

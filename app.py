@@ -168,7 +168,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
                     highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
                 density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
-                                    info="factor on every note's probability: above 1 more notes, below fewer")
+                                    info="notes against moving on in time: above 1 more notes per second, below fewer")
             with gr.Row():
                 compose = gr.Button("Compose", variant="primary")
                 stop = gr.Button("Stop", variant="stop")

@@ -44,8 +44,7 @@ def run(model, vocab, prompt, steer: dict, seeds: int, tokens: int) -> list[dict
     controls = Controls(**steer).validate() if steer else None
     out = []
     for seed in range(1, seeds + 1):
-        ids = generate_ids(model, prompt.ids, SamplingConfig(max_new_tokens=tokens, seed=seed), vocab, controls)[0]
-        full = list(prompt.ids) + ids
+        full = generate_ids(model, prompt.ids, SamplingConfig(max_new_tokens=tokens, seed=seed), vocab, controls)[0]
         piece = ids_to_piece(full, vocab, prompt)
         new = piece.notes[piece.notes[:, 0] >= prompt.steps]
         seconds = (piece.end_step - prompt.steps) * piece.seconds_per_step

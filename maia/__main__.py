@@ -181,7 +181,7 @@ def _add_controls(p) -> None:
     p.add_argument("--key-strength", type=float, default=1.0, help="0..1: how strongly (1: never outside)")
     p.add_argument("--lowest", type=int, help="lowest MIDI pitch to play (e.g. 36)")
     p.add_argument("--highest", type=int, help="highest MIDI pitch to play (e.g. 96)")
-    p.add_argument("--density", type=float, default=1.0, help="0.25..4: factor on every note's probability")
+    p.add_argument("--density", type=float, default=1.0, help="0.25..4: notes against moving on in time (above 1: more notes per second)")
 
 
 def _numbered(path: str, i: int) -> Path:

@@ -7,8 +7,10 @@
   (0: no effect; 1: never). Minor keys allow the natural, harmonic and melodic minor scales' degrees (so
   the leading tone is in).
 - **Register**: a note-on below ``lowest`` or above ``highest`` is never sampled.
-- **Density**: every note-on's probability is multiplied by ``density`` (1: as the model likes; 2: twice
-  as likely against waits and note-offs, so more notes per second; 0.5: fewer).
+- **Density**: every note-on's probability is multiplied by ``sqrt(density)`` and every wait's divided by
+  it (1: as the model likes; 2: notes twice as likely against moving on in time, so more notes per
+  second; 0.5: fewer). Scaling the note-ons alone (against waits, note-offs and dynamics together) moved
+  the notes per second the wrong way on the piano model: fewer notes, but shorter music.
 A merge token carrying several note-ons gets the product of their factors. Note-offs are never masked, so
 every key can always be released.
 """
@@ -33,7 +35,7 @@ class Controls:
     key_strength: float = 1.0  # 0..1: how strongly notes outside the scale are held back
     lowest: int | None = None  # MIDI pitch of the lowest key that may be struck
     highest: int | None = None  # and the highest
-    density: float = 1.0  # factor on every note-on's probability
+    density: float = 1.0  # note-ons x sqrt(density), waits / sqrt(density)
 
     def validate(self) -> Controls:
         if self.key is not None and (self.key[1] not in SCALES or not 0 <= int(self.key[0]) < 12):
@@ -56,7 +58,7 @@ class Controls:
 
 def pitch_factor(pitch: int, c: Controls) -> float:
     """The factor on one note-on's probability (0 = never)."""
-    f = c.density
+    f = math.sqrt(c.density)
     if (c.lowest is not None and pitch < c.lowest) or (c.highest is not None and pitch > c.highest):
         return 0.0
     if c.key is not None and (pitch - c.key[0]) % 12 not in SCALES[c.key[1]]:
@@ -65,15 +67,19 @@ def pitch_factor(pitch: int, c: Controls) -> float:
 
 
 def control_bias(controls: Controls, vocab: Vocab, n_logits: int, device="cpu") -> torch.Tensor:
-    """(n_logits,) additive log-factors: log(factor) on note-ons (and merges holding them), 0 elsewhere."""
+    """(n_logits,) additive log-factors: log(factor) on note-ons and waits (and merges holding them), 0
+    elsewhere."""
     bias = torch.zeros(n_logits)
     cfg = vocab.config
     on_lo, on_hi = vocab.on_offset + cfg.pitch_lo, vocab.on_offset + cfg.pitch_hi
+    w_lo, w_hi = vocab.wait_offset + 1, vocab.wait_offset + cfg.max_wait
     for i in range(len(vocab)):
         factor = 1.0
         for t in vocab.expand_id(i):
             if on_lo <= t <= on_hi:
                 factor *= pitch_factor(t - vocab.on_offset, controls)
+            elif w_lo <= t <= w_hi:
+                factor /= math.sqrt(controls.density)
         if factor != 1.0:
             bias[i] = math.log(factor) if factor > 0 else float("-inf")
     return bias.to(device)

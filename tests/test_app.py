@@ -117,7 +117,7 @@ def test_the_time_budget_covers_the_whole_request(models, tiny_midi):
     updates = list(playground.stream(str(tiny_midi), **{**SETTINGS, "tokens": 4096}, variations=2,
                                      interval=0.1, budget=0.5))
     took = time.monotonic() - t0
-    assert took < 1.0, took
+    assert took < 1.5, took  # 0.5 s and what one token, one update or one sheet overshoots by on a busy CPU
     last = updates[-1]
     assert last.done and "time limit" in last.status
     assert all(o.midi.exists() for o in last.outputs)

@@ -41,8 +41,10 @@ def test_strength_zero_and_defaults_change_nothing():
 def test_register_and_density():
     bias = control_bias(Controls(lowest=48, highest=72, density=2.0), VOCAB, len(VOCAB) + 3)
     assert bias[on_id(47)] == float("-inf") and bias[on_id(73)] == float("-inf")
-    assert bias[on_id(48)] == pytest.approx(math.log(2)) and bias[on_id(72)] == pytest.approx(math.log(2))
-    assert bias[VOCAB.off_offset + 30] == 0 and bias[VOCAB.wait_offset + 12] == 0 and (bias[len(VOCAB):] == 0).all()
+    half = math.log(2) / 2  # density 2: note-ons x sqrt(2), waits / sqrt(2)
+    assert bias[on_id(48)] == pytest.approx(half) and bias[on_id(72)] == pytest.approx(half)
+    assert bias[VOCAB.wait_offset + 12] == pytest.approx(-half) and bias[VOCAB.wait_offset + 1] == pytest.approx(-half)
+    assert bias[VOCAB.off_offset + 30] == 0 and (bias[len(VOCAB):] == 0).all()
 
 
 def test_merge_tokens_get_the_product_of_their_note_ons():
@@ -51,7 +53,9 @@ def test_merge_tokens_get_the_product_of_their_note_ons():
     bias = control_bias(Controls(key=(0, "major"), key_strength=0.75, density=2.0), merged, len(merged))
     for k, run in enumerate(merged.merge_runs):
         ons = [t - VOCAB.on_offset for t in run if VOCAB.on_offset + 21 <= t <= VOCAB.on_offset + 108]
-        expected = sum(math.log(2.0 * (0.25 if p % 12 not in SCALES["major"] else 1.0)) for p in ons)
+        waits = [t for t in run if VOCAB.wait_offset < t <= VOCAB.wait_offset + VOCAB.config.max_wait]
+        expected = sum(math.log(math.sqrt(2.0) * (0.25 if p % 12 not in SCALES["major"] else 1.0)) for p in ons)
+        expected -= len(waits) * math.log(2.0) / 2
         assert float(bias[merged.base_size + k]) == pytest.approx(expected)
 
 

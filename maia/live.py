@@ -142,7 +142,7 @@ class LiveView:
         out = []
         for message, sheet in zip(messages, sheets, strict=True):
             m = json.loads(message)
-            m.update(seq=self.seq, audio=None)
+            m.update(seq=self.seq, audio=None, final=True)
             if sheet:
                 m["sheet"] = sheet
             out.append(json.dumps(m, separators=(",", ":")))
@@ -157,7 +157,7 @@ class LiveView:
         out = []
         for i, (piece, step) in enumerate(zip(pieces, steps, strict=True)):
             message = {
-                "v": 1, "request": self.request, "seq": self.seq, "done": done,
+                "v": 1, "request": self.request, "seq": self.seq, "done": done, "final": False,
                 "now": round(step * piece.seconds_per_step, 3),
                 "mine": [round(self.mine[0] * piece.seconds_per_step, 3),
                          round(min(self.mine[1], max(piece.end_step, step)) * piece.seconds_per_step, 3)],

@@ -528,7 +528,7 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
     outs = [replace(o) for o in outs]  # the update above stays as it was sent
     for i, (piece, out) in enumerate(zip(final, outs, strict=True)):
         sheet = None
-        if time.monotonic() < deadline:
+        if time.monotonic() + finish_seconds(len(piece), 1) < deadline:  # only a sheet that fits the budget
             seed = config.seed if config.seed is not None else "random"
             sheet = _finish(piece, out, job.mine, job.title, f"model {job.model}, seed {seed}, variation {i + 1}")
         else:

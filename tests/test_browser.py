@@ -53,7 +53,7 @@ def compose(page, midi: Path | None, tokens: int):
 
     if midi is not None:
         page.locator("input[type=file]").first.set_input_files(str(midi))
-        expect(page.get_by_text(midi.name).first).to_be_visible(timeout=30_000)
+        expect(page.locator(f"a[href$='/{midi.name}']").first).to_be_attached(timeout=30_000)
     length = page.get_by_label("number input for Length (tokens)")
     length.fill(str(tokens))
     length.press("Enter")
@@ -103,6 +103,7 @@ def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     time.sleep(0.4)
     assert page.evaluate(f"{STATS}.position()") > want + 0.1
     # the sheet music tab shows Verovio's engraving
+    wait_done(page, None)
     page.locator("#live-1 button.tab-sheet").click()
     expect(page.locator("#live-1 .sheet svg").first).to_be_visible()
     assert page.locator("#live-1 .sheet g.note").count() > 0
@@ -139,11 +140,10 @@ def notes(page) -> list:
 
 
 def wait_done(page, request=None):
-    """Until the roll shows a finished piece (of a request other than ``request``) with its sheet music."""
-    page.wait_for_function(
-        f"{STATS} && {STATS}.done === true && {STATS}.request !== {json.dumps(request)} && "
-        f"!document.querySelector('#live-1 .maia-live').shadowRoot.querySelector('.tab-sheet').disabled",
-        timeout=120_000)
+    """Until the roll has the last message (the sheet music after the finished music) of a request other
+    than ``request``; returns the request."""
+    page.wait_for_function(f"{STATS} && {STATS}.final === true && {STATS}.request !== {json.dumps(request)}",
+                           timeout=300_000)
     return stats(page)["request"]
 
 

@@ -77,7 +77,7 @@
     if (!m || m.v !== 1) { if (S.request !== null) reset(null); draw(); return; }
     if (m.request !== S.request) reset(m.request);
     if (m.seq <= stats.seq) return; // an update seen already
-    stats.updates++; stats.seq = m.seq; stats.done = m.done; stats.beat = m.beat;
+    stats.updates++; stats.seq = m.seq; stats.done = m.done; stats.final = !!m.final; stats.beat = m.beat;
     S.notes = m.notes; S.now = m.now; S.done = m.done; S.mine = m.mine;
     S.beat = m.beat; S.meter = m.meter; S.rate = m.rate;
     if (m.audio) addAudio(m.audio);

@@ -9,8 +9,8 @@
 - **Register**: a note-on below ``lowest`` or above ``highest`` is never sampled.
 - **Density**: every note-on's probability is multiplied by ``sqrt(density)`` and every wait's divided by
   it (1: as the model likes; 2: notes twice as likely against moving on in time, so more notes per
-  second; 0.5: fewer). Scaling the note-ons alone (against waits, note-offs and dynamics together) moved
-  the notes per second the wrong way on the piano model: fewer notes, but shorter music.
+  second; 0.5: fewer). Time only moves on with waits, so the notes per second follow the balance of
+  note-ons against waits (measured in docs/playground.md).
 A merge token carrying several note-ons gets the product of their factors. Note-offs are never masked, so
 every key can always be released.
 """

@@ -109,6 +109,23 @@ def span_selected(evt: gr.EventData):
     return evt.from_beat, evt.to_beat
 
 
+def make_link(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
+              highest, density, request: gr.Request):
+    """A permalink to the page with these settings and this prompt."""
+    values = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest, density]
+    base = request.headers.get("referer") or f"http://{request.headers.get('host', '127.0.0.1:7860')}/"
+    try:
+        return playground.permalink(base, prompt_midi, dict(zip(playground.LINK_FIELDS, values, strict=True)))
+    except OSError as e:  # the upload is gone, or the temp folder is full
+        raise gr.Error(f"cannot make the link: {e.strerror or e}") from None
+
+
+def restore(request: gr.Request):
+    """The page's values from a permalink's query string (a plain visit changes nothing)."""
+    values = playground.from_link(dict(request.query_params))
+    return [values.get(k, gr.skip()) for k in ("prompt_midi", *playground.LINK_FIELDS)]
+
+
 def show_slots(n):
     return [gr.update(visible=i < int(n)) for i in range(MAX_VARIATIONS)]
 
@@ -172,6 +189,10 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
             with gr.Row():
                 compose = gr.Button("Compose", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
+            with gr.Row():
+                link_button = gr.Button("🔗 Permalink", size="sm")
+            link = gr.Textbox(label="Permalink: opening it restores these settings; Compose then gives the same music",
+                              buttons=["copy"], interactive=False)
         with gr.Column(scale=2):
             status = gr.Markdown()
             slots, outputs, continues = [], [], []
@@ -219,6 +240,10 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
+    settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
+                density]  # in playground.LINK_FIELDS order
+    link_button.click(make_link, [prompt_midi, *settings], link, api_visibility="private")
+    demo.load(restore, None, [prompt_midi, *settings], api_visibility="private")
     # Stop cancels the stream; the last update (roll, audio, MIDI so far) stays on the page.
     stop.click(stopped, status, status, cancels=[composing, completing, regenerating], api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")

@@ -397,6 +397,60 @@ def _audio_ok() -> bool:
     return fluidsynth_available()
 
 
+# ---- permalinks: the page's settings in a URL's query string ----------------------------------------
+LINK_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
+               "lowest", "highest", "density")
+UPLOADS_DIR = Path(tempfile.gettempdir()) / "maia-links"  # uploads named in links, by content hash
+
+
+def permalink(base_url: str, prompt_midi, values: dict) -> str:
+    """A link that restores the page: the settings, and the prompt as an example's name or, for an
+    upload, the hash of its content (kept in UPLOADS_DIR for KEEP_LINKED_FILES)."""
+    import hashlib
+    from urllib.parse import urlencode
+
+    query = {k: values[k] for k in LINK_FIELDS if values.get(k) not in (None, "")}
+    if prompt_midi:
+        path = Path(prompt_midi)
+        examples = {p.name: p for p in example_prompts()}
+        if path.name in examples and path.read_bytes() == examples[path.name].read_bytes():
+            query["example"] = path.name
+        else:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()[:32]
+            UPLOADS_DIR.mkdir(exist_ok=True)
+            (UPLOADS_DIR / f"{digest}.mid").write_bytes(data)
+            query["upload"] = digest
+    return base_url.split("?")[0] + "?" + urlencode(query)
+
+
+def from_link(query: dict) -> dict:
+    """The page's values from a permalink's query (unknown keys ignored; a bad value is left out); the
+    prompt under "prompt_midi" (an example's path or a linked upload's), if the link names one."""
+    import re
+
+    out = {}
+    for k in LINK_FIELDS:
+        if k in query:
+            v = str(query[k])
+            if k in ("tokens", "top_k", "seed", "variations", "lowest", "highest"):
+                if re.fullmatch(r"\d{1,9}", v):
+                    out[k] = int(v)
+            elif k in ("temperature", "key_strength", "density"):
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+            else:
+                out[k] = v[:64]
+    examples = {p.name: p for p in example_prompts()}
+    if query.get("example") in examples:
+        out["prompt_midi"] = str(examples[query["example"]])
+    elif re.fullmatch(r"[0-9a-f]{32}", str(query.get("upload", ""))) and (UPLOADS_DIR / f"{query['upload']}.mid").is_file():
+        out["prompt_midi"] = str(UPLOADS_DIR / f"{query['upload']}.mid")
+    return out
+
+
 # ---- history: per session (app.py keeps it in a gr.State), never global --------------------------------
 def new_history() -> dict:
     return {"items": [], "at": -1}

@@ -303,6 +303,29 @@ def test_history_undo_redo_and_show(models):
     assert playground.remember(h, json.dumps({**unfinished, "done": False}), ["x.mid"], "") == h
 
 
+def test_permalinks_round_trip_settings_examples_and_uploads(models, tiny_midi, tmp_path):
+    from urllib.parse import parse_qsl, urlsplit
+
+    values = dict(composer="chopin", model="gpt", tokens=96, top_k=7, temperature=0.9, seed=42, variations=2,
+                  key="D minor", key_strength=0.8, lowest=36, highest=96, density=1.5)
+    url = playground.permalink("http://127.0.0.1:7860/?old=1", str(tiny_midi), values)
+    assert url.startswith("http://127.0.0.1:7860/?") and "old=1" not in url
+    back = playground.from_link(dict(parse_qsl(urlsplit(url).query)))
+    assert {k: back[k] for k in values} == values
+    assert Path(back["prompt_midi"]).read_bytes() == tiny_midi.read_bytes()  # the upload, by its hash
+    lacrimosa = playground.LACRIMOSA
+    url = playground.permalink("http://x/", str(lacrimosa), values)
+    assert "example=lacrimosa.mid" in url and playground.from_link({"example": "lacrimosa.mid"})["prompt_midi"] == str(lacrimosa)
+    # a forged link sets nothing it should not
+    bad = playground.from_link({"tokens": "1e9", "seed": "-1", "upload": "../../etc/passwd", "example": "/etc/passwd",
+                                "temperature": "hot", "evil": "1"})
+    assert bad == {}
+    # and the same link composes the same music
+    first = run(back["prompt_midi"], **{k: back[k] for k in values if k not in ("variations",)})
+    again = run(back["prompt_midi"], **{k: back[k] for k in values if k not in ("variations",)})
+    assert first[-1].outputs[0].midi.read_bytes() == again[-1].outputs[0].midi.read_bytes()
+
+
 def test_composer_choices_come_from_the_vocabulary(models):
     assert playground.composer_choices("gpt") == [("Bach", "bach"), ("Mozart", "mozart"), ("Chopin", "chopin"),
                                                  ("Any (unknown)", "unknown")]

@@ -209,3 +209,26 @@ def test_the_key_lock_keeps_maia_in_the_scale(page):
     wait_done(page)
     pcs = {n[0] % 12 for n in notes(page) if n[4] == 1}
     assert pcs and pcs <= {4, 6, 7, 9, 11, 0, 2, 3}  # E minor with its leading tone D#
+
+
+def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
+    """Compose, take the permalink, open it in a fresh page, compose: note for note the same music."""
+    page.get_by_label("Seed").fill("5")
+    page.get_by_label("Seed").press("Enter")
+    compose(page, tiny_midi, 64)
+    first_request = wait_done(page)
+    first = notes(page)
+    page.get_by_role("button", name="🔗 Permalink").click()
+    find = "[...document.querySelectorAll('textarea, input')].map(e => e.value).find(v => v.includes('seed=5'))"
+    page.wait_for_function(f"() => !!{find}", timeout=30_000)
+    url = page.evaluate(find)
+    assert "seed=5" in url and "upload=" in url and "tokens=64" in url
+    other = page.context.browser.new_context().new_page()  # a fresh session
+    other.goto(url)
+    from playwright.sync_api import expect
+
+    expect(other.locator(f"a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
+    other.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
+    other.get_by_role("button", name="Compose", exact=True).click()
+    assert first_request != wait_done(other)
+    assert notes(other) == first

@@ -20,6 +20,7 @@ finishing too: sampling stops when what is left would not fit, and the music mad
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -437,10 +438,8 @@ def from_link(query: dict) -> dict:
                 if re.fullmatch(r"\d{1,9}", v):
                     out[k] = int(v)
             elif k in ("temperature", "key_strength", "density"):
-                try:
+                with contextlib.suppress(ValueError):
                     out[k] = float(v)
-                except ValueError:
-                    pass
             else:
                 out[k] = v[:64]
     examples = {p.name: p for p in example_prompts()}

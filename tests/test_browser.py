@@ -227,7 +227,7 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     other.goto(url)
     from playwright.sync_api import expect
 
-    expect(other.locator(f"a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
+    expect(other.locator("a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
     other.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
     other.get_by_role("button", name="Compose", exact=True).click()
     assert first_request != wait_done(other)

@@ -20,7 +20,6 @@ finishing too: sampling stops when what is left would not fit, and the music mad
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
@@ -438,7 +437,7 @@ def from_link(query: dict) -> dict:
                 if re.fullmatch(r"\d{1,9}", v):
                     out[k] = int(v)
             elif k in ("temperature", "key_strength", "density"):
-                with contextlib.suppress(ValueError):
+                if re.fullmatch(r"\d{1,3}(\.\d{1,6})?", v):  # plain decimals: no nan, inf or exponents
                     out[k] = float(v)
             else:
                 out[k] = v[:64]

@@ -327,11 +327,25 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
             bias, no_end = bias + steer, no_end + steer
         done = torch.zeros(B, dtype=torch.bool, device=device)
         stop_id = vocab.end_id if stop_id is None else stop_id
+        # Composing from nothing, a piece never opens with silence: no wait (and no <end>) before the first
+        # note-on (the piano model otherwise sometimes opens with dozens of whole-bar waits).
+        on_lo, on_hi = vocab.on_offset + vocab.config.pitch_lo, vocab.on_offset + vocab.config.pitch_hi
+        silent = None
+        if fill_steps is None and not any(on_lo <= int(t) <= on_hi for t in expand_merges(list(prompt_ids), vocab)):
+            silent = torch.ones(B, dtype=torch.bool, device=device)
+            waits = torch.zeros(n_logits, dtype=torch.bool, device=device)
+            waits[vocab.wait_offset + 1 : vocab.wait_offset + vocab.config.max_wait + 1] = True
+            waits[stop_id] = True
         fill = None if fill_steps is None else _TimeFill(vocab, fill_steps, B, n_logits, stop_id, device)
     ended = [False] * B
     for i in range(cfg.max_new_tokens):
-        toks = _step(window, no_end if i < cfg.min_new_tokens else bias, cfg, u[:, i], done, stop_id, fill,
-                     cfg.max_new_tokens - i)
+        b = no_end if i < cfg.min_new_tokens else bias
+        if silent is not None and bool(silent.any()):  # rows with no note yet: no wait
+            b = b.expand(B, -1).masked_fill(silent[:, None] & waits[None, :], float("-inf"))
+        toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i)
+        if silent is not None:
+            silent = silent & ~torch.tensor([any(on_lo <= x <= on_hi for x in vocab.expand_id(t)) for t in toks],
+                                            device=device)
         yield [None if e else t for e, t in zip(ended, toks, strict=True)]
         now = [e or t == stop_id for e, t in zip(ended, toks, strict=True)]
         if now != ended:  # a variation sampled <end>: it stops, the others go on

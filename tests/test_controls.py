@@ -77,8 +77,8 @@ def test_parse_key():
 def test_sampling_with_controls_stays_in_key_and_register():
     torch.manual_seed(0)
     model = build_model("gpt", dict(vocab_size=len(VOCAB), block_size=64, n_layer=1, n_head=2, n_embd=32, d_ff=64)).eval()
-    prompt = [VOCAB.composer_id("bach"), VOCAB.start_id]
-    cfg = SamplingConfig(max_new_tokens=300, top_k=50, seed=1)
+    prompt = [VOCAB.composer_id("bach"), VOCAB.start_id, VOCAB.on_offset + 62]  # D: in D minor and the register
+    cfg = SamplingConfig(max_new_tokens=300, min_new_tokens=300, top_k=50, seed=1)  # no <end>: 300 tokens
     free = ids_to_piece(generate_ids(model, prompt, cfg, VOCAB)[0], VOCAB).notes
     assert in_scale_share(free, (2, "minor")) < 0.9  # a random model ignores keys...
     locked = ids_to_piece(generate_ids(model, prompt, cfg, VOCAB, Controls(key=(2, "minor"), lowest=50, highest=80))[0],

@@ -143,10 +143,14 @@ def test_long_prompt_is_primed_in_one_window(tiny_gpt):
 def test_stops_at_end(tiny):
     model, vocab = tiny
     eager = biased(model, vocab, [vocab.end_id], 100.0)  # <end> is all but certain
-    steps = list(generate(eager, start(vocab), SamplingConfig(max_new_tokens=50, variations=2), vocab))
+    prompt = [*start(vocab), vocab.on_offset + 60]  # with a note: a piece from nothing gets one first
+    steps = list(generate(eager, prompt, SamplingConfig(max_new_tokens=50, variations=2), vocab))
     assert steps == [[vocab.end_id, vocab.end_id]]
-    rows = generate_ids(eager, start(vocab), SamplingConfig(max_new_tokens=50, min_new_tokens=5), vocab)
-    assert len(rows[0]) == 2 + 6 and rows[0][-1] == vocab.end_id and vocab.end_id not in rows[0][:-1]
+    rows = generate_ids(eager, prompt, SamplingConfig(max_new_tokens=50, min_new_tokens=5), vocab)
+    assert len(rows[0]) == 3 + 6 and rows[0][-1] == vocab.end_id and vocab.end_id not in rows[0][:-1]
+    first = generate_ids(eager, start(vocab), SamplingConfig(max_new_tokens=50), vocab)[0][2:]
+    on = range(vocab.on_offset + vocab.config.pitch_lo, vocab.on_offset + vocab.config.pitch_hi + 1)
+    assert first[-1] == vocab.end_id and any(t in on for t in first)  # from nothing: a note, then <end>
 
 
 def test_a_variation_ends_while_others_go_on(tiny):
@@ -277,3 +281,21 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p, expected):
     cfg = SamplingConfig(top_k=3, top_p=top_p)
     seen = {int(_sample(logits, torch.zeros(3), cfg, torch.tensor([u]))) for u in np.linspace(0.0, 0.999, 200)}
     assert seen == expected
+
+
+def test_a_piece_from_nothing_never_opens_with_silence(tiny):
+    """A model that loves wait48 (as the piano model sometimes does after <start>): from no prompt, no row
+    waits before its first note; after one, waits are free again; with a prompt, nothing changes."""
+    model, vocab = tiny
+    wait48 = vocab.wait_offset + 48
+    lover = biased(model, vocab, [wait48], 30.0)
+    config = SamplingConfig(max_new_tokens=12, seed=3, variations=3)
+    rows = generate_ids(lover, start(vocab), config, vocab)
+    on = range(vocab.on_offset + vocab.config.pitch_lo, vocab.on_offset + vocab.config.pitch_hi + 1)
+    for row in rows:
+        new = row[len(start(vocab)):]
+        first_on = next(i for i, t in enumerate(new) if t in on)
+        assert wait48 not in new[:first_on]
+        assert wait48 in new[first_on:]  # then the model has its way
+    prompt = [*start(vocab), vocab.on_offset + 60]  # a prompt with a note: waits are allowed at once
+    assert generate_ids(lover, prompt, SamplingConfig(max_new_tokens=3, seed=3), vocab)[0][len(prompt)] == wait48

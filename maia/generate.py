@@ -340,12 +340,14 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
     ended = [False] * B
     for i in range(cfg.max_new_tokens):
         b = no_end if i < cfg.min_new_tokens else bias
-        if silent is not None and bool(silent.any()):  # rows with no note yet: no wait
+        if silent is not None:  # rows with no note yet: no wait
             b = b.expand(B, -1).masked_fill(silent[:, None] & waits[None, :], float("-inf"))
         toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i)
-        if silent is not None:
-            silent = silent & ~torch.tensor([any(on_lo <= x <= on_hi for x in vocab.expand_id(t)) for t in toks],
-                                            device=device)
+        if silent is not None:  # per-token work only until every row has sounded, then none
+            sounded = [any(on_lo <= x <= on_hi for x in vocab.expand_id(t)) for t in toks]
+            silent = silent & ~torch.tensor(sounded, device=device)
+            if not bool(silent.any()):
+                silent = None
         yield [None if e else t for e, t in zip(ended, toks, strict=True)]
         now = [e or t == stop_id for e, t in zip(ended, toks, strict=True)]
         if now != ended:  # a variation sampled <end>: it stops, the others go on

@@ -370,6 +370,7 @@ def show(entry: dict | None) -> Update:
     finished update, as if just composed: the roll's message with all the audio and the sheet music, the
     files and the analysis line. InputError when its file is gone."""
     from maia.live import LiveView
+    from maia.synth import fluidsynth_available
 
     if not entry or not Path(entry["midi"]).is_file():
         raise InputError("that piece is no longer on the server (pieces are kept for an hour)")
@@ -378,7 +379,7 @@ def show(entry: dict | None) -> Update:
     sps = piece.seconds_per_step
     mine = (round(entry["mine_s"][0] / sps), round(entry["mine_s"][1] / sps) + 1)
     try:
-        live = LiveView(folder.name, 1, mine, audio=_audio_ok())
+        live = LiveView(folder.name, 1, mine, audio=fluidsynth_available())
     except MaiaError:
         live = LiveView(folder.name, 1, mine, audio=False)
     job = _Job(steps=iter([]), rows=[[]], decode=lambda _ids: piece, position=lambda _ids: piece.end_step,
@@ -389,12 +390,6 @@ def show(entry: dict | None) -> Update:
         live.close()
     update.status = entry.get("status", "")
     return update
-
-
-def _audio_ok() -> bool:
-    from maia.synth import fluidsynth_available
-
-    return fluidsynth_available()
 
 
 # ---- permalinks: the page's settings in a URL's query string ----------------------------------------

@@ -33,13 +33,13 @@ lint: install
 bench: install
 	$(BIN)/pip install -q -r requirements-bench.txt
 	mkdir -p bench/results
-	$(BIN)/python bench/encoding.py --json bench/results/encoding.json | tee bench/results/encoding.txt
-	$(BIN)/python bench/training.py --threads 2 | tee bench/results/training.txt
-	$(BIN)/python bench/train_step.py | tee bench/results/train_step.txt
-	$(BIN)/python bench/generate.py --threads 2 | tee bench/results/generate.txt
-	$(BIN)/python bench/attention.py | tee bench/results/attention.txt
+	$(BIN)/python -m bench.encoding --json bench/results/encoding.json | tee bench/results/encoding.txt
+	$(BIN)/python -m bench.training --threads 2 | tee bench/results/training.txt
+	$(BIN)/python -m bench.train_step | tee bench/results/train_step.txt
+	$(BIN)/python -m bench.generate --threads 2 | tee bench/results/generate.txt
+	$(BIN)/python -m bench.attention | tee bench/results/attention.txt
 	$(BIN)/python -m bench.app_latency | tee bench/results/app_latency.txt
-	$(BIN)/python bench/load.py | tee bench/results/load.txt
+	$(BIN)/python -m bench.load | tee bench/results/load.txt
 
 data: install
 	$(BIN)/python -m training.prepare --source music21 --out data/music21

@@ -14,11 +14,16 @@ import random
 import gradio as gr
 
 from maia import playground
-from maia.encoding import max_input_bytes
 from maia.errors import MaiaError
-from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, max_tokens_cap
+from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE
+from maia.limits import Limits
 from maia.web import ROLL_TEMPLATE, roll_js
 
+try:
+    LIMITS = Limits.from_env()  # the only reading of MAIA_* settings (maia/limits.py)
+except MaiaError as e:
+    raise SystemExit(f"maia: {e}") from None
+playground.use(LIMITS)
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
@@ -168,7 +173,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
             composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
                                    allow_custom_value=True)
             model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
-            tokens = gr.Slider(16, max_tokens_cap(), value=512, step=16, label="Length (tokens)")
+            tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
             seconds = gr.Markdown(length_hint(512))
             top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
             temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
@@ -260,5 +265,5 @@ if __name__ == "__main__":
     demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size=max_input_bytes(),  # larger uploads are refused before they reach the handler
+        max_file_size=LIMITS.max_input_bytes,  # larger uploads are refused before they reach the handler
     )

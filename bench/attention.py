@@ -1,6 +1,6 @@
 """Attention cost: one dense causal attention layer against one sparse_gpt layer, as the context grows.
 
-Usage: .venv/bin/python bench/attention.py [--device cpu|cuda] [--sizes 1024,2048,4096,8192] [--repeats 3]
+Usage: .venv/bin/python -m bench.attention [--device cpu|cuda] [--sizes 1024,2048,4096,8192] [--repeats 3]
                                            [--block 64] [--pattern strided|fixed] [--summary 4]
                                            [--threads 2] [--plot bench/results/attention.png]
 
@@ -38,8 +38,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: import maia
 
 from maia.models.sparse_gpt import SparseCausalSelfAttention, SparseGPTConfig
 

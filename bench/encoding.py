@@ -1,6 +1,6 @@
 """Encoding speed: maia's notewise encoder against MidiTok's REMI, from MIDI bytes on disk to token ids.
 
-Usage: .venv/bin/python bench/encoding.py [--cache bench/cache/midi] [--repeats 5] [--json OUT]
+Usage: .venv/bin/python -m bench.encoding [--cache bench/cache/midi] [--repeats 5] [--json OUT]
 
 Steps:
 1. Build (once) a set of MIDI files from the music21 corpus: Bach chorales, Beethoven, Mozart and Haydn
@@ -20,14 +20,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: import maia
 
 # Substantial pieces so that note counts are realistic (a chorale has ~200 notes, a quartet movement
 # several thousand). Paths are music21 corpus names; anything missing from the installed corpus is skipped.

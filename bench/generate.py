@@ -1,7 +1,7 @@
 """Sampling speed on CPU: maia.generate (KV cache) against a full recompute per token and against Hugging
 Face's GPT2LMHeadModel.generate, at the GPT's shape (6 layers, 8 heads, d=256, d_ff=1024, ~260 tokens).
 
-Usage: .venv/bin/python bench/generate.py [--threads 2] [--tokens 512] [--slow-tokens 32] [--repeats 3]
+Usage: .venv/bin/python -m bench.generate [--threads 2] [--tokens 512] [--slow-tokens 32] [--repeats 3]
 
 Steps:
 1. Build our GPT (random init: speed does not depend on the weights) with a 1024-token window, and a
@@ -22,12 +22,9 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: import maia
 
 from maia.generate import SamplingConfig, build_prompt, generate, generate_ids
 from maia.models import GPT, GPTConfig

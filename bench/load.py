@@ -1,10 +1,9 @@
 """Concurrent users: app.py in a subprocess, N generate calls at once through gradio_client (threads).
 
-Usage: .venv/bin/python bench/load.py [--requests 16] [--tokens 128] [--model-dir DIR] [--json]
+Usage: .venv/bin/python -m bench.load [--requests 16] [--tokens 128] [--model-dir DIR] [--json]
 
 Steps:
-1. Pick the model: --model-dir, else the shipped default model, else a random-init GPT of the shipped
-   shape in a temporary folder (bench/app_latency.py's pick_model); say which.
+1. Pick the model: the default model of --model-dir, else of the shipped assets/models; say which.
 2. Start app.py on a free port of 127.0.0.1 (MAIA_MODELS_DIR = that folder) and wait until it serves.
 3. Submit --requests generate calls at once, each from its own thread, each with its own seed (every
    other one continues the Lacrimosa), while a sampler reads the server's VmRSS from /proc/PID/status
@@ -33,11 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import maia
-sys.path.append(str(ROOT / "bench"))  # last, so that bench/training.py never shadows the training package
-
-from appserver import serve  # noqa: E402  (after the path set-up above)
+from bench.appserver import ROOT, serve
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
 
@@ -181,17 +176,19 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=128, help="new tokens per request")
     ap.add_argument("--timeout", type=float, default=300, help="seconds one call may take")
-    ap.add_argument("--model-dir", help="a models folder; its default model is used (default: shipped, else random-init)")
+    ap.add_argument("--model-dir", help="a models folder; its default model is used (default: the shipped ones)")
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     a = ap.parse_args(argv)
 
-    from app_latency import pick_model  # bench/ is on sys.path when this runs as a script
+    from maia.checkpoint import DEFAULT_ROOT, default_model
 
-    from maia.checkpoint import default_model
-
-    root, which = pick_model(a.model_dir)  # 1.
+    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT  # 1.
+    which = default_model(root)
+    if which is None:
+        print(f"no model installed in {root}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory() as tmp, serve(root, Path(tmp) / "app.log") as (url, pid):  # 2.
-        report = run_load(url, pid, make_requests(a.requests, a.tokens, model=default_model(root)), a.timeout)  # 3.-5.
+        report = run_load(url, pid, make_requests(a.requests, a.tokens, model=which), a.timeout)  # 3.-5.
     if a.json:
         print(json.dumps({"model": which, "cpu_cores": os.cpu_count(), **asdict(report)}))
     else:  # 6.

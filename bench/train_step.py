@@ -3,7 +3,7 @@
 trained with, and against eager float32 (the peers here are our own baselines, same machine, same run).
 bf16 autocast only pays on CPUs with AVX-512 BF16 or AMX; elsewhere it is emulated and far slower.
 
-Usage: .venv/bin/python bench/train_step.py [--rounds 3] [--steps 2] [--variants all|quick] [--json OUT]
+Usage: .venv/bin/python -m bench.train_step [--rounds 3] [--steps 2] [--variants all|quick] [--json OUT]
 
 Steps:
 1. Build maia's GPT (training/configs/gpt.toml's shape) once per variant: (batch, seq, threads, compiled).
@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.training import build, default_vocab_size, make_step
 

@@ -1,6 +1,6 @@
 """Training speed: maia's GPT against Hugging Face transformers' GPT2LMHeadModel of the same shape.
 
-Usage: .venv/bin/python bench/training.py [--device auto] [--batch 8] [--seq 512] [--rounds 5] [--steps 2]
+Usage: .venv/bin/python -m bench.training [--device auto] [--batch 8] [--seq 512] [--rounds 5] [--steps 2]
                                           [--threads 2] [--dropout 0.1] [--eager] [--proposed] [--bf16]
                                           [--compile] [--json OUT]
 
@@ -39,8 +39,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: import maia
 
 from maia.models.gpt import GPT, GPTConfig
 from maia.vocab import Vocab

@@ -21,22 +21,29 @@ from pathlib import Path
 from maia.errors import InputError, MaiaError
 
 
-def _vocab_for(model_arg: str | None):
+def _vocab_for(a):
     """The vocabulary of the chosen model, or the default one when no model is installed."""
     from maia.checkpoint import default_model, models_root, read_vocab, resolve_model
     from maia.vocab import Vocab
 
-    name = model_arg or default_model()
+    name = a.model or default_model(a.limits.models_dir)
     if name is None:
         return Vocab()
-    return read_vocab(resolve_model(name, models_root()))  # CheckpointError naming the folder
+    return read_vocab(resolve_model(name, models_root(a.limits.models_dir)))  # CheckpointError naming the folder
+
+
+def _read(a, path, vocab):
+    """The file at ``path`` as a Piece on ``vocab``'s grid, within the size and length limits."""
+    from maia.encoding import read
+
+    return read(path, vocab.config, max_bytes=a.limits.max_input_bytes, max_quarters=a.limits.max_quarters)
 
 
 def cmd_encode(a) -> int:
-    from maia.encoding import encode, read
+    from maia.encoding import encode
 
-    vocab = _vocab_for(a.model)
-    piece = read(a.file)
+    vocab = _vocab_for(a)
+    piece = _read(a, a.file, vocab)
     print(" ".join(encode(piece, vocab, a.composer)))
     return 0
 
@@ -51,7 +58,7 @@ def cmd_decode(a) -> int:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file of tokens") from None
-    vocab = _vocab_for(a.model)
+    vocab = _vocab_for(a)
     tokens = text.split()
     unknown = [t for t in tokens if t not in vocab.stoi]
     if not tokens or len(unknown) == len(tokens):
@@ -66,16 +73,16 @@ def cmd_decode(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from maia.checkpoint import list_models, models_root, read_config
+    from maia.checkpoint import installed_models, read_config
     from maia.vocab import END, PAD, START
 
-    vocab = _vocab_for(a.model)
+    vocab = _vocab_for(a)
     c = vocab.config
     print(f"vocabulary: {len(vocab)} tokens ({c.steps_per_quarter} steps per quarter, waits 1..{c.max_wait}, "
           f"pitches {c.pitch_lo}..{c.pitch_hi}, {c.n_velocity_bins} dynamics levels, {len(vocab.merges)} n-gram merges)")
     print(f"special tokens: {PAD} {START} {END}")
     print(f"composers ({len(vocab.composers)}): {', '.join(vocab.composers)}")
-    models = list_models(models_root())
+    models = installed_models(a.limits.models_dir)
     if not models:
         print("models: none installed (train one: python -m training.train --config training/configs/gpt.toml)")
     for name, folder in models.items():
@@ -88,34 +95,32 @@ def cmd_info(a) -> int:
     return 0
 
 
-def _load(model_arg: str | None):
+def _load(a):
     """(model, vocab, config, name, device) of the named or default model."""
-    import torch
-
     from maia.checkpoint import default_model, load_model, models_root, resolve_model
 
-    name = model_arg or default_model()
+    root = models_root(a.limits.models_dir)
+    name = a.model or default_model(root)
     if name is None:
-        raise InputError(f"no model installed in {models_root()}: train one, or pass --model FOLDER")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, vocab, cfg = load_model(resolve_model(name, models_root()), device=device)
+        raise InputError(f"no model installed in {root}: train one, or pass --model FOLDER")
+    device = a.limits.torch_device()
+    model, vocab, cfg = load_model(resolve_model(name, root), device=device)
     return model, vocab, cfg, name, device
 
 
 def cmd_score(a) -> int:
     import json
 
-    from maia.encoding import read
     from maia.generate import resolve_composer
     from maia.scoring import model_window, score_piece
 
-    model, vocab, cfg, name, device = _load(a.model)
+    model, vocab, cfg, name, device = _load(a)
     composer = resolve_composer(vocab, a.composer)
     window = model_window(model, cfg)
     results, failed = [], 0
     for f in a.files:
         try:
-            piece = read(f, vocab.config)
+            piece = _read(a, f, vocab)
             r = score_piece(model, vocab, piece, composer, window, device)
             results.append({"file": f, **{k: r[k] for k in ("notes", "tokens", "bits", "bits_per_note",
                                                              "bits_per_token", "by_kind", "surprise")}})
@@ -142,21 +147,20 @@ def cmd_score(a) -> int:
 
 
 def cmd_infill(a) -> int:
-    from maia.encoding import read
     from maia.generate import SamplingConfig, infill, resolve_composer
     from maia.infill import beats_to_steps, join_span, split_span
 
-    model, vocab, _, name, _ = _load(a.model)
+    model, vocab, _, name, _ = _load(a)
     if not vocab.fim:
         raise InputError(f"model {name} was not trained to fill in the middle")
-    piece = read(a.file, vocab.config)
+    piece = _read(a, a.file, vocab)
     start, end = beats_to_steps(piece, a.from_beat, a.to_beat)
     composer = resolve_composer(vocab, a.composer)
     window = getattr(model, "max_context", None)
     middle = min(a.tokens, (window or 2 * a.tokens) // 2)
     span = split_span(piece, vocab, composer, start, end, window, middle)
     config = SamplingConfig(max_new_tokens=middle, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
-                            seed=a.seed).validate()
+                            seed=a.seed).validate(a.limits.max_tokens)
     ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab, _controls(a))
            if t[0] is not None]
     out = join_span(span, ids, vocab)
@@ -193,14 +197,14 @@ def _numbered(path: str, i: int) -> Path:
 def cmd_generate(a) -> int:
     from tqdm import tqdm
 
-    from maia.encoding import read
+    from maia import outputs
     from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
 
     config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
-                            seed=a.seed, variations=a.variations).validate()
-    model, vocab, _, name, device = _load(a.model)
-    piece = read(a.prompt, vocab.config) if a.prompt else None
-    prompt = build_prompt(vocab, a.composer, piece)
+                            seed=a.seed, variations=a.variations).validate(a.limits.max_tokens)
+    model, vocab, _, name, device = _load(a)
+    piece = _read(a, a.prompt, vocab) if a.prompt else None
+    prompt = build_prompt(vocab, a.composer, piece, max_tokens=a.limits.max_prompt_tokens)
     if prompt.message:
         print(f"maia: {prompt.message}", file=sys.stderr)
 
@@ -213,23 +217,18 @@ def cmd_generate(a) -> int:
             bar.update()
     for i, ids in enumerate(rows):
         piece = ids_to_piece(ids, vocab, prompt)
-        out = piece.write_midi(_numbered(a.output, i))
-        print(f"wrote {out}: {len(piece)} notes, {piece.duration_seconds:.1f} s "
-              f"({len(ids) - len(prompt.ids)} new tokens)", file=sys.stderr)
-        if a.roll:
-            from maia.pianoroll import save_png
-
-            print(f"wrote {save_png(piece, _numbered(a.roll, i), prompt_steps=prompt.steps or None)}", file=sys.stderr)
-        if a.musicxml:
-            from maia.notation import write_musicxml
-
-            out_xml = write_musicxml(piece, _numbered(a.musicxml, i), title=f"maia — {prompt.composer}",
-                                     subtitle=f"model {name}, seed {config.seed}, variation {i + 1}")
-            print(f"wrote {out_xml}", file=sys.stderr)
-        if a.wav:
-            from maia.synth import render, write_wav
-
-            print(f"wrote {write_wav(render(piece), _numbered(a.wav, i))}", file=sys.stderr)
+        # The same door as the playground's downloads (maia/outputs.py).
+        files = outputs.write(piece, midi=_numbered(a.output, i), wav=a.wav and _numbered(a.wav, i),
+                              roll=a.roll and _numbered(a.roll, i), musicxml=a.musicxml and _numbered(a.musicxml, i),
+                              title=f"maia — {prompt.composer}", subtitle=f"model {name}, seed {config.seed}, "
+                              f"variation {i + 1}", prompt_steps=prompt.steps, soundfont=a.limits.soundfont or None)
+        print(f"wrote {files.midi}: {len(piece)} notes, {piece.duration_seconds:.1f} s "
+              f"({len(ids) - len(prompt.ids)} new tokens) · {files.analysis}", file=sys.stderr)
+        for path in (files.roll, files.musicxml, files.audio):
+            if path is not None:
+                print(f"wrote {path}", file=sys.stderr)
+        if a.musicxml and files.musicxml is None:
+            print(f"maia: variation {i + 1} could not be notated as MusicXML; its MIDI is complete", file=sys.stderr)
     return 0
 
 
@@ -255,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="MIDI or score file to continue")
     p.add_argument("--composer", help="composer to condition on (bach, mozart, ...)")
     p.add_argument("--model", default=None, help="gpt, lstm, sparse, or a model folder")
-    p.add_argument("--tokens", type=int, default=512, help="tokens to generate (at most MAIA_MAX_TOKENS, 4096)")
+    p.add_argument("--tokens", type=int, default=512, help="tokens to generate (at most MAIA_MAX_TOKENS, 4,096 by default)")
     p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -291,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from maia.limits import Limits
+
     a = build_parser().parse_args(argv)
     try:
+        a.limits = Limits.from_env()  # the only reading of MAIA_* settings (maia/limits.py)
         return a.func(a)
     except MaiaError as e:
         print(f"maia: {e}", file=sys.stderr)

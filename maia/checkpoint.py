@@ -194,17 +194,23 @@ def resolve_model(name_or_dir: str | Path, root: str | Path = DEFAULT_ROOT) -> P
     raise CheckpointError(f"no model folder {name_or_dir!r}, and no model of that name in {root} (found: {known})")
 
 
-MODELS_DIR_ENV = "MAIA_MODELS_DIR"  # the operator's model folder; requests never name a path
-PREFERRED_MODELS = ("piano", "gpt", "sparse", "lstm")  # the default model is the first of these installed
+PREFERRED_MODELS = ("piano", "gpt", "sparse", "lstm")  # offered in this order; the default is the first installed
 
 
-def models_root() -> Path:
-    """Where installed models live: $MAIA_MODELS_DIR if set, else the shipped assets/models/."""
-    env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env).expanduser() if env else DEFAULT_ROOT
+def models_root(folder: str | Path | None = None) -> Path:
+    """Where installed models live: ``folder`` (the operator's, maia.limits' MAIA_MODELS_DIR) if given, else the
+    shipped assets/models/. Requests name a model, never a path."""
+    return Path(folder).expanduser() if folder else DEFAULT_ROOT
+
+
+def installed_models(root: str | Path | None = None) -> dict[str, Path]:
+    """The model folders under ``models_root(root)`` by name, in the order they are offered: piano, gpt,
+    sparse, lstm when installed, then the rest by name. The one registry of the app and the CLI."""
+    models = list_models(models_root(root))
+    order = [m for m in PREFERRED_MODELS if m in models] + [m for m in models if m not in PREFERRED_MODELS]
+    return {m: models[m] for m in order}
 
 
 def default_model(root: str | Path | None = None) -> str | None:
-    """The model used when none is named: piano, gpt, sparse or lstm if installed, else the first by name."""
-    models = list_models(models_root() if root is None else root)
-    return next((m for m in PREFERRED_MODELS if m in models), next(iter(models), None))
+    """The model used when none is named: the first installed one (``installed_models``), or None."""
+    return next(iter(installed_models(root)), None)

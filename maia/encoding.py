@@ -19,44 +19,26 @@ other score formats go through music21.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from maia.errors import InputError
+from maia.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_QUARTERS
 from maia.merges import expand_merges
 from maia.vocab import EncodingConfig, Vocab
 
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 SCORE_SUFFIXES = {".xml", ".musicxml", ".mxl", ".krn", ".abc", ".mei", ".rntxt", ".capx", ".md"}
-DEFAULT_MAX_BYTES = 2 * 1024 * 1024  # uploads larger than this never reach a parser (MAIA_MAX_MIDI_BYTES)
-DEFAULT_MAX_QUARTERS = 100_000  # longest piece read, in quarter notes: ~14 h at 120 qpm (MAIA_MAX_QUARTERS)
 DEFAULT_TEMPO = 120.0
 TEMPO_RANGE = (10.0, 1000.0)  # quarter notes per minute kept on decode; absurd file tempos are clamped
 
 
-def max_input_bytes() -> int:
-    """The size limit for one input file, from MAIA_MAX_MIDI_BYTES (default 2 MB)."""
-    try:
-        return int(os.environ.get("MAIA_MAX_MIDI_BYTES", DEFAULT_MAX_BYTES))
-    except ValueError:
-        return DEFAULT_MAX_BYTES
-
-
-def max_input_quarters() -> int:
-    """The longest piece ``read`` accepts, in quarter notes, from MAIA_MAX_QUARTERS (default 100,000). A
-    few bytes of MIDI can put a note days into the piece; its waits would then be millions of tokens."""
-    try:
-        return int(os.environ.get("MAIA_MAX_QUARTERS", DEFAULT_MAX_QUARTERS))
-    except ValueError:
-        return DEFAULT_MAX_QUARTERS
-
-
-def _check_length(end_steps, steps_per_quarter: int, name: str) -> None:
-    """InputError if the music (grid steps, (N,)) lasts longer than max_input_quarters()."""
-    quarters, limit = int(np.max(end_steps)) // steps_per_quarter, max_input_quarters()
+def _check_length(end_steps, steps_per_quarter: int, name: str, limit: int) -> None:
+    """InputError if the music (grid steps, (N,)) lasts longer than ``limit`` quarter notes. A few bytes of
+    MIDI can put a note days into the piece; its waits would then be millions of tokens."""
+    quarters = int(np.max(end_steps)) // steps_per_quarter
     if quarters > limit:
         raise InputError(f"{name}: the music lasts {quarters:,} quarter notes, over the limit of {limit:,}")
 
@@ -172,9 +154,11 @@ def _check_midi_header(data: bytes, name: str) -> None:
         raise InputError(f"{name}: invalid MIDI header (0 ticks per quarter note)")
 
 
-def read_midi_bytes(data: bytes, cfg: EncodingConfig | None = None, name: str = "<midi>") -> Piece:
+def read_midi_bytes(data: bytes, cfg: EncodingConfig | None = None, name: str = "<midi>", *,
+                    max_quarters: int = DEFAULT_MAX_QUARTERS) -> Piece:
     """Parses Standard MIDI File bytes into a Piece: all non-drum tracks merged onto one piano,
-    sustain pedal applied, time quantised to the grid in quarter notes."""
+    sustain pedal applied, time quantised to the grid in quarter notes. InputError for music longer than
+    ``max_quarters`` quarter notes (maia.limits, MAIA_MAX_QUARTERS)."""
     from symusic import Score
 
     cfg = cfg or EncodingConfig()
@@ -203,7 +187,7 @@ def read_midi_bytes(data: bytes, cfg: EncodingConfig | None = None, name: str = 
     def to_steps(t):  # ticks -> nearest grid step, exact integer arithmetic
         return (t * (2 * spq) + tpq) // (2 * tpq)
 
-    _check_length(to_steps(end), spq, name)
+    _check_length(to_steps(end), spq, name, max_quarters)
     notes = normalize_notes(to_steps(onset), to_steps(end), pitch, vel, cfg)
     tempos = score.tempos.numpy()
     tempo = DEFAULT_TEMPO
@@ -229,17 +213,18 @@ def _apply_sustain(end: np.ndarray, pedals: dict) -> np.ndarray:
 
 
 # ---- reading scores (music21) -------------------------------------------------------------------
-def pieces_from_music21(obj, cfg: EncodingConfig | None = None) -> list[Piece]:
+def pieces_from_music21(obj, cfg: EncodingConfig | None = None, *,
+                        max_quarters: int = DEFAULT_MAX_QUARTERS) -> list[Piece]:
     """Converts a parsed music21 Score, Part or Opus into Pieces (an Opus gives one per score)."""
     from music21 import stream
 
     cfg = cfg or EncodingConfig()
     if isinstance(obj, stream.Opus):
-        return [p for s in obj.scores for p in pieces_from_music21(s, cfg)]
-    return [_piece_from_stream(obj, cfg)]
+        return [p for s in obj.scores for p in pieces_from_music21(s, cfg, max_quarters=max_quarters)]
+    return [_piece_from_stream(obj, cfg, max_quarters)]
 
 
-def _piece_from_stream(s, cfg: EncodingConfig) -> Piece:
+def _piece_from_stream(s, cfg: EncodingConfig, max_quarters: int) -> Piece:
     from music21 import dynamics, meter, note, tempo
 
     spq = cfg.steps_per_quarter
@@ -265,7 +250,7 @@ def _piece_from_stream(s, cfg: EncodingConfig) -> Piece:
                 vels.append(v)
     if not onsets:
         raise InputError(f"{_stream_name(s)}: no notes to play")
-    _check_length(ends, spq, _stream_name(s))
+    _check_length(ends, spq, _stream_name(s), max_quarters)
     notes = normalize_notes(onsets, ends, pitches, vels, cfg)
     qpm = DEFAULT_TEMPO
     mm = s.recurse().getElementsByClass(tempo.MetronomeMark).first()
@@ -282,14 +267,15 @@ def _stream_name(s) -> str:
 
 
 # ---- reading any file ---------------------------------------------------------------------------
-def read(path: str | Path, cfg: EncodingConfig | None = None, max_bytes: int | None = None) -> Piece:
-    """Reads a MIDI file (symusic) or a score music21 understands into a Piece.
+def read(path: str | Path, cfg: EncodingConfig | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES,
+         max_quarters: int = DEFAULT_MAX_QUARTERS) -> Piece:
+    """Reads a MIDI file (symusic) or a score music21 understands into a Piece. A server passes its
+    ``maia.limits.Limits``: files over ``max_bytes`` never reach a parser, music over ``max_quarters`` is refused.
 
     Raises InputError with a one-line message for a missing, empty, oversized or unreadable file. The
     message names the file, not its folder: a server's upload folder is nobody's business."""
     path = Path(path)
     name = path.name
-    max_bytes = max_input_bytes() if max_bytes is None else max_bytes
     if not path.is_file():
         raise InputError(f"{name}: no such file")
     size = path.stat().st_size
@@ -299,13 +285,14 @@ def read(path: str | Path, cfg: EncodingConfig | None = None, max_bytes: int | N
     suffix = path.suffix.lower()
     data = path.read_bytes()
     if suffix in MIDI_SUFFIXES or data[:4] == b"MThd":
-        return read_midi_bytes(data, cfg, name=name)
+        return read_midi_bytes(data, cfg, name=name, max_quarters=max_quarters)
     if suffix in SCORE_SUFFIXES:
-        return read_score(path, cfg)[0]
+        return read_score(path, cfg, max_quarters=max_quarters)[0]
     raise InputError(f"{name}: unsupported file type {suffix or '(none)'}; expected MIDI or a score")
 
 
-def read_score(path: str | Path, cfg: EncodingConfig | None = None) -> list[Piece]:
+def read_score(path: str | Path, cfg: EncodingConfig | None = None, *,
+               max_quarters: int = DEFAULT_MAX_QUARTERS) -> list[Piece]:
     """Parses a score (MusicXML, kern, abc, ...) with music21."""
     import music21
 
@@ -314,7 +301,7 @@ def read_score(path: str | Path, cfg: EncodingConfig | None = None) -> list[Piec
     except Exception as e:  # music21 raises many unrelated types on malformed scores
         raise InputError(f"{Path(path).name}: cannot parse score ({type(e).__name__}: {str(e)[:100]})") from None
     try:
-        pieces = pieces_from_music21(obj, cfg)
+        pieces = pieces_from_music21(obj, cfg, max_quarters=max_quarters)
     except InputError as e:  # the message names the score's title; name the file the user gave
         raise InputError(f"{Path(path).name}: {str(e).split(': ', 1)[-1]}") from None
     if not pieces:

@@ -7,3 +7,7 @@ class MaiaError(Exception):
 
 class InputError(MaiaError, ValueError):
     """A file or argument the user supplied cannot be used (not MIDI, corrupt, empty, too large...)."""
+
+
+class ServerError(MaiaError):
+    """The server cannot do its part (its disk is full or unwritable); the request fails, the server serves on."""

@@ -16,7 +16,6 @@ away, so sliding costs one re-prime per quarter window instead of a full recompu
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -26,31 +25,13 @@ import torch
 
 from maia.encoding import DEFAULT_TEMPO, Piece, decode_ids, encode_ids, expand_merges
 from maia.errors import InputError
+from maia.limits import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_MAX_TOKENS
 from maia.vocab import Vocab
 
-DEFAULT_MAX_TOKENS = 4096  # most tokens one request may ask for (MAIA_MAX_TOKENS)
-DEFAULT_MAX_PROMPT_TOKENS = 2048  # longer prompts keep their last this many tokens (MAIA_MAX_PROMPT_TOKENS)
 TOP_K_RANGE = (1, 50)
 TEMPERATURE_RANGE = (0.05, 5.0)
 VARIATIONS_RANGE = (1, 4)
 PRIME_CHUNK = 256  # tokens fed to the model at once when (re-)priming a cache
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-def max_tokens_cap() -> int:
-    """The most new tokens one request may ask for, from MAIA_MAX_TOKENS (default 4096)."""
-    return _env_int("MAIA_MAX_TOKENS", DEFAULT_MAX_TOKENS)
-
-
-def max_prompt_tokens() -> int:
-    """Prompts longer than this keep their last this many tokens, from MAIA_MAX_PROMPT_TOKENS (default 2048)."""
-    return _env_int("MAIA_MAX_PROMPT_TOKENS", DEFAULT_MAX_PROMPT_TOKENS)
 
 
 # ---- settings -----------------------------------------------------------------------------------
@@ -66,9 +47,10 @@ class SamplingConfig:
     use_cache: bool = True  # False recomputes the whole window every token: the reference and the baseline
     keep_fraction: float = 0.75  # when the window slides it keeps the composer token + this fraction of it
 
-    def validate(self, max_tokens: int | None = None) -> SamplingConfig:
-        """Returns self, or raises InputError naming the first setting out of range."""
-        cap = max_tokens_cap() if max_tokens is None else max_tokens
+    def validate(self, max_tokens: int = DEFAULT_MAX_TOKENS) -> SamplingConfig:
+        """Returns self, or raises InputError naming the first setting out of range; ``max_tokens`` is the
+        server's cap on new tokens (maia.limits, MAIA_MAX_TOKENS)."""
+        cap = max_tokens
 
         def check(ok: bool, what: str) -> None:
             if not ok:
@@ -114,14 +96,13 @@ def resolve_composer(vocab: Vocab, name: str | None) -> str:
 
 
 def build_prompt(vocab: Vocab, composer: str | None = None, piece: Piece | None = None,
-                 max_tokens: int | None = None) -> Prompt:
+                 max_tokens: int = DEFAULT_MAX_PROMPT_TOKENS) -> Prompt:
     """The prompt for ``composer`` (any case, or None for unknown): ``<composer:X> <start>`` alone, or
     followed by the encoded ``piece`` (no ``<end>``: the music goes on). A piece longer than
-    ``max_tokens`` (default MAIA_MAX_PROMPT_TOKENS) keeps its last bars and says so in ``message``."""
+    ``max_tokens`` (maia.limits, MAIA_MAX_PROMPT_TOKENS) keeps its last bars and says so in ``message``."""
     from maia.merges import apply_merges
 
     name = resolve_composer(vocab, composer)
-    max_tokens = max_prompt_tokens() if max_tokens is None else max_tokens
     if piece is None:
         return Prompt([vocab.composer_id(name), vocab.start_id], name)
 
@@ -304,7 +285,8 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
     (sampled <end>, or ``stop_id``) earlier; stops after ``max_new_tokens`` steps or once every variation
     ended. With ``fill_steps``, each variation advances time by exactly that many grid steps and then ends
     with ``stop_id`` (used by ``infill``). Raises InputError for settings out of range or an empty prompt."""
-    cfg = config.validate()
+    # The cap on new tokens is the server's policy, applied where requests come in (Limits.max_tokens).
+    cfg = config.validate(max_tokens=max(DEFAULT_MAX_TOKENS, config.max_new_tokens))
     if len(prompt_ids) == 0:
         raise InputError("empty prompt: it needs at least a composer token")
     device = next(model.parameters()).device

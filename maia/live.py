@@ -50,10 +50,10 @@ class LiveAudio:
     and note-off before it exactly once. ``finish`` renders the rest and a release tail. Raises
     SynthUnavailable like maia.synth.Synth."""
 
-    def __init__(self, sample_rate: int = LIVE_SAMPLE_RATE, gain: float = LIVE_GAIN):
+    def __init__(self, sample_rate: int = LIVE_SAMPLE_RATE, gain: float = LIVE_GAIN, soundfont=None):
         from maia.synth import Synth
 
-        self.synth = Synth(sample_rate)
+        self.synth = Synth(sample_rate, soundfont)
         self.rate, self.gain = sample_rate, gain
         self.pos = 0  # samples rendered so far
         self.started: set[tuple[int, int]] = set()  # (onset step, pitch) of the notes played
@@ -103,12 +103,13 @@ class LiveView:
     beside the sampling (FluidSynth releases the GIL), so an update carries the audio that finished
     rendering since the previous one; ``finish`` waits for all of it.
 
-    ``audio=False`` (no FluidSynth) sends the notes only."""
+    ``audio=False`` (no FluidSynth) sends the notes only; ``soundfont`` is the operator's (maia.limits), None for
+    maia.synth's lookup."""
 
     def __init__(self, request: str, variations: int, mine: tuple[int, int] = (0, 1 << 62), *, audio: bool = True,
-                 sample_rate: int = LIVE_SAMPLE_RATE):
+                 sample_rate: int = LIVE_SAMPLE_RATE, soundfont=None):
         self.request, self.mine, self.rate = request, mine, sample_rate
-        self.players = [LiveAudio(sample_rate) for _ in range(variations)] if audio else []
+        self.players = [LiveAudio(sample_rate, soundfont=soundfont) for _ in range(variations)] if audio else []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="maia-audio") if audio else None
         self.pending: Future | None = None
         self.sent = [0] * variations  # chunks sent, per variation

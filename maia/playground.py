@@ -14,14 +14,18 @@ While tokens are sampled, ``stream`` yields about every half second the MIDI so 
 piano roll, a JSON message with the notes and the audio rendered since the last update (maia/live.py:
 FluidSynth on a worker thread, appended, so listening starts with the first notes and never restarts).
 The last update adds the WAV (the audio as heard), the PNG roll, the MusicXML with its engraved pages,
-and the analysis line. Each request has a time budget ($MAIA_TIME_BUDGET, 120 s) that covers the
-finishing too: sampling stops when what is left would not fit, and the music made so far is finished.
+and the analysis line (maia/outputs.py, as the CLI writes them). Each request has a time budget
+(``LIMITS.time_budget``, MAIA_TIME_BUDGET, 120 s) that covers the finishing too: sampling stops when what
+is left would not fit, and the music made so far is finished.
+
+The server's limits and places (``maia.limits.Limits``: sizes, time budget, models folder, SoundFont,
+device) are set once by ``use(Limits.from_env())`` in app.py; the defaults hold until then.
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import os  # cpu_count
 import shutil
 import tempfile
 import time
@@ -29,22 +33,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from maia.checkpoint import PREFERRED_MODELS, WEIGHTS, list_models, load_model, models_root, read_vocab
+from maia import outputs
+from maia.checkpoint import WEIGHTS, installed_models, load_model, models_root, read_vocab
 from maia.encoding import MIDI_SUFFIXES, Piece, read
-from maia.errors import InputError, MaiaError
+from maia.errors import InputError, MaiaError, ServerError
 from maia.generate import (
     Prompt,
     SamplingConfig,
     build_prompt,
     generate,
     ids_to_piece,
-    max_tokens_cap,
     prompt_tokens_in_view,
     time_steps,
 )
+from maia.limits import Limits
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -54,32 +58,36 @@ PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at 
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are shown this soon
 TOKENS_PER_SECOND = 20  # for the "≈ N s" hint; music21 corpus: Bach 20, Mozart 24, Chopin 28 tokens per second
-DEFAULT_TIME_BUDGET = 120.0  # seconds one request may take (MAIA_TIME_BUDGET); then it keeps what it made
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
 MIDDLE_TOKENS = 512  # most tokens a regenerated passage may take
 HISTORY_LENGTH = 50  # pieces one session's undo can go back through
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
-KEEP_REQUEST_FILES = 3600  # seconds a request's folder outlives it: Gradio copies the files within seconds
+
+
+LIMITS = Limits()  # the server's; app.py calls use(Limits.from_env()) once
+
+
+def use(limits: Limits) -> None:
+    """Sets the limits and places every request of this process runs with (app.py, at start)."""
+    global LIMITS
+    LIMITS = limits
 
 
 # ---- models ----------------------------------------------------------------------------------------
 def device() -> str:
-    """CUDA when available, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device models run on (``LIMITS.device``: CUDA when available, else the CPU)."""
+    return LIMITS.torch_device()
 
 
 def configure_serving() -> int:
     """Process-wide settings, called once when the server starts; returns the queue's concurrency limit
-    ($MAIA_CONCURRENCY, default 2 on CPU, 4 on CUDA). On CPU each of the concurrent requests gets an equal
-    share of the cores as torch threads: one sampling step is too small to gain from more, and more
-    threads than cores make OpenMP spin against itself (30x slower when the machine is busy)."""
-    on_gpu = device() == "cuda"
-    try:
-        concurrency = max(1, int(os.environ.get("MAIA_CONCURRENCY", 4 if on_gpu else 2)))
-    except ValueError:
-        concurrency = 4 if on_gpu else 2
-    if not on_gpu:
+    (``LIMITS.concurrency``, MAIA_CONCURRENCY: default 2 on CPU, 4 on CUDA). On CPU each of the concurrent
+    requests gets an equal share of the cores as torch threads: one sampling step is too small to gain from
+    more, and more threads than cores make OpenMP spin against itself (30x slower when the machine is busy)."""
+    dev = device()
+    concurrency = LIMITS.serving_concurrency(dev)
+    if dev == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
     return concurrency
 
@@ -94,15 +102,9 @@ def warm_up(model: str | None) -> None:
     from maia import pianoroll, synth  # noqa: F401
 
 
-def installed_models() -> dict[str, Path]:
-    """Model folders the operator installed, by name: gpt, sparse, lstm first, then the rest by name."""
-    models = list_models(models_root())
-    order = [m for m in PREFERRED_MODELS if m in models] + [m for m in models if m not in PREFERRED_MODELS]
-    return {m: models[m] for m in order}
-
-
 def model_choices() -> list[str]:
-    return list(installed_models())
+    """The installed models' names, in the order offered (maia.checkpoint.installed_models)."""
+    return list(installed_models(LIMITS.models_dir))
 
 
 @functools.lru_cache(maxsize=4)
@@ -113,9 +115,10 @@ def _load(folder: str, mtime: float, dev: str):
 
 def load(name: str):
     """The installed model called ``name`` -> (model, vocab). InputError for any other name."""
-    models = installed_models()
+    models = installed_models(LIMITS.models_dir)
     if name not in models:
-        raise InputError(f"unknown model {name!r}; installed: {', '.join(models) or 'none'} (in {models_root()})")
+        raise InputError(f"unknown model {name!r}; installed: {', '.join(models) or 'none'} "
+                         f"(in {models_root(LIMITS.models_dir)})")
     folder = models[name]
     weights = folder / WEIGHTS  # missing: load_model says so, in its words
     model, vocab, _ = _load(str(folder), weights.stat().st_mtime if weights.is_file() else 0.0, device())
@@ -125,7 +128,7 @@ def load(name: str):
 def vocab_of(name: str | None) -> Vocab:
     """The vocabulary of an installed model, read from its config.json without loading the weights; the
     default vocabulary for an unknown or broken model (composing with it then says what is wrong)."""
-    models = installed_models()
+    models = installed_models(LIMITS.models_dir)
     if name not in models:
         return Vocab()
     try:
@@ -184,7 +187,7 @@ def settings(tokens, top_k, temperature, seed, variations) -> SamplingConfig:
                                 seed=seed, variations=int(variations))
     except (TypeError, ValueError):
         raise InputError("tokens, top-k, temperature, seed and variations must be numbers") from None
-    return config.validate(max_tokens_cap())
+    return config.validate(LIMITS.max_tokens)
 
 
 def prepare_prompt(prompt_midi: str | Path | None, composer: str | None, vocab: Vocab) -> Prompt:
@@ -194,30 +197,57 @@ def prepare_prompt(prompt_midi: str | Path | None, composer: str | None, vocab: 
         path = Path(prompt_midi)
         if path.suffix.lower() not in MIDI_SUFFIXES:
             raise InputError(f"{path.name}: upload a MIDI file (.mid or .midi)")
-        piece = read(path, vocab.config)
-    return build_prompt(vocab, composer, piece)
+        piece = read_upload(path, vocab)
+    return build_prompt(vocab, composer, piece, max_tokens=LIMITS.max_prompt_tokens)
+
+
+def read_upload(path: Path, vocab: Vocab) -> Piece:
+    """A file on the server as a Piece on ``vocab``'s grid, within the server's size and length limits."""
+    return read(path, vocab.config, max_bytes=LIMITS.max_input_bytes, max_quarters=LIMITS.max_quarters)
 
 
 def time_budget() -> float:
-    """Seconds one request may take, finishing included, from MAIA_TIME_BUDGET (default 120)."""
+    """Seconds one request may take, finishing included (``LIMITS.time_budget``, MAIA_TIME_BUDGET)."""
+    return LIMITS.time_budget
+
+
+def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool, warnings: list[str]):
+    """The request's LiveView (maia/live.py), with audio when asked for and FluidSynth and the SoundFont load;
+    otherwise without, and ``warnings`` says why."""
+    from maia.live import LiveView
+    from maia.synth import INSTALL_HINT, SynthUnavailable, fluidsynth_available
+
+    if audio and not fluidsynth_available():
+        warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
+        audio = False
     try:
-        return max(0.0, float(os.environ.get("MAIA_TIME_BUDGET", DEFAULT_TIME_BUDGET)))
-    except ValueError:
-        return DEFAULT_TIME_BUDGET
+        return LiveView(request, variations, mine, audio=audio, soundfont=LIMITS.soundfont or None)
+    except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not
+        warnings.append(f"no audio: {e}. The piano roll and the MIDI still work.")
+        return LiveView(request, variations, mine, audio=False)
 
 
 def new_request_folder() -> Path:
     """A fresh folder for one request's files. Removes the folders of requests older than an hour, so
-    that a server running for weeks does not fill its disk."""
-    REQUESTS_DIR.mkdir(exist_ok=True)
-    cutoff = time.time() - KEEP_REQUEST_FILES
-    for old in REQUESTS_DIR.iterdir():
-        try:
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:  # another request removed it first
-            pass
-    return Path(tempfile.mkdtemp(prefix="maia-", dir=REQUESTS_DIR))
+    that a server running for weeks does not fill its disk (``LIMITS.keep_files``, MAIA_KEEP_FILES: Gradio copies
+    the files into its own cache within seconds). ServerError when the temp folder is unwritable."""
+    try:
+        REQUESTS_DIR.mkdir(exist_ok=True)
+        cutoff = time.time() - LIMITS.keep_files
+        for old in REQUESTS_DIR.iterdir():
+            try:
+                if old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:  # another request removed it first
+                pass
+        return Path(tempfile.mkdtemp(prefix="maia-", dir=REQUESTS_DIR))
+    except OSError as e:
+        raise _disk_error(e) from None
+
+
+def _disk_error(e: OSError) -> ServerError:
+    return ServerError(f"the server cannot write this piece's files ({e.strerror or type(e).__name__}); "
+                       "please try again later")
 
 
 def finish_seconds(notes: int, variations: int) -> float:
@@ -269,9 +299,6 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     the sheet music is left out when even that would not fit. ``key``, ``key_strength``, ``lowest``,
     ``highest`` and ``density`` steer the sampling (``steering``, maia/controls.py). Raises InputError for
     a bad request."""
-    from maia.live import LiveView
-    from maia.synth import INSTALL_HINT, SynthUnavailable, fluidsynth_available
-
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
     deadline = started + budget
@@ -286,14 +313,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
-    if audio and not fluidsynth_available():
-        audio = False
-        warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
-    try:
-        live = LiveView(folder.name, config.variations, (prompt.steps, 1 << 62), audio=audio)
-    except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not
-        live = LiveView(folder.name, config.variations, (prompt.steps, 1 << 62), audio=False)
-        warnings.append(f"no audio: {e}. The piano roll and the MIDI still work.")
+    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)
     job = _Job(steps=generate(net, prompt.ids, config, vocab, controls=controls),
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
@@ -313,8 +333,6 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     the music, a model without fill-in-the-middle)."""
     from maia.generate import infill, resolve_composer
     from maia.infill import beats_to_steps, join_span, split_span
-    from maia.live import LiveView
-    from maia.synth import SynthUnavailable, fluidsynth_available
 
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
@@ -327,7 +345,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     path = Path(source_midi)
     if path.suffix.lower() not in MIDI_SUFFIXES:
         raise InputError(f"{path.name}: regenerate works on a MIDI file (.mid or .midi)")
-    piece = read(path, vocab.config)
+    piece = read_upload(path, vocab)
     try:
         from_beat, to_beat = float(from_beat), float(to_beat)
     except (TypeError, ValueError):
@@ -340,12 +358,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     config = settings(middle, top_k, temperature, seed, 1)
     folder = new_request_folder()
     warnings = []
-    audio = audio and fluidsynth_available()
-    try:
-        live = LiveView(folder.name, 1, (start, end), audio=audio)
-    except SynthUnavailable as e:
-        live = LiveView(folder.name, 1, (start, end), audio=False)
-        warnings.append(f"no audio: {e}")
+    live = _live_view(folder.name, 1, (start, end), audio, warnings)
     kept_steps = start
 
     def decode(ids):
@@ -369,19 +382,13 @@ def show(entry: dict | None) -> Update:
     """A history entry ({"midi": path, "mine_s": [from, to] seconds of maia's notes, "status"}) as a
     finished update, as if just composed: the roll's message with all the audio and the sheet music, the
     files and the analysis line. InputError when its file is gone."""
-    from maia.live import LiveView
-    from maia.synth import fluidsynth_available
-
     if not entry or not Path(entry["midi"]).is_file():
         raise InputError("that piece is no longer on the server (pieces are kept for an hour)")
-    piece = read(entry["midi"])
+    piece = read(entry["midi"])  # a file this server wrote
     folder = new_request_folder()
     sps = piece.seconds_per_step
     mine = (round(entry["mine_s"][0] / sps), round(entry["mine_s"][1] / sps) + 1)
-    try:
-        live = LiveView(folder.name, 1, mine, audio=fluidsynth_available())
-    except MaiaError:
-        live = LiveView(folder.name, 1, mine, audio=False)
+    live = _live_view(folder.name, 1, mine, True, [])
     job = _Job(steps=iter([]), rows=[[]], decode=lambda _ids: piece, position=lambda _ids: piece.end_step,
                config=SamplingConfig(max_new_tokens=1), model="history", title="maia", mine=mine, stop_id=-1)
     try:
@@ -494,6 +501,14 @@ class _Job:
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
+    """``_stream``, with a disk that fails (full, unwritable) as a ServerError: one line for the user."""
+    try:
+        yield from _stream(job, folder, live, deadline, interval, warnings, notices)
+    except OSError as e:
+        raise _disk_error(e) from None
+
+
+def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
     config, variations = job.config, len(job.rows)
     ended = [False] * variations
     made = 0  # new tokens per variation so far
@@ -549,17 +564,14 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
     final = pieces()
     outs = []
     for i, piece in enumerate(final):
-        out = Output(midi=piece.write_midi(folder / f"maia-{i + 1}.mid"), analysis=_analysis(piece))
-        outs.append(out)
+        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid")
+        outs.append(Output(midi=files.midi, analysis=files.analysis))
     messages = live.finish(final)
     for i, (out, message) in enumerate(zip(outs, messages, strict=True)):
         out.live = message
         heard = live.audio(i)
-        if heard is not None and len(heard):
-            from maia.live import LIVE_SAMPLE_RATE
-            from maia.synth import write_wav
-
-            out.audio = write_wav(heard.astype(np.float32) / 32767.0, folder / f"maia-{i + 1}.wav", LIVE_SAMPLE_RATE)
+        if heard is not None and len(heard):  # the WAV is the audio as heard on the page
+            out.audio = outputs.write_audio(heard, folder / f"maia-{i + 1}.wav", live.rate)
     status = "done: " + _status(made, config, ended, sampling, job.model)
     warned = []
     if out_of_time:
@@ -589,28 +601,20 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
     yield update
 
 
-def _analysis(piece: Piece) -> str:
-    from maia.metrics import estimate_key, key_name
-
-    key = key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "?"
-    return f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
-
-
 def _finish(piece: Piece, out: Output, mine: tuple[int, int], title: str, subtitle: str) -> dict | None:
-    """Adds the piano roll PNG and the MusicXML grand staff (maia/notation.py) to a finished variation;
+    """Adds the piano roll PNG and the MusicXML grand staff (maia/outputs.py) to a finished variation;
     returns its engraved pages with their timemap (None when music21 or Verovio cannot notate it)."""
-    from maia.notation import musicxml, sheet
-    from maia.pianoroll import save_png
+    from maia.notation import sheet
 
-    out.roll = save_png(piece, out.midi.with_name(out.midi.stem + "-roll.png"), prompt_steps=mine[0] or None)
-    if not len(piece):
+    files = outputs.write(piece, roll=out.midi.with_name(out.midi.stem + "-roll.png"),
+                          musicxml=out.midi.with_suffix(".musicxml"), title=title, subtitle=subtitle,
+                          prompt_steps=mine[0])
+    out.roll, out.musicxml = files.roll, files.musicxml
+    if files.xml is None:
         return None
     try:
-        xml = musicxml(piece, title=title, subtitle=subtitle)
-        out.musicxml = out.midi.with_suffix(".musicxml")
-        out.musicxml.write_text(xml, encoding="utf-8")
-        return sheet(xml, seconds_per_quarter=piece.seconds_per_step * piece.steps_per_quarter)
-    except Exception:  # music21 and Verovio raise many unrelated types on odd music; the MIDI stays usable
+        return sheet(files.xml, seconds_per_quarter=piece.seconds_per_step * piece.steps_per_quarter)
+    except Exception:  # Verovio raises on odd music; the MusicXML and the MIDI stay usable
         return None
 
 

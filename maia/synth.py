@@ -7,7 +7,7 @@ time: the library is loaded, and the SoundFont read, on each call to ``render`` 
 note_seq's ``fluidsynth(sequence, sample_rate, sf2_path)``).
 
 SoundFont lookup order (``find_soundfont``):
-  1. the file named by the environment variable MAIA_SOUNDFONT;
+  1. the file the operator chose (MAIA_SOUNDFONT, read by maia.limits and passed in);
   2. any ``*.sf2`` in the repository's ``soundfonts/`` folder (first in name order);
   3. Debian's fluid-soundfont-gm: /usr/share/sounds/sf2/FluidR3_GM.sf2 (then any other .sf2 there);
   4. TimGM6mb.sf2, the small General MIDI SoundFont bundled with pretty_midi.
@@ -16,7 +16,6 @@ SoundFont lookup order (``find_soundfont``):
 from __future__ import annotations
 
 import ctypes
-import os
 import wave
 from pathlib import Path
 
@@ -29,7 +28,6 @@ INSTALL_HINT = (
     "FluidSynth is not installed: run `sudo apt-get install fluidsynth libfluidsynth3` "
     "(Debian/Ubuntu; `brew install fluid-synth` on macOS), then `pip install pyfluidsynth`"
 )
-SOUNDFONT_ENV = "MAIA_SOUNDFONT"
 REPO_SOUNDFONTS = Path(__file__).resolve().parent.parent / "soundfonts"
 SYSTEM_SOUNDFONTS = Path("/usr/share/sounds/sf2")
 PREFERRED_SYSTEM_SOUNDFONT = "FluidR3_GM.sf2"
@@ -77,13 +75,13 @@ def _bundled_soundfont() -> Path | None:
     return None
 
 
-def find_soundfont() -> Path | None:
-    """The SoundFont to render with (see the module docstring for the order), or None."""
-    env = os.environ.get(SOUNDFONT_ENV)
-    if env:
-        path = Path(env).expanduser()
+def find_soundfont(chosen: str | Path | None = None) -> Path | None:
+    """The SoundFont to render with: ``chosen`` (the operator's MAIA_SOUNDFONT) when given, else the first found
+    in the order of the module docstring, or None. SynthUnavailable when ``chosen`` is not a file."""
+    if chosen:
+        path = Path(chosen).expanduser()
         if not path.is_file():
-            raise SynthUnavailable(f"{SOUNDFONT_ENV}={env}: no such file")
+            raise SynthUnavailable(f"{path.name}: no such SoundFont file")
         return path
     local = sorted(REPO_SOUNDFONTS.glob("*.sf2")) if REPO_SOUNDFONTS.is_dir() else []
     if local:
@@ -120,14 +118,12 @@ class Synth:
     or call ``close``."""
 
     def __init__(self, sample_rate: int = DEFAULT_SAMPLE_RATE, sf2_path: str | Path | None = None, *, program: int = 0):
-        sf2 = Path(sf2_path) if sf2_path is not None else find_soundfont()
+        sf2 = find_soundfont(sf2_path)
         if sf2 is None:
             raise SynthUnavailable(
-                f"no SoundFont found: set {SOUNDFONT_ENV}, put a .sf2 in {REPO_SOUNDFONTS}, "
+                f"no SoundFont found: set MAIA_SOUNDFONT, put a .sf2 in {REPO_SOUNDFONTS}, "
                 "or run `sudo apt-get install fluid-soundfont-gm`"
             )
-        if not sf2.is_file():
-            raise SynthUnavailable(f"{sf2.name}: no such SoundFont file")
         fs = _load_fluidsynth()
         self.sample_rate = int(sample_rate)
         # Float output avoids the clipping of the s16 path on dense chords.

@@ -3,12 +3,14 @@ tiny random-init models of conftest.py."""
 
 import importlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from maia import playground
 from maia.errors import InputError
+from maia.limits import Limits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SETTINGS = dict(composer="bach", model="gpt", tokens=48, top_k=5, temperature=1.0, seed=1)
@@ -16,7 +18,7 @@ SETTINGS = dict(composer="bach", model="gpt", tokens=48, top_k=5, temperature=1.
 
 @pytest.fixture
 def models(tiny_models_dir, monkeypatch):
-    monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(tiny_models_dir)))
     return tiny_models_dir
 
 
@@ -219,7 +221,7 @@ def test_without_fluidsynth_the_roll_and_midi_still_come(models, monkeypatch):
 def test_a_soundfont_that_will_not_load_leaves_a_page_without_audio(models, monkeypatch, tmp_path):
     bad = tmp_path / "broken.sf2"
     bad.write_bytes(b"not a soundfont")
-    monkeypatch.setenv("MAIA_SOUNDFONT", str(bad))
+    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, soundfont=str(bad)))
     updates = run(None)
     assert any("no audio" in w and "broken.sf2" in w for w in updates[0].warnings)
     assert updates[-1].done and updates[-1].outputs[0].audio is None
@@ -344,10 +346,11 @@ def test_continue_uses_a_variation_as_the_next_prompt(models):
 
 # ---- app.py ---------------------------------------------------------------------------------------
 @pytest.fixture
-def app(models):
+def app(models, monkeypatch):
     import app
 
-    return importlib.reload(app)  # its dropdowns read MAIA_MODELS_DIR when the page is built
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(models))
+    return importlib.reload(app)  # it reads MAIA_* (Limits.from_env) and builds its dropdowns from them
 
 
 def test_app_handler_streams_the_page_values(app, tiny_midi):

@@ -8,6 +8,7 @@ from maia.checkpoint import load_model
 from maia.encoding import Piece, read
 from maia.errors import InputError
 from maia.generate import SamplingConfig, build_prompt, generate, generate_ids, ids_to_piece
+from maia.limits import Limits
 from maia.vocab import Vocab
 
 KINDS = ("gpt", "lstm")
@@ -192,9 +193,10 @@ def test_settings_are_validated(tiny, monkeypatch):
                 dict(top_p=1.5), dict(max_new_tokens=0), dict(seed=-1)]:
         with pytest.raises(InputError):
             list(generate(model, start(vocab), SamplingConfig(**bad), vocab))
-    monkeypatch.setenv("MAIA_MAX_TOKENS", "100")
+    cap = Limits.from_env({"MAIA_MAX_TOKENS": "100"}).max_tokens
     with pytest.raises(InputError, match="MAIA_MAX_TOKENS"):
-        SamplingConfig(max_new_tokens=101).validate()
+        SamplingConfig(max_new_tokens=101).validate(cap)
+    assert SamplingConfig(max_new_tokens=100).validate(cap).max_new_tokens == 100
 
 
 # ---- prompts ------------------------------------------------------------------------------------

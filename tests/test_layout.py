@@ -28,3 +28,26 @@ def test_importing_every_maia_module_loads_no_training_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_only_maia_limits_reads_the_environment():
+    """Limits are passed in, not read deep inside: maia/limits.py's Limits.from_env is the one reader of
+    os.environ (or os.getenv) in the library."""
+    offenders = []
+    for f in sorted((ROOT / "maia").rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv"):
+                offenders.append(f"{f.relative_to(ROOT)}:{node.lineno}")
+    assert [o for o in offenders if not o.startswith("maia/limits.py:")] == []
+    assert offenders, "maia/limits.py reads the environment"
+
+
+def test_one_model_registry():
+    """The order models are offered in is defined once (maia.checkpoint.installed_models): the app's list,
+    the CLI's default and the default model all come from it."""
+    from maia import checkpoint, playground
+
+    sources = {f.name: f.read_text() for f in (ROOT / "maia").rglob("*.py")}
+    assert [n for n, s in sources.items() if "PREFERRED_MODELS" in s] == ["checkpoint.py"]
+    assert playground.model_choices() == list(checkpoint.installed_models())
+    assert checkpoint.default_model() == next(iter(checkpoint.installed_models()))

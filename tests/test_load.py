@@ -1,28 +1,16 @@
 """Concurrent users, small: app.py in a subprocess with the tiny models, 5 generate calls at once through
-gradio_client (bench/load.py does the same with 16 calls and the real model, and prints the figures); an
+gradio_client (python -m bench.load does the same with 16 calls and the real model, and prints the figures); an
 upload over MAIA_MAX_MIDI_BYTES is refused by the server itself."""
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
+from bench import load
+
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def bench_load():
-    spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_concurrent_calls_each_get_their_own_music(tiny_models_dir, tmp_path):
-    load = bench_load()
     requests = load.make_requests(5, tokens=32)
     assert {r.prompt is None for r in requests} == {True, False}  # with and without an uploaded prompt
     limit = 200_000  # MAIA_MAX_MIDI_BYTES: the server refuses larger uploads before any handler runs

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,11 +128,14 @@ def test_cli_encode(files, tmp_path, name):
 # ---- the app's handler --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app(tiny_models_dir):
+    from maia import playground
+
     mp = pytest.MonkeyPatch()
     mp.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
+    mp.setattr(playground, "LIMITS", playground.LIMITS)  # app.py sets the server's; put them back after
     import app
 
-    yield importlib.reload(app)  # its dropdowns read MAIA_MODELS_DIR when the page is built
+    yield importlib.reload(app)  # it reads MAIA_* (Limits.from_env) and builds its dropdowns from them
     mp.undo()
 
 
@@ -191,7 +195,9 @@ def test_app_refuses_models_named_by_path(app, tiny_models_dir):
 def test_time_budget_keeps_what_was_made(app, warnings_shown, monkeypatch):
     import time
 
-    monkeypatch.setenv("MAIA_TIME_BUDGET", "0.5")
+    from maia import playground
+
+    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, time_budget=0.5))
     t = time.monotonic()
     values = compose(app, None, tokens=4096)
     assert time.monotonic() - t < 60  # 4096 tokens of the tiny model take longer than the budget allows
@@ -227,7 +233,7 @@ def test_old_request_folders_are_swept(app):
     playground.REQUESTS_DIR.mkdir(exist_ok=True)
     old = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
     (old / "maia-1.wav").write_bytes(b"RIFF")
-    then = time.time() - playground.KEEP_REQUEST_FILES - 60
+    then = time.time() - playground.LIMITS.keep_files - 60
     os.utime(old, (then, then))
     fresh = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
     midi = Path(compose(app, None, tokens=8)[-1][1][0])
@@ -292,12 +298,65 @@ def test_app_with_broken_installed_models(app, tiny_models_dir, tmp_path, monkey
     broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: None)
     broken_copy(tiny_models_dir / "gpt", root / "badvocab", edit(["vocab", "composers"], "bach"))
     broken_copy(tiny_models_dir / "gpt", root / "noweights", lambda f: (f / "model.safetensors").unlink())
-    monkeypatch.setenv("MAIA_MODELS_DIR", str(root))
+    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, models_dir=str(root)))
     assert playground.composer_choices("badvocab")[-1] == ("Any (unknown)", "unknown")  # the page still builds
     with pytest.raises(gr.Error, match=r"badvocab.*invalid vocabulary"):
         compose(app, None, model="badvocab")
     with pytest.raises(gr.Error, match=r"noweights has no model.safetensors"):
         compose(app, None, model="noweights")
+    assert_finished(compose(app, None, tokens=8))
+
+
+def test_a_model_folder_deleted_or_corrupted_while_serving(app, tiny_models_dir, tmp_path, monkeypatch):
+    """The operator deletes or overwrites a model the server has already loaded: each request says so in one
+    line, the other models keep composing, and a restored folder serves again."""
+    import shutil
+
+    import gradio as gr
+
+    from maia import playground
+
+    root = tmp_path / "models"
+    for name in ("gpt", "lstm"):
+        broken_copy(tiny_models_dir / name, root / name, lambda f: None)
+    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, models_dir=str(root)))
+    assert_finished(compose(app, None, tokens=8))  # loaded and cached
+    shutil.rmtree(root / "gpt")
+    with pytest.raises(gr.Error, match=r"unknown model 'gpt'; installed: lstm"):
+        compose(app, None, model="gpt")
+    assert_finished(compose(app, None, tokens=8, model="lstm"))
+    broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: (f / "model.safetensors").write_bytes(b"\0" * 64))
+    with pytest.raises(gr.Error, match=r"model\.safetensors"):
+        compose(app, None, model="gpt")
+    shutil.rmtree(root / "gpt")
+    broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: None)
+    assert_finished(compose(app, None, tokens=8))
+
+
+@pytest.mark.parametrize("where", ["request folder", "files"])
+def test_a_full_or_unwritable_temp_folder(app, monkeypatch, tmp_path, where):
+    """A disk that refuses the request's folder, or its files halfway through the stream: one line saying the
+    server cannot write, and the next request (with the disk back) composes."""
+    import errno
+
+    import gradio as gr
+
+    from maia import playground
+    from maia.encoding import Piece
+
+    with monkeypatch.context() as mp:
+        if where == "request folder":
+            blocker = tmp_path / "not-a-folder"
+            blocker.write_text("")
+            mp.setattr(playground, "REQUESTS_DIR", blocker / "maia-requests")
+        else:
+            def full(self, path, *a, **k):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+            mp.setattr(Piece, "write_midi", full)
+        with pytest.raises(gr.Error, match=r"the server cannot write this piece's files \((Not a directory|No space "
+                                           r"left on device)\); please try again later"):
+            compose(app, None, tokens=8)
     assert_finished(compose(app, None, tokens=8))
 
 

@@ -10,6 +10,7 @@ import pytest
 from maia import synth
 from maia.encoding import Piece
 from maia.errors import MaiaError
+from maia.limits import Limits
 from maia.synth import SynthUnavailable, find_soundfont, fluidsynth_available, render, write_wav
 
 SR = 44100
@@ -26,24 +27,18 @@ CHORDS = piece(
 )
 
 
-@pytest.fixture(autouse=True)
-def no_env_soundfont(monkeypatch):
-    monkeypatch.delenv(synth.SOUNDFONT_ENV, raising=False)
-
-
 def test_find_soundfont_returns_an_existing_sf2():
     sf2 = find_soundfont()
     assert sf2 is not None and sf2.is_file() and sf2.suffix == ".sf2"
 
 
-def test_find_soundfont_honours_env(monkeypatch, tmp_path):
+def test_find_soundfont_honours_the_operators_choice(tmp_path):
     mine = tmp_path / "my piano.sf2"
     mine.write_bytes(b"RIFF")
-    monkeypatch.setenv(synth.SOUNDFONT_ENV, str(mine))
-    assert find_soundfont() == mine
-    monkeypatch.setenv(synth.SOUNDFONT_ENV, str(tmp_path / "missing.sf2"))
+    assert find_soundfont(mine) == mine
+    assert find_soundfont(Limits.from_env({"MAIA_SOUNDFONT": str(mine)}).soundfont) == mine
     with pytest.raises(SynthUnavailable, match=r"missing\.sf2"):
-        find_soundfont()
+        find_soundfont(tmp_path / "missing.sf2")
 
 
 def test_find_soundfont_order(monkeypatch, tmp_path):

@@ -6,10 +6,12 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training import grid
@@ -217,3 +219,40 @@ def test_a_killed_run_resumes_and_its_curve_joins_up(tiny_corpus, tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == saved + 10  # no step twice, and it went on
     assert all(b - a <= 10 for a, b in itertools.pairwise(steps))  # at most one interval lost
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "tokens.npy").write_bytes(b"\x93NUMPY garbage"), r"tokens\.npy: not a readable token array"),
+    (lambda d: (d / "tokens.npy").write_bytes((d / "tokens.npy").read_bytes()[:200]), r"tokens\.npy: not a readable"),
+    (lambda d: np.save(d / "tokens.npy", np.zeros((4, 4), np.float32)), r"expected a 1-D integer array"),
+    (lambda d: np.save(d / "tokens.npy", np.full(10, 60000, np.uint16)), r"index and tokens\.npy disagree"),
+    (lambda d: (d / "index.json").write_text("{not json"), r"index\.json or vocab\.json unreadable"),
+    (lambda d: (d / "index.json").write_text('[{"path": "x"}]'), r"piece 0 lacks start, tokens or split"),
+])
+def test_a_corrupt_corpus_is_one_line_for_train_and_evaluate(trained, tiny_corpus, tmp_path, capsys, damage, message):
+    """A damaged tokens.npy or index.json stops training.train and training.evaluate before any model is built,
+    with one line naming the file."""
+    import shutil
+
+    from training.evaluate import main as evaluate_main
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    damage(corpus)
+    assert main(["--config", CONFIG, *tiny_overrides(corpus, tmp_path / "run")]) == 1
+    assert evaluate_main(["--model", str(trained), "--data", str(corpus), "--continuations", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(re.search(message, line) for line in err), err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_token_ids_outside_the_vocabulary_are_caught(tiny_corpus, tmp_path, capsys):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    tokens = np.load(corpus / "tokens.npy")
+    tokens[5] = 60000
+    np.save(corpus / "tokens.npy", tokens)
+    assert main(["--config", CONFIG, *tiny_overrides(corpus, tmp_path / "run")]) == 1
+    assert "token id 60000 is outside the vocabulary" in capsys.readouterr().err

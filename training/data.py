@@ -26,12 +26,31 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from maia.encoding import transpose_ids
+from maia.errors import MaiaError
 from maia.merges import apply_merges
 from maia.scoring import window_starts
 from maia.vocab import Vocab
 
 IGNORE = -100  # target id ignored by cross-entropy (padding of a short last window)
 KEYS = tuple(range(-6, 6))
+
+
+class CorpusError(MaiaError):
+    """A prepared corpus that cannot be used; the message names the file and what is wrong."""
+
+
+def _check_index(folder: Path, index, n_tokens: int) -> None:
+    """CorpusError unless index.json is a list of pieces whose token ranges lie inside tokens.npy."""
+    if not isinstance(index, list):
+        raise CorpusError(f"{folder / 'index.json'}: expected a list of pieces")
+    for i, e in enumerate(index):
+        try:
+            start, n, split = int(e["start"]), int(e["tokens"]), e["split"]
+        except (KeyError, TypeError, ValueError):
+            raise CorpusError(f"{folder / 'index.json'}: piece {i} lacks start, tokens or split") from None
+        if start < 0 or n < 0 or start + n > n_tokens or split not in ("train", "valid"):
+            raise CorpusError(f"{folder / 'index.json'}: piece {i} ({e.get('path', '?')}) spans tokens "
+                              f"{start}..{start + n} of {n_tokens}, split {split!r}: index and tokens.npy disagree")
 
 
 @dataclass
@@ -44,12 +63,29 @@ class Corpus:
 
     @classmethod
     def load(cls, folder: str | Path) -> Corpus:
+        """Reads and checks a folder written by training.prepare. CorpusError (one line naming the file) for a
+        missing, truncated or inconsistent corpus, before any model is built."""
         folder = Path(folder)
         if not (folder / "tokens.npy").exists():
-            raise FileNotFoundError(f"{folder}: no prepared corpus; run python -m training.prepare first")
-        tokens = np.load(folder / "tokens.npy", mmap_mode="r")
-        index = json.loads((folder / "index.json").read_text())
-        return cls(tokens, index, Vocab.load(folder / "vocab.json"))
+            raise CorpusError(f"{folder}: no prepared corpus; run python -m training.prepare first")
+        try:
+            tokens = np.load(folder / "tokens.npy", mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise CorpusError(f"{folder / 'tokens.npy'}: not a readable token array ({e}); run training.prepare "
+                              "again") from None
+        if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+            raise CorpusError(f"{folder / 'tokens.npy'}: expected a 1-D integer array, found {tokens.dtype} "
+                              f"{tokens.shape}")
+        try:
+            index = json.loads((folder / "index.json").read_text())
+            vocab = Vocab.load(folder / "vocab.json")
+        except (OSError, ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise CorpusError(f"{folder}: index.json or vocab.json unreadable ({type(e).__name__}: {e})") from None
+        _check_index(folder, index, len(tokens))
+        if len(tokens) and int(tokens.max()) >= len(vocab):
+            raise CorpusError(f"{folder / 'tokens.npy'}: token id {int(tokens.max())} is outside the vocabulary "
+                              f"of {len(vocab)} (vocab.json from another corpus?)")
+        return cls(tokens, index, vocab)
 
     def pieces(self, split: str, min_tokens: int = 0, exclude_composers=(), only_composers=()) -> list[np.ndarray]:
         """Token arrays of the pieces in ``split`` ('train', 'valid' or 'all') with at least min_tokens ids,

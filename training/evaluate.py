@@ -37,6 +37,7 @@ from tqdm import tqdm
 from maia import metrics
 from maia.checkpoint import CONFIG, load_model, read_config
 from maia.encoding import decode_ids
+from maia.errors import MaiaError
 from maia.generate import Prompt, SamplingConfig, generate_ids, ids_to_piece, time_steps
 from maia.scoring import bits_by_kind, model_window, remap_ids, sliding_window_bits
 from maia.vocab import Vocab
@@ -259,6 +260,14 @@ def main(argv=None) -> int:
     ap.add_argument("--long-context", help="only score long pieces with these windows, e.g. 512,4096")
     ap.add_argument("--min-tokens", type=int, default=4096, help="with --long-context: shortest piece scored")
     a = ap.parse_args(argv)
+    try:
+        return _run(a)
+    except MaiaError as e:  # a missing or corrupt corpus or model: one line, exit 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(a) -> int:
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if a.long_context:
         windows = [int(w) for w in a.long_context.split(",")]

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from maia.checkpoint import load_model, read_vocab, save_model
+from maia.errors import MaiaError
 from maia.merges import learn_merges
 from maia.models import MODELS, build_model
 from training.config import Config, ConfigError, TrainConfig, load_config
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     args, overrides = ap.parse_known_args(argv)
     try:
         return train(load_config(args.config, overrides))
-    except (ConfigError, FileNotFoundError) as e:  # a bad setting or a missing corpus: one line, exit 1
+    except MaiaError as e:  # a bad setting, a missing or corrupt corpus, a bad --init model: one line, exit 1
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,270 @@
+"""A long day for the server: app.py on 127.0.0.1 under a bounded mix of requests from a few users at once.
+
+Usage: .venv/bin/python -m bench.soak [--minutes 10] [--users 4] [--tokens 128] [--model-dir DIR] [--json OUT]
+
+Steps:
+1. Pick the model (the default of --model-dir, else of the shipped assets/models) and give the server its own
+   temp folder (TMPDIR and GRADIO_TEMP_DIR), with MAIA_KEEP_FILES=60 so that its request folders must be swept
+   within the run.
+2. Start app.py (bench/appserver.py) and send one request to warm it up.
+3. ``--users`` threads, each with its own gradio_client, send requests one after another until the time is up,
+   in turn: a streamed /generate read to its end; a /generate cancelled after its first update (a client that
+   goes away); a bad upload (text named .mid, which must be refused with a message); a streamed /generate with
+   the Lacrimosa prompt; and /infill of beats 4-8 of the Lacrimosa when the model can fill in the middle.
+4. Every 2 s, sample the server's resident memory, threads and open files (/proc/PID).
+5. When the time is up, let the server idle for 5 s, sample again and count its request folders.
+6. Print, per minute, the requests done and failed and the latency (p50, p95) of the finished ones, the memory,
+   and the verdicts against the goals: no failure a request did not deserve; memory growth under 10% from the
+   end of the warm-up (the first quarter of the run, at most a minute) to the end; no more threads or open
+   files at rest than under load after the warm-up; request folders swept. Stop the server by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.appserver import ROOT, serve
+
+LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
+KINDS = ("stream", "cancel", "bad upload", "lacrimosa", "infill")
+KEEP_FILES = 60  # seconds the server keeps a request's folder in a soak run (MAIA_KEEP_FILES)
+
+
+@dataclass
+class Call:
+    kind: str
+    start: float  # seconds since the load began
+    seconds: float
+    outcome: str  # ok | refused (a bad request, refused with a message: deserved) | cancelled | failed
+    detail: str = ""
+
+
+@dataclass
+class Sample:
+    t: float
+    rss_mb: float
+    threads: int
+    open_files: int
+
+
+def proc_sample(pid: int, t: float) -> Sample:
+    """The server's resident memory, threads and open file descriptors (Linux /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    value = {line.split(":")[0]: line.split(":")[1].split() for line in status if ":" in line}
+    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[max(1, math.ceil(q / 100 * len(xs))) - 1] if xs else float("nan")  # nearest rank
+
+
+def one_call(client, kind: str, model: str, seed: int, tokens: int, bad_file: Path) -> tuple[str, str]:
+    """Sends one request of ``kind``; returns (outcome, detail)."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    args = dict(composer="unknown", model=model, tokens=tokens, top_k=5, temperature=1.0, seed=seed, variations=1)
+    if kind == "bad upload":
+        try:
+            client.predict(prompt_midi=handle_file(str(bad_file)), **args, api_name="/generate")
+        except AppError as e:
+            return ("refused", str(e)[:120]) if "not a MIDI file" in str(e) else ("failed", f"wrong message: {e}")
+        return "failed", "a text file was accepted as MIDI"
+    if kind == "infill":
+        values = client.predict(source=handle_file(str(LACRIMOSA)), from_beat=4, to_beat=8, composer="unknown",
+                                model=model, top_k=5, temperature=1.0, seed=seed, api_name="/infill")
+        return ("ok", "") if values[-1].startswith("done") else ("failed", values[-1][:120])
+    prompt = handle_file(str(LACRIMOSA)) if kind == "lacrimosa" else None
+    job = client.submit(prompt_midi=prompt, **args, api_name="/generate")
+    if kind == "cancel":
+        deadline = time.monotonic() + 60
+        while not job.outputs() and not job.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job.cancel()
+        return "cancelled", ""
+    values = job.result(timeout=300)
+    return ("ok", "") if values[-1].startswith("done") else ("failed", values[-1][:120])
+
+
+@dataclass
+class Report:
+    model: str
+    minutes: float
+    users: int
+    tokens: int
+    calls: dict = field(default_factory=dict)  # outcome -> count
+    by_kind: dict = field(default_factory=dict)  # kind -> {outcome: count}
+    per_minute: list = field(default_factory=list)  # {minute, done, failed, p50_s, p95_s, rss_mb, threads, open_files}
+    rss_warm_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    rss_growth: float = 0.0
+    threads_warm: int = 0
+    threads_end: int = 0
+    files_warm: int = 0
+    files_end: int = 0
+    request_folders_end: int = 0
+    request_folders_bound: int = 0
+    keep_files: float = KEEP_FILES
+    failures: list = field(default_factory=list)
+    verdicts: dict = field(default_factory=dict)
+
+
+def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: Path | None = None,
+         keep_files: float = KEEP_FILES) -> Report:
+    """Steps 1-5; the report of step 6."""
+    from gradio_client import Client
+
+    from maia.checkpoint import read_vocab
+
+    fim = read_vocab(root / model).fim
+    kinds = [k for k in KINDS if k != "infill" or fim]
+    with tempfile.TemporaryDirectory(prefix="maia-soak-") as tmp:
+        tmp = Path(tmp)
+        bad = tmp / "notes.mid"
+        bad.write_text("these are not notes\n")
+        server_tmp = tmp / "server"
+        server_tmp.mkdir()
+        env = {"TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio"),
+               "MAIA_KEEP_FILES": str(keep_files)}
+        with serve(root, log, extra_env=env) as (url, pid):
+            Client(url, verbose=False).predict(prompt_midi=None, composer="unknown", model=model, tokens=16, top_k=5,
+                                               temperature=1.0, seed=0, variations=1, api_name="/generate")
+            calls: list[Call] = []
+            samples: list[Sample] = []
+            lock, stop = threading.Lock(), threading.Event()
+            t0 = time.monotonic()
+            end = t0 + minutes * 60
+
+            def user(u: int):
+                client = Client(url, verbose=False, download_files=False)
+                i = 0
+                while time.monotonic() < end:
+                    kind = kinds[(u + i) % len(kinds)]
+                    start = time.monotonic()
+                    try:
+                        outcome, detail = one_call(client, kind, model, 1000 * u + i, tokens, bad)
+                    except Exception as e:  # an error the request did not deserve
+                        outcome, detail = "failed", f"{type(e).__name__}: {str(e)[:160]}"
+                    with lock:
+                        calls.append(Call(kind, start - t0, time.monotonic() - start, outcome, detail))
+                    i += 1
+
+            def sampler():
+                while not stop.is_set():
+                    samples.append(proc_sample(pid, time.monotonic() - t0))
+                    stop.wait(2.0)
+
+            threads = [threading.Thread(target=user, args=(u,), daemon=True) for u in range(users)]
+            watch = threading.Thread(target=sampler, daemon=True)
+            watch.start()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=minutes * 60 + 400)
+            stop.set()
+            watch.join()
+            time.sleep(5)  # at rest
+            rest = proc_sample(pid, time.monotonic() - t0)
+            requests_dir = server_tmp / "maia-requests"
+            folders = len(list(requests_dir.iterdir())) if requests_dir.is_dir() else 0
+    return summarise(model, minutes, users, tokens, calls, samples, rest, folders, keep_files)
+
+
+def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sample], rest: Sample,
+              folders: int, keep_files: float) -> Report:
+    r = Report(model, minutes, users, tokens)
+    for c in calls:
+        r.calls[c.outcome] = r.calls.get(c.outcome, 0) + 1
+        r.by_kind.setdefault(c.kind, {})
+        r.by_kind[c.kind][c.outcome] = r.by_kind[c.kind].get(c.outcome, 0) + 1
+    r.failures = [f"{c.kind} at {c.start:.0f} s: {c.detail}" for c in calls if c.outcome == "failed"]
+    for m in range(math.ceil(minutes)):
+        mine = [c for c in calls if m * 60 <= c.start < (m + 1) * 60]
+        lat = [c.seconds for c in mine if c.outcome == "ok"]
+        here = [s for s in samples if m * 60 <= s.t < (m + 1) * 60] or samples[-1:]
+        r.per_minute.append({"minute": m + 1, "done": len([c for c in mine if c.outcome != "failed"]),
+                             "failed": len(mine) - len([c for c in mine if c.outcome != "failed"]),
+                             "p50_s": round(percentile(lat, 50), 2), "p95_s": round(percentile(lat, 95), 2),
+                             "rss_mb": round(max(s.rss_mb for s in here)), "threads": max(s.threads for s in here),
+                             "open_files": max(s.open_files for s in here)})
+    warm = min(60.0, minutes * 60 / 4)  # the end of the warm-up
+    warm_samples = [s for s in samples if s.t <= warm] or samples[:1]
+    last = [s for s in samples if s.t >= minutes * 60 - 60] or samples[-1:]
+    r.rss_warm_mb = round(statistics.median(s.rss_mb for s in warm_samples[-5:]), 1)
+    r.rss_end_mb = round(statistics.median(s.rss_mb for s in last[-5:]), 1)
+    r.rss_growth = round(r.rss_end_mb / r.rss_warm_mb - 1, 4)
+    r.threads_warm, r.files_warm = max(s.threads for s in warm_samples), max(s.open_files for s in warm_samples)
+    r.threads_end, r.files_end = rest.threads, rest.open_files
+    # Folders younger than keep_files stay; older ones must be gone: at most the requests that started in the
+    # last keep_files seconds (and those still running then), never the run's total.
+    recent = len([c for c in calls if c.start + c.seconds >= minutes * 60 - keep_files and c.kind != "bad upload"])
+    r.keep_files = keep_files
+    r.request_folders_end, r.request_folders_bound = folders, recent + users
+    r.verdicts = {
+        "no undeserved failure": not r.failures,
+        "memory growth under 10% after warm-up": r.rss_growth < 0.10,
+        "no leaked threads": r.threads_end <= r.threads_warm,
+        "no leaked open files": r.files_end <= r.files_warm,
+        "request folders swept": folders <= r.request_folders_bound,
+    }
+    return r
+
+
+def print_report(r: Report) -> None:
+    print(f"# soak: model {r.model}, {r.minutes:g} min, {r.users} users, {r.tokens} tokens per request; "
+          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"calls: {sum(r.calls.values())} ({', '.join(f'{k} {v}' for k, v in sorted(r.calls.items()))})")
+    for kind, counts in r.by_kind.items():
+        print(f"  {kind}: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}")
+    print("| minute | done | failed | p50 (s) | p95 (s) | RSS (MB) | threads | open files |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in r.per_minute:
+        print(f"| {m['minute']} | {m['done']} | {m['failed']} | {m['p50_s']} | {m['p95_s']} | {m['rss_mb']} | "
+              f"{m['threads']} | {m['open_files']} |")
+    print(f"memory: {r.rss_warm_mb:.0f} MB after warm-up, {r.rss_end_mb:.0f} MB at the end ({r.rss_growth:+.1%})")
+    print(f"threads: {r.threads_warm} under load after warm-up, {r.threads_end} at rest at the end; open files: "
+          f"{r.files_warm} and {r.files_end}")
+    print(f"request folders at the end: {r.request_folders_end} (at most {r.request_folders_bound} may be younger "
+          f"than MAIA_KEEP_FILES={r.keep_files:g} s)")
+    for name, ok in r.verdicts.items():
+        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    for f in r.failures:
+        print(f"failure: {f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--users", type=int, default=4, help="clients sending requests at once")
+    ap.add_argument("--tokens", type=int, default=128, help="new tokens per generate request")
+    ap.add_argument("--model-dir", help="a models folder; its default model is used (default: the shipped ones)")
+    ap.add_argument("--json", help="also write the report here as JSON")
+    a = ap.parse_args(argv)
+
+    from maia.checkpoint import DEFAULT_ROOT, default_model
+
+    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT
+    model = default_model(root)
+    if model is None:
+        print(f"no model installed in {root}", file=sys.stderr)
+        return 1
+    r = soak(root, model, a.minutes, a.users, a.tokens)
+    print_report(r)
+    if a.json:
+        Path(a.json).write_text(json.dumps(asdict(r), indent=1))
+    return 0 if all(r.verdicts.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

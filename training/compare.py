@@ -105,11 +105,14 @@ def evaluate_run(folder: Path, plan: dict) -> dict:
     model, vocab, cfg = load_model(folder)
     corpus = Corpus.load(plan.get("eval_data") or cfg["data"]["data_dir"])  # one held-out set for every run
     window = model_window(model, cfg)
-    exclude = tuple(cfg["training"]["config"]["data"].get("exclude_composers", []))
     hold = plan.get("holdout_composer")
+    exclude = (hold,) if hold else ()  # every run scored on the same held-out works, whatever it trained on
     out = {"step": cfg["training"]["step"], "tokens_seen": cfg["training"]["tokens"],
            "minutes": round(cfg["training"]["seconds"] / 60, 1), "vocab": len(vocab), "merges": len(vocab.merges),
            "valid": held_out_bits(model, vocab, corpus, "valid", window=window, exclude=exclude)}
+    if plan.get("also_without"):  # e.g. ["pop"]: the held-out works of the other sources alone
+        out["valid_without"] = held_out_bits(model, vocab, corpus, "valid", window=window,
+                                             exclude=exclude + tuple(plan["also_without"]))
     if hold:
         out["holdout"] = {"composer": hold, **held_out_bits(model, vocab, corpus, "all", (hold,), "unknown", window)}
     if vocab.fim:
@@ -119,12 +122,16 @@ def evaluate_run(folder: Path, plan: dict) -> dict:
 
 def report(results: dict, plan: dict) -> str:
     hold = plan.get("holdout_composer", "")
-    lines = [f"| run | merges | steps | training tokens | held-out bits/note | {hold} bits/note (unknown composer) "
-             "| middle-span bits/note | note-on | note-off | wait | dynamics |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    without = plan.get("also_without")
+    extra = f" held-out bits/note without {', '.join(without)} |" if without else ""
+    lines = [f"| run | merges | steps | training tokens | held-out bits/note |{extra} {hold} bits/note (unknown "
+             "composer) | middle-span bits/note | note-on | note-off | wait | dynamics |",
+             "|---|---:|---:|---:|---:|" + ("---:|" if without else "") + "---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         k = r["valid"]["by_kind"] or dict.fromkeys(("note-on", "note-off", "wait", "dynamics"), float("nan"))
-        lines.append(f"| {name} | {r['merges']} | {r['step'] or '-'} | {r['tokens_seen'] / 1e6:.2f}M | {r['valid']['bits_per_note']:.3f} | "
-                     f"{r.get('holdout', {}).get('bits_per_note', float('nan')):.3f} | "
+        cut = f" {r.get('valid_without', {}).get('bits_per_note', float('nan')):.3f} |" if without else ""
+        lines.append(f"| {name} | {r['merges']} | {r['step'] or '-'} | {r['tokens_seen'] / 1e6:.2f}M | {r['valid']['bits_per_note']:.3f} |"
+                     f"{cut} {r.get('holdout', {}).get('bits_per_note', float('nan')):.3f} | "
                      f"{r['middle']['bits_per_note'] if 'middle' in r else float('nan'):.3f} | {k['note-on']:.3f} | "
                      f"{k['note-off']:.3f} | {k['wait']:.3f} | {k['dynamics']:.3f} |")
     return "\n".join(lines).replace("| nan |", "| - |")

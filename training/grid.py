@@ -4,7 +4,7 @@ Usage:
     python -m training.grid --config training/configs/gpt.toml --seq-len 256,512,1024 --batch-size 16,32,64 \
         --budget-tokens 20000000 [--out runs/grid] [--key=value ...]
     python -m training.grid --config training/configs/piano.toml --seq-len 256,512,1024 --batch-size 8,16,32 \
-        --minutes 10 --out runs/grid_piano        # equal wall-clock: what a CPU-bound project can afford
+        --minutes 10 --eval-tokens 131072 --out runs/grid_piano   # equal wall-clock: what a CPU-bound project can afford
 
 Steps:
   1. for each (seq_len, batch_size): max_steps = budget / (seq_len * batch_size) (or, with --minutes, the
@@ -40,23 +40,26 @@ COLUMNS = ["seq_len", "batch_size", "max_steps", "tokens", "val_loss", "val_bits
 
 
 def plan(seq_lens: list[int], batch_sizes: list[int], budget: int | None, warmup: int,
-         minutes: float | None = None) -> list[dict]:
+         minutes: float | None = None, eval_tokens: int | None = None) -> list[dict]:
     """One entry per run: its settings and the overrides that give them. With ``minutes``, every run gets
-    that wall-clock budget (its schedule ends with it) and is evaluated once, at the end."""
+    that wall-clock budget (its schedule ends with it) and is evaluated once, at the end. With ``eval_tokens``,
+    that evaluation reads the first ``eval_tokens`` tokens of validation windows rather than all of them: with
+    the same window overlap, every run then scores the same opening stretch of the validation pieces."""
     runs = []
     for sl in seq_lens:
         for bs in batch_sizes:
+            batches = max(1, math.ceil(eval_tokens / (sl * bs))) if eval_tokens else 1000000000
             if minutes is not None:
                 runs.append({"seq_len": sl, "batch_size": bs, "max_steps": 0, "overrides": [
                     f"--data.seq_len={sl}", f"--model.block_size={sl}", f"--train.batch_size={bs}",
                     "--train.max_steps=1000000000", "--train.eval_interval=1000000000", f"--train.max_minutes={minutes}",
-                    f"--train.warmup_steps={warmup}", "--train.eval_batches=1000000000"]})
+                    f"--train.warmup_steps={warmup}", f"--train.eval_batches={batches}"]})
                 continue
             steps = max(1, budget // (sl * bs))
             runs.append({"seq_len": sl, "batch_size": bs, "max_steps": steps, "overrides": [
                 f"--data.seq_len={sl}", f"--model.block_size={sl}", f"--train.batch_size={bs}",
                 f"--train.max_steps={steps}", f"--train.eval_interval={steps}",
-                f"--train.warmup_steps={min(warmup, max(1, steps // 10))}", "--train.eval_batches=1000000000"]})
+                f"--train.warmup_steps={min(warmup, max(1, steps // 10))}", f"--train.eval_batches={batches}"]})
     return runs
 
 
@@ -141,6 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", required=True, help="comma-separated, e.g. 16,32,64")
     ap.add_argument("--budget-tokens", type=int, help="training tokens per run")
     ap.add_argument("--minutes", type=float, help="or: wall-clock minutes per run (equal time, not tokens)")
+    ap.add_argument("--eval-tokens", type=int, help="score each run on this many validation tokens (default: all)")
     ap.add_argument("--out", type=Path, default=Path("runs/grid"))
     a, overrides = ap.parse_known_args(argv)
     seq_lens = [int(x) for x in a.seq_len.split(",")]
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
     if (a.budget_tokens is None) == (a.minutes is None):
         ap.error("give one budget: --budget-tokens or --minutes")
     base = load_config(a.config, overrides)  # fails early on a bad override
-    runs = plan(seq_lens, batch_sizes, a.budget_tokens, base.train.warmup_steps, a.minutes)
+    runs = plan(seq_lens, batch_sizes, a.budget_tokens, base.train.warmup_steps, a.minutes, a.eval_tokens)
     a.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for run in tqdm(runs, desc="grid"):
@@ -165,8 +169,9 @@ def main(argv=None) -> int:
 
 def _title(a, cfg) -> str:
     budget = f"{a.budget_tokens:,} training tokens" if a.budget_tokens else f"{a.minutes:g} minutes"
+    scored = f"the first {a.eval_tokens:,} validation tokens" if a.eval_tokens else "the whole validation split"
     return (f"Grid: {cfg.model.get('kind', 'gpt')} from {a.config or 'defaults'}, {budget} per run, "
-            f"data {cfg.data.data_dir}.")
+            f"data {cfg.data.data_dir}, each run scored on {scored}.")
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.appserver import ROOT, serve
-from maia.checkpoint import DEFAULT_ROOT, default_model, load_model
+from bench.appserver import ROOT, pick_model, serve
+from maia.checkpoint import load_model
 
 COMPOSER = "mozart"
 SEED = 1
@@ -125,11 +125,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)  # as the app gives each request on 2 cores
-    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT
-    name = default_model(root)
-    if name is None:
-        print(f"no model installed in {root}", file=sys.stderr)
-        return 1
+    root, name = pick_model(a.model_dir)
     cases = [("Lacrimosa prompt", LACRIMOSA), ("no prompt (composer only)", None)]
     print(f"# model {name} from {root.name}/; {a.tokens} new tokens, seed {SEED}; {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f}; medians of {a.runs} runs")

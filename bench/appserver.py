@@ -18,6 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pick_model(model_dir: str | None) -> tuple[Path, str]:
+    """(models folder, its default model) of ``--model-dir``, else of the shipped assets/models; SystemExit with
+    one line when the folder holds no model."""
+    from maia.checkpoint import DEFAULT_ROOT, default_model
+
+    root = Path(model_dir) if model_dir else DEFAULT_ROOT
+    name = default_model(root)
+    if name is None:
+        raise SystemExit(f"no model installed in {root}")
+    return root, name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.appserver import ROOT
-from maia.checkpoint import DEFAULT_ROOT, default_model, load_model
+from bench.appserver import ROOT, pick_model
+from maia.checkpoint import load_model
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
 D_MINOR = (2, "minor")
@@ -70,8 +70,7 @@ def main(argv=None) -> int:
     from maia.generate import build_prompt
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT
-    name = default_model(root)
+    root, name = pick_model(a.model_dir)
     model, vocab, _ = load_model(root / name)
     prompts = {"Lacrimosa prompt": build_prompt(vocab, "mozart", read(LACRIMOSA, vocab.config)),
                "no prompt": build_prompt(vocab, "unknown", None)}

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.appserver import ROOT, serve
+from bench.appserver import ROOT, pick_model, serve
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
 
@@ -180,13 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
     a = ap.parse_args(argv)
 
-    from maia.checkpoint import DEFAULT_ROOT, default_model
-
-    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT  # 1.
-    which = default_model(root)
-    if which is None:
-        print(f"no model installed in {root}", file=sys.stderr)
-        return 1
+    root, which = pick_model(a.model_dir)  # 1.
     with tempfile.TemporaryDirectory() as tmp, serve(root, Path(tmp) / "app.log") as (url, pid):  # 2.
         report = run_load(url, pid, make_requests(a.requests, a.tokens, model=which), a.timeout)  # 3.-5.
     if a.json:

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.appserver import ROOT, serve
+from bench.appserver import ROOT, pick_model, serve
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
 KINDS = ("stream", "cancel", "bad upload", "lacrimosa", "infill")
@@ -252,13 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the report here as JSON")
     a = ap.parse_args(argv)
 
-    from maia.checkpoint import DEFAULT_ROOT, default_model
-
-    root = Path(a.model_dir) if a.model_dir else DEFAULT_ROOT
-    model = default_model(root)
-    if model is None:
-        print(f"no model installed in {root}", file=sys.stderr)
-        return 1
+    root, model = pick_model(a.model_dir)
     r = soak(root, model, a.minutes, a.users, a.tokens)
     print_report(r)
     if a.json:

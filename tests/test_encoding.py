@@ -310,6 +310,15 @@ def test_waits_split_at_max_wait(max_wait, gap, waits):
     np.testing.assert_array_equal(decode(tokens, vocab).notes[:, :3], piece.notes[:, :3])
 
 
+def test_levels_decode_to_the_centres_of_their_bins_and_mf_by_default():
+    """Of 8 levels each spans 16 velocities: level k decodes to 16k + 8, the centre. Music with no dynamics token
+    plays at level 6 of 8 (v6: velocity 88, mezzo-forte)."""
+    assert [bin_velocity(k, 8) for k in range(8)] == [8, 24, 40, 56, 72, 88, 104, 120]
+    assert bin_velocity(0, 1) == 64 and bin_velocity(1, 2) == 96
+    plain = decode(["<composer:unknown>", "<start>", "p60", "wait12", "endp60", "<end>"], VOCAB)
+    assert plain.notes[:, 3].tolist() == [88]
+
+
 def test_velocity_bins_invert_bin_velocity():
     for n in range(1, 128):
         levels = np.arange(n)
@@ -438,6 +447,21 @@ def test_decode_carries_tempo_and_time_signature():
 
 
 # ---- MIDI metadata ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("qpm", "kept"), [(5.0, 10.0), (10.0, 10.0), (600.0, 600.0), (1000.0, 1000.0), (3000.0, 1000.0)])
+def test_file_tempos_are_kept_within_10_to_1000_qpm(qpm, kept, tmp_path):
+    piece = Piece(np.array([(0, 12, 60, 64)], np.int64), SPQ, qpm)
+    assert read(piece.write_midi(tmp_path / "t.mid")).tempo_qpm == pytest.approx(kept, abs=1e-3)
+
+
+def test_the_length_limit_is_inclusive(tmp_path):
+    """A piece of exactly max_quarters quarter notes is read; a quarter note more is refused."""
+    path = Piece(np.array([(0, 12 * 16, 60, 64)], np.int64)).write_midi(tmp_path / "x.mid")  # 16 quarters
+    assert len(read(path, max_quarters=16)) == 1
+    longer = Piece(np.array([(0, 12 * 17, 60, 64)], np.int64)).write_midi(tmp_path / "y.mid")
+    with pytest.raises(InputError, match="17 quarter notes, over the limit of 16"):
+        read(longer, max_quarters=16)
+
+
 @pytest.mark.parametrize(
     ("qpm", "ts"), [(87.5, (6, 8)), (40.0, (3, 4)), (200.0, (5, 4)), (120.0, None), (33.3, (7, 8))]
 )

@@ -285,6 +285,28 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p, expected):
     assert seen == expected
 
 
+@pytest.mark.parametrize("temperature,u,expected", [(0.5, 0.85, 0), (1.0, 0.85, 1), (2.0, 0.6, 1), (2.0, 0.5, 0)])
+def test_temperature_divides_the_logits(temperature, u, expected):
+    """Logits 2, 1, 0. At temperature 0.5 the first token takes 0.867 of the mass (softmax of 4, 2, 0), at 1 it
+    takes 0.665, at 2 it takes 0.506: a draw of u picks the first token when u is below that share. Multiplying
+    by the temperature instead swaps 0.5 and 2, and fails here."""
+    from maia.generate import _sample
+
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    cfg = SamplingConfig(top_k=3, temperature=temperature)
+    assert int(_sample(logits, torch.zeros(3), cfg, torch.tensor([u]))) == expected
+
+
+def test_a_draw_picks_the_first_token_whose_cumulative_mass_reaches_it():
+    """Inverse-CDF sampling takes the smallest index whose cumulative probability is at least u: with two
+    tokens of exactly 0.5, u = 0.5 is the first token's and only a larger u is the second's."""
+    from maia.generate import _sample
+
+    cfg = SamplingConfig(top_k=2)
+    draws = [int(_sample(torch.zeros(1, 2), torch.zeros(2), cfg, torch.tensor([u]))) for u in (0.0, 0.5, 0.5001, 0.999)]
+    assert draws == [0, 0, 1, 1]
+
+
 def test_a_piece_from_nothing_never_opens_with_silence(tiny):
     """A model that loves wait48 (as the piano model sometimes does after <start>): from no prompt, no row
     waits before its first note; after one, waits are free again; with a prompt, nothing changes."""

@@ -113,25 +113,43 @@ def write_table(rows: list[dict], out: Path, title: str) -> None:
 
 
 def plot(rows: list[dict], png: Path) -> None:
-    """Validation bits/token and tokens/s against seq_len, one line per batch size."""
+    """A heat map of validation bits/token over seq_len x batch size (the winner boxed), and tokens/s against
+    seq_len, one line per batch size."""
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
+    ok = [r for r in rows if r["status"] == "ok" and r["val_bits_per_token"] != ""]
+    sls, bss = sorted({r["seq_len"] for r in rows}), sorted({r["batch_size"] for r in rows})
+    grid = np.full((len(sls), len(bss)), np.nan)
+    for r in ok:
+        grid[sls.index(r["seq_len"]), bss.index(r["batch_size"])] = float(r["val_bits_per_token"])
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for bs in sorted({r["batch_size"] for r in rows}):
-        ok = [r for r in rows if r["batch_size"] == bs and r["status"] == "ok"]
-        if ok:
-            sl = [r["seq_len"] for r in ok]
-            ax1.plot(sl, [r["val_bits_per_token"] for r in ok], marker="o", label=f"batch {bs}")
-            ax2.plot(sl, [r["tokens_per_s"] for r in ok], marker="o", label=f"batch {bs}")
-    for ax, label in ((ax1, "validation bits per token"), (ax2, "training tokens per second")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("seq_len (tokens)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
+    im = ax1.imshow(grid, cmap="viridis_r", origin="lower", aspect="auto")
+    fig.colorbar(im, ax=ax1, label="validation bits per token (lower is better)")
+    ax1.set_xticks(range(len(bss)), [str(b) for b in bss])
+    ax1.set_yticks(range(len(sls)), [str(s) for s in sls])
+    ax1.set_xlabel("batch size (windows)")
+    ax1.set_ylabel("seq_len (tokens)")
+    for i in range(len(sls)):
+        for j in range(len(bss)):
+            if not np.isnan(grid[i, j]):
+                ax1.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", color="white", fontsize=9)
+    if ok and not np.all(np.isnan(grid)):
+        i, j = np.unravel_index(np.nanargmin(grid), grid.shape)
+        ax1.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    for bs in bss:
+        mine = [r for r in ok if r["batch_size"] == bs]
+        if mine:
+            ax2.plot([r["seq_len"] for r in mine], [float(r["tokens_per_s"]) for r in mine], marker="o", label=f"batch {bs}")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("seq_len (tokens)")
+    ax2.set_ylabel("training tokens per second")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
     fig.tight_layout()
     fig.savefig(png)
 
@@ -165,6 +183,13 @@ def main(argv=None) -> int:
     plot(rows, a.out / "grid.png")
     print((a.out / "grid.md").read_text())
     return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def replot(out: Path) -> None:
+    """Redraws OUT/grid.png from OUT/grid.csv."""
+    with open(out / "grid.csv", newline="") as f:
+        rows = [{**r, "seq_len": int(r["seq_len"]), "batch_size": int(r["batch_size"])} for r in csv.DictReader(f)]
+    plot(rows, out / "grid.png")
 
 
 def _title(a, cfg) -> str:

@@ -67,7 +67,7 @@ def card(folder: Path, notes: str = "") -> str:
               f"- data recipe: {data.get('unknown_composer', 0):.0%} of windows as `<composer:unknown>`, "
               f"{data.get('fim_rate', 0):.0%} rearranged for fill-in-the-middle, composer weights "
               f"{data.get('composer_weights') or 'none'}, transposed into 12 keys", ""]
-    if ev:
+    if ev.get("bits_per_note") is not None:
         lines += ["## Held-out figures", "",
                   f"`python -m training.evaluate --model assets/models/{folder.name}` on the {ev.get('pieces')} held-out "
                   f"pieces of `{ev.get('data_dir')}` ({ev.get('notes', 0):,} notes; no copy of a held-out work is in "
@@ -78,15 +78,15 @@ def card(folder: Path, notes: str = "") -> str:
                   f"{ev['ngram_bits_per_token']:.3f} |", ""]
         if ev.get("by_kind"):
             lines += ["Bits per note by token kind: " + ", ".join(f"{k} {v:.2f}" for k, v in ev["by_kind"].items()), ""]
-        if ev.get("lacrimosa"):
-            la = ev["lacrimosa"]
-            lines += [f"Lacrimosa (`python -m training.lacrimosa --model assets/models/{folder.name}`): {la['home']} of "
-                      f"{la['seeds']} continuations ({la['tokens']} tokens, top-k {la['top_k']}) in D minor or F major; "
-                      f"keys: {', '.join(r['key'] for r in la['rows'])}.", ""]
-        if ev.get("long_context"):
-            lc = ev["long_context"]
-            lines += [f"Long context (`--long-context`), {lc['pieces']} held-out pieces of at least {lc['min_tokens']} "
-                      "tokens: " + ", ".join(f"{w} tokens {b:.3f} bits/note" for w, b in lc["bits_per_note"].items()), ""]
+    if ev.get("lacrimosa"):
+        la = ev["lacrimosa"]
+        lines += [f"Lacrimosa (`python -m training.lacrimosa --model assets/models/{folder.name}`): {la['home']} of "
+                  f"{la['seeds']} continuations ({la['tokens']} tokens, top-k {la['top_k']}) in D minor or F major; "
+                  f"keys: {', '.join(r['key'] for r in la['rows'])}.", ""]
+    if ev.get("long_context"):
+        lc = ev["long_context"]
+        lines += [f"Long context (`--long-context`), {lc['pieces']} held-out pieces of at least {lc['min_tokens']} "
+                  "tokens: " + ", ".join(f"{w} tokens {b:.3f} bits/note" for w, b in lc["bits_per_note"].items()), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
     corpus = Corpus.load(data_dir)
     base_pieces, entries = corpus.pieces("valid"), corpus.entries("valid")
     if not base_pieces:
-        raise SystemExit(f"{data_dir}: no held-out pieces")
+        raise MaiaError(f"{data_dir}: no held-out pieces")
     # the model's vocabulary may add fill-in-the-middle markers, merges or other composers to the corpus's
     pieces = [remap_ids(p, corpus.vocab, vocab) for p in base_pieces]
     notes = sum(e["notes"] for e in entries)
@@ -159,7 +159,10 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
     result["music"] = music_statistics(model, vocab, pieces, entries, continuations, tokens, prompt_tokens, sampling)
     result["seconds"]["music"] = round(time.time() - t0, 1)
 
-    (model_dir / "eval.json").write_text(json.dumps(_finite(result), indent=1))
+    path = model_dir / "eval.json"
+    kept = {k: v for k, v in (json.loads(path.read_text()) if path.exists() else {}).items()
+            if k in ("long_context", "lacrimosa")}  # what --long-context and training.lacrimosa added
+    path.write_text(json.dumps(_finite({**result, **kept}), indent=1))
     cfg = read_config(model_dir)  # re-read: only the metrics change
     cfg.setdefault("metrics", {}).update(
         {"bits_per_note": result["bits_per_note"], "bits_per_token": result["bits_per_token"],
@@ -177,13 +180,13 @@ def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, dat
     corpus = Corpus.load(Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21"))
     long = [(p, e) for p, e in zip(corpus.pieces("valid"), corpus.entries("valid"), strict=True) if e["tokens"] >= min_tokens]
     if not long:
-        raise SystemExit(f"no held-out piece has {min_tokens} tokens or more")
+        raise MaiaError(f"no held-out piece has {min_tokens} tokens or more")
     pieces, notes = [p for p, _ in long], sum(e["notes"] for _, e in long)
     out = {"min_tokens": min_tokens, "pieces": len(pieces), "tokens": int(sum(len(p) for p in pieces)),
            "notes": notes, "bits_per_note": {}, "bits_per_token": {}}
     for w in windows:
         if model.max_context and w > model.max_context:
-            raise SystemExit(f"window {w} exceeds the model's context {model.max_context}")
+            raise MaiaError(f"window {w} exceeds the model's context {model.max_context}")
         bits = sliding_window_bits(model, pieces, w, max(1, w // 2), batch_size, device, vocab.pad_id)
         out["bits_per_note"][str(w)] = float(bits.sum() / notes)
         out["bits_per_token"][str(w)] = float(bits.sum() / len(bits))

@@ -22,6 +22,7 @@ Steps:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -54,14 +55,20 @@ class Sample:
     t: float
     rss_mb: float
     threads: int
-    open_files: int
+    open_files: int  # descriptors of files, pipes and the like
+    sockets: int  # network connections: the clients' kept-alive ones come and go with them
 
 
 def proc_sample(pid: int, t: float) -> Sample:
-    """The server's resident memory, threads and open file descriptors (Linux /proc)."""
+    """The server's resident memory, threads, open files and sockets (Linux /proc)."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     value = {line.split(":")[0]: line.split(":")[1].split() for line in status if ":" in line}
-    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(os.listdir(f"/proc/{pid}/fd")))
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    sockets = sum(link.startswith("socket:") for link in links)
+    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(links) - sockets, sockets)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -105,7 +112,7 @@ class Report:
     tokens: int
     calls: dict = field(default_factory=dict)  # outcome -> count
     by_kind: dict = field(default_factory=dict)  # kind -> {outcome: count}
-    per_minute: list = field(default_factory=list)  # {minute, done, failed, p50_s, p95_s, rss_mb, threads, open_files}
+    per_minute: list = field(default_factory=list)  # {minute, done, failed, p50_s, p95_s, rss_mb, threads, open_files, sockets}
     rss_warm_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_growth: float = 0.0
@@ -197,7 +204,7 @@ def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sa
                              "failed": len(mine) - len([c for c in mine if c.outcome != "failed"]),
                              "p50_s": round(percentile(lat, 50), 2), "p95_s": round(percentile(lat, 95), 2),
                              "rss_mb": round(max(s.rss_mb for s in here)), "threads": max(s.threads for s in here),
-                             "open_files": max(s.open_files for s in here)})
+                             "open_files": max(s.open_files for s in here), "sockets": max(s.sockets for s in here)})
     warm = min(60.0, minutes * 60 / 4)  # the end of the warm-up
     warm_samples = [s for s in samples if s.t <= warm] or samples[:1]
     last = [s for s in samples if s.t >= minutes * 60 - 60] or samples[-1:]
@@ -227,11 +234,11 @@ def print_report(r: Report) -> None:
     print(f"calls: {sum(r.calls.values())} ({', '.join(f'{k} {v}' for k, v in sorted(r.calls.items()))})")
     for kind, counts in r.by_kind.items():
         print(f"  {kind}: {', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}")
-    print("| minute | done | failed | p50 (s) | p95 (s) | RSS (MB) | threads | open files |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| minute | done | failed | p50 (s) | p95 (s) | RSS (MB) | threads | open files | sockets |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in r.per_minute:
         print(f"| {m['minute']} | {m['done']} | {m['failed']} | {m['p50_s']} | {m['p95_s']} | {m['rss_mb']} | "
-              f"{m['threads']} | {m['open_files']} |")
+              f"{m['threads']} | {m['open_files']} | {m['sockets']} |")
     print(f"memory: {r.rss_warm_mb:.0f} MB after warm-up, {r.rss_end_mb:.0f} MB at the end ({r.rss_growth:+.1%})")
     print(f"threads: {r.threads_warm} under load after warm-up, {r.threads_end} at rest at the end; open files: "
           f"{r.files_warm} and {r.files_end}")

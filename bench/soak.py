@@ -6,7 +6,8 @@ Steps:
 1. Pick the model (the default of --model-dir, else of the shipped assets/models) and give the server its own
    temp folder (TMPDIR and GRADIO_TEMP_DIR), with MAIA_KEEP_FILES=60 so that its request folders must be swept
    within the run.
-2. Start app.py (bench/appserver.py) and send one request to warm it up.
+2. Start app.py (bench/appserver.py) and warm it up: every user sends one request of each kind, all at once;
+   then 5 s at rest: the server's threads and open files then are the baseline for leaks.
 3. ``--users`` threads, each with its own gradio_client, send requests one after another until the time is up,
    in turn: a streamed /generate read to its end; a /generate cancelled after its first update (a client that
    goes away); a bad upload (text named .mid, which must be refused with a message); a streamed /generate with
@@ -16,7 +17,8 @@ Steps:
 6. Print, per minute, the requests done and failed and the latency (p50, p95) of the finished ones, the memory,
    and the verdicts against the goals: no failure a request did not deserve; memory growth under 10% from the
    end of the warm-up (the first quarter of the run, at most a minute) to the end; no more threads or open
-   files at rest than under load after the warm-up; request folders swept. Stop the server by its PID.
+   files (sockets apart) at rest at the end than at rest after the warm-up; request folders swept. Stop the
+   server by its PID.
 """
 
 from __future__ import annotations
@@ -145,18 +147,14 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
         env = {"TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio"),
                "MAIA_KEEP_FILES": str(keep_files)}
         with serve(root, log, extra_env=env) as (url, pid):
-            Client(url, verbose=False).predict(prompt_midi=None, composer="unknown", model=model, tokens=16, top_k=5,
-                                               temperature=1.0, seed=0, variations=1, api_name="/generate")
             calls: list[Call] = []
             samples: list[Sample] = []
             lock, stop = threading.Lock(), threading.Event()
-            t0 = time.monotonic()
-            end = t0 + minutes * 60
 
-            def user(u: int):
+            def user(u: int, until: float, rounds: int, record: list[Call], t0: float):
                 client = Client(url, verbose=False, download_files=False)
                 i = 0
-                while time.monotonic() < end:
+                while time.monotonic() < until and i < rounds:
                     kind = kinds[(u + i) % len(kinds)]
                     start = time.monotonic()
                     try:
@@ -164,32 +162,46 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
                     except Exception as e:  # an error the request did not deserve
                         outcome, detail = "failed", f"{type(e).__name__}: {str(e)[:160]}"
                     with lock:
-                        calls.append(Call(kind, start - t0, time.monotonic() - start, outcome, detail))
+                        record.append(Call(kind, start - t0, time.monotonic() - start, outcome, detail))
                     i += 1
+
+            def together(until: float, rounds: int, record: list[Call], t0: float):
+                threads = [threading.Thread(target=user, args=(u, until, rounds, record, t0), daemon=True)
+                           for u in range(users)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=max(0.0, until - time.monotonic()) + 400)
+
+            # Warm-up: every user sends every kind once, at once (the server's worker pools grow to the load and
+            # what loads lazily, music21, Verovio, FluidSynth, loads); then at rest: the baseline for leaks.
+            warm_calls: list[Call] = []
+            together(time.monotonic() + 600, len(kinds), warm_calls, time.monotonic())
+            calls += [c for c in warm_calls if c.outcome == "failed"]
+            time.sleep(5)
+            settled = proc_sample(pid, 0.0)
+            t0 = time.monotonic()
+            end = t0 + minutes * 60
 
             def sampler():
                 while not stop.is_set():
                     samples.append(proc_sample(pid, time.monotonic() - t0))
                     stop.wait(2.0)
 
-            threads = [threading.Thread(target=user, args=(u,), daemon=True) for u in range(users)]
             watch = threading.Thread(target=sampler, daemon=True)
             watch.start()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=minutes * 60 + 400)
+            together(end, 1 << 30, calls, t0)
             stop.set()
             watch.join()
             time.sleep(5)  # at rest
             rest = proc_sample(pid, time.monotonic() - t0)
             requests_dir = server_tmp / "maia-requests"
             folders = len(list(requests_dir.iterdir())) if requests_dir.is_dir() else 0
-    return summarise(model, minutes, users, tokens, calls, samples, rest, folders, keep_files)
+    return summarise(model, minutes, users, tokens, calls, samples, rest, folders, keep_files, settled)
 
 
 def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sample], rest: Sample,
-              folders: int, keep_files: float) -> Report:
+              folders: int, keep_files: float, settled: Sample) -> Report:
     r = Report(model, minutes, users, tokens)
     for c in calls:
         r.calls[c.outcome] = r.calls.get(c.outcome, 0) + 1
@@ -211,7 +223,7 @@ def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sa
     r.rss_warm_mb = round(statistics.median(s.rss_mb for s in warm_samples[-5:]), 1)
     r.rss_end_mb = round(statistics.median(s.rss_mb for s in last[-5:]), 1)
     r.rss_growth = round(r.rss_end_mb / r.rss_warm_mb - 1, 4)
-    r.threads_warm, r.files_warm = max(s.threads for s in warm_samples), max(s.open_files for s in warm_samples)
+    r.threads_warm, r.files_warm = settled.threads, settled.open_files  # both at rest: after warm-up, at the end
     r.threads_end, r.files_end = rest.threads, rest.open_files
     # Folders younger than keep_files stay; older ones must be gone: at most the requests that started in the
     # last keep_files seconds (and those still running then), never the run's total.
@@ -240,8 +252,8 @@ def print_report(r: Report) -> None:
         print(f"| {m['minute']} | {m['done']} | {m['failed']} | {m['p50_s']} | {m['p95_s']} | {m['rss_mb']} | "
               f"{m['threads']} | {m['open_files']} | {m['sockets']} |")
     print(f"memory: {r.rss_warm_mb:.0f} MB after warm-up, {r.rss_end_mb:.0f} MB at the end ({r.rss_growth:+.1%})")
-    print(f"threads: {r.threads_warm} under load after warm-up, {r.threads_end} at rest at the end; open files: "
-          f"{r.files_warm} and {r.files_end}")
+    print(f"at rest after the warm-up and at the end: threads {r.threads_warm} and {r.threads_end}, open files "
+          f"(sockets apart) {r.files_warm} and {r.files_end}")
     print(f"request folders at the end: {r.request_folders_end} (at most {r.request_folders_bound} may be younger "
           f"than MAIA_KEEP_FILES={r.keep_files:g} s)")
     for name, ok in r.verdicts.items():

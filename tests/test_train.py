@@ -185,12 +185,17 @@ def test_init_warm_starts_from_a_trained_model(trained, tiny_corpus, tmp_path):
     assert first_val < float(read_log(scratch)[0]["val_loss"]) - 0.5
 
 
-def test_init_refuses_another_architecture(trained, tiny_corpus, tmp_path):
+def test_init_refuses_another_architecture(trained, tiny_corpus, tmp_path, capsys):
     from maia.errors import MaiaError
+    from training.config import load_config
+    from training.train import train
 
+    args = tiny_overrides(tiny_corpus, tmp_path / "x", **{"train.init": str(trained), "model.n_layer": 2})
     with pytest.raises(MaiaError, match="n_layer"):
-        main(["--config", CONFIG, *tiny_overrides(tiny_corpus, tmp_path / "x", **{"train.init": str(trained),
-                                                                                 "model.n_layer": 2})])
+        train(load_config(CONFIG, args))
+    assert main(["--config", CONFIG, *args]) == 1  # the command line: one line, exit 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_layer" in err[0]
 
 
 @pytest.mark.slow

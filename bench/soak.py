@@ -24,6 +24,7 @@ Steps:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import math
@@ -59,6 +60,7 @@ class Sample:
     threads: int
     open_files: int  # descriptors of files, pipes and the like
     sockets: int  # network connections: the clients' kept-alive ones come and go with them
+    paths: tuple = ()  # what the open files are (not sockets), for naming a leak
 
 
 def proc_sample(pid: int, t: float) -> Sample:
@@ -70,7 +72,8 @@ def proc_sample(pid: int, t: float) -> Sample:
         with contextlib.suppress(OSError):  # closed meanwhile
             links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     sockets = sum(link.startswith("socket:") for link in links)
-    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(links) - sockets, sockets)
+    files = tuple(sorted(link for link in links if not link.startswith("socket:")))
+    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(files), sockets, files)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -122,6 +125,7 @@ class Report:
     threads_end: int = 0
     files_warm: int = 0
     files_end: int = 0
+    new_files: list = field(default_factory=list)  # open at rest at the end and not after the warm-up
     request_folders_end: int = 0
     request_folders_bound: int = 0
     keep_files: float = KEEP_FILES
@@ -225,6 +229,7 @@ def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sa
     r.rss_growth = round(r.rss_end_mb / r.rss_warm_mb - 1, 4)
     r.threads_warm, r.files_warm = settled.threads, settled.open_files  # both at rest: after warm-up, at the end
     r.threads_end, r.files_end = rest.threads, rest.open_files
+    r.new_files = sorted((collections.Counter(rest.paths) - collections.Counter(settled.paths)).elements())
     # Folders younger than keep_files stay; older ones must be gone: at most the requests that started in the
     # last keep_files seconds (and those still running then), never the run's total.
     recent = len([c for c in calls if c.start + c.seconds >= minutes * 60 - keep_files and c.kind != "bad upload"])
@@ -254,6 +259,8 @@ def print_report(r: Report) -> None:
     print(f"memory: {r.rss_warm_mb:.0f} MB after warm-up, {r.rss_end_mb:.0f} MB at the end ({r.rss_growth:+.1%})")
     print(f"at rest after the warm-up and at the end: threads {r.threads_warm} and {r.threads_end}, open files "
           f"(sockets apart) {r.files_warm} and {r.files_end}")
+    if r.new_files:
+        print(f"open at the end and not after the warm-up: {', '.join(r.new_files)}")
     print(f"request folders at the end: {r.request_folders_end} (at most {r.request_folders_bound} may be younger "
           f"than MAIA_KEEP_FILES={r.keep_files:g} s)")
     for name, ok in r.verdicts.items():

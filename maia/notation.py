@@ -125,7 +125,12 @@ def write_musicxml(piece: Piece, path: str | Path, **names) -> Path:
 def _toolkit(xml: str, width: int, scale: int):
     import verovio
 
-    tk = verovio.toolkit()
+    # The resource path (fonts) that verovio.toolkit() finds is set only in the thread that imported verovio; in
+    # any other thread, such as a server's workers, it is the wheel's build folder and every engraving fails
+    # ("Bravura font could not be loaded"). So each toolkit is pointed at the package's own data.
+    tk = verovio.toolkit(False)
+    if not tk.setResourcePath(str(Path(verovio.__file__).parent / "data")):
+        raise ValueError("Verovio's fonts are missing from its package")
     tk.setOptions({"pageWidth": width, "scale": scale, "adjustPageHeight": True, "footer": "none",
                    "breaks": "auto"})
     if not tk.loadData(xml):

@@ -4,10 +4,16 @@ pyplot), so concurrent requests in a server never share a global figure.
 Time runs along x in seconds, pitch up y with the Cs labelled (C4 = middle C = MIDI 60). With ``prompt_steps``
 the notes that start before it (the prompt) and after it (maia's continuation) get two colours, with a dashed
 line where the continuation starts. A note's opacity follows its velocity.
+
+Every picture is drawn on one worker thread of this module's own. matplotlib keeps its open fonts per thread
+(an LRU cache of 64, keyed by thread id), so a server drawing from Gradio's ever-new worker threads gained two
+open font files per thread (bench/soak.py); on one thread it keeps two in all, and no two drawings overlap.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -147,16 +153,33 @@ def _boxes(x0, y0, x1, y1) -> np.ndarray:
     )
 
 
-def to_image(piece: Piece, prompt_steps: int | None = None, **kw) -> np.ndarray:
-    """The piano roll as an RGB uint8 array (height_px, width_px, 3)."""
+_DRAWER = ThreadPoolExecutor(1, thread_name_prefix="maia-pianoroll")
+
+
+def _on_drawer(job, *args):
+    """``job(*args)`` on the drawing thread; its result or its exception."""
+    if threading.current_thread().name.startswith("maia-pianoroll"):
+        return job(*args)
+    return _DRAWER.submit(job, *args).result()
+
+
+def _image(piece, prompt_steps, kw) -> np.ndarray:
     fig = draw(piece, prompt_steps, **kw)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def save_png(piece: Piece, path: str | Path, prompt_steps: int | None = None, **kw) -> Path:
-    """Draws the piano roll and writes it as a PNG of exactly width_px x height_px pixels."""
-    path = Path(path)
+def _png(piece, path, prompt_steps, kw) -> Path:
     fig = draw(piece, prompt_steps, **kw)
     fig.savefig(path, format="png", dpi=fig.dpi)
     return path
+
+
+def to_image(piece: Piece, prompt_steps: int | None = None, **kw) -> np.ndarray:
+    """The piano roll as an RGB uint8 array (height_px, width_px, 3)."""
+    return _on_drawer(_image, piece, prompt_steps, kw)
+
+
+def save_png(piece: Piece, path: str | Path, prompt_steps: int | None = None, **kw) -> Path:
+    """Draws the piano roll and writes it as a PNG of exactly width_px x height_px pixels."""
+    return _on_drawer(_png, piece, Path(path), prompt_steps, kw)

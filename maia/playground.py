@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from maia import outputs
+from maia import memory, outputs
 from maia.checkpoint import WEIGHTS, installed_models, load_model, models_root, read_vocab
 from maia.encoding import MIDI_SUFFIXES, Piece, read
 from maia.errors import InputError, MaiaError, ServerError
@@ -85,6 +85,7 @@ def configure_serving() -> int:
     (``LIMITS.concurrency``, MAIA_CONCURRENCY: default 2 on CPU, 4 on CUDA). On CPU each of the concurrent
     requests gets an equal share of the cores as torch threads: one sampling step is too small to gain from
     more, and more threads than cores make OpenMP spin against itself (30x slower when the machine is busy)."""
+    memory.limit_arenas(2)  # freed memory stays reusable across Gradio's worker threads (maia/memory.py)
     dev = device()
     concurrency = LIMITS.serving_concurrency(dev)
     if dev == "cpu":
@@ -506,6 +507,8 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
         yield from _stream(job, folder, live, deadline, interval, warnings, notices)
     except OSError as e:
         raise _disk_error(e) from None
+    finally:  # finished, failed or cancelled: what the request freed goes back to the system
+        memory.trim()
 
 
 def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:

@@ -72,3 +72,20 @@ def test_both_hands_keep_the_time_signature_and_the_sheet_follows_the_audio_cloc
     ids = {i for _, sounding in view["timemap"] for i in sounding}
     assert ids and all(f'id="{i}"' in "".join(view["pages"]) for i in ids)
     assert view["timemap"][-1][1] == []  # everything released at the end
+
+
+def test_engraving_from_other_threads_at_once_gives_every_thread_its_pages():
+    """A server engraves on its worker threads, several at once. verovio.toolkit() finds its fonts only in
+    the thread that imported verovio: elsewhere every engraving failed, and the sheet music was lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maia.notation import sheet
+
+    xml = musicxml(read(LACRIMOSA), title="Lacrimosa")
+    alone = sheet(xml, 0.5)
+    with ThreadPoolExecutor(4) as pool:
+        views = list(pool.map(lambda _: sheet(xml, 0.5), range(8)))
+    def shape(view):  # Verovio's note ids are random per toolkit: compare times and counts
+        return len(view["pages"]), [(t, len(ids)) for t, ids in view["timemap"]]
+
+    assert all(shape(v) == shape(alone) for v in views)

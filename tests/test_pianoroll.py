@@ -98,3 +98,34 @@ def test_threads_draw_independently():
         images = list(pool.map(lambda p: to_image(p, 24), pieces))
     for a, b in zip(images[:4], images[4:], strict=True):
         assert np.array_equal(a, b)
+
+
+def test_drawing_from_new_threads_opens_no_more_fonts(tmp_path):
+    """matplotlib keeps fonts open per thread; a server's ever-new worker threads once each left two font
+    files open (bench/soak.py). Drawn on pianoroll's own thread, the count stays put."""
+    import os
+    import threading
+
+    def fonts_open() -> int:
+        links = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                links.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return sum(link.endswith((".ttf", ".otf")) for link in links)
+
+    save_png(scale_piece(), tmp_path / "first.png", 24)
+    before = fonts_open()
+    done = threading.Barrier(12)  # all alive at once: a finished thread's id may be given to the next
+
+    def draw_and_wait(k):
+        save_png(scale_piece(), tmp_path / f"{k}.png", 24)
+        done.wait(timeout=60)
+
+    threads = [threading.Thread(target=draw_and_wait, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert before > 0 and fonts_open() == before

@@ -103,16 +103,15 @@ def test_threads_draw_independently():
 def test_drawing_from_new_threads_opens_no_more_fonts(tmp_path):
     """matplotlib keeps fonts open per thread; a server's ever-new worker threads once each left two font
     files open (bench/soak.py). Drawn on pianoroll's own thread, the count stays put."""
+    import contextlib
     import os
     import threading
 
     def fonts_open() -> int:
         links = []
         for fd in os.listdir("/proc/self/fd"):
-            try:
+            with contextlib.suppress(OSError):  # closed meanwhile
                 links.append(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                pass
         return sum(link.endswith((".ttf", ".otf")) for link in links)
 
     save_png(scale_piece(), tmp_path / "first.png", 24)

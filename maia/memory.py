@@ -3,9 +3,9 @@
 Gradio runs each step of a streamed request on whichever of its worker threads is free, and glibc gives
 each thread that allocates its own malloc arena (up to 8 per core). Memory freed when a request ends
 stays in those arenas, fragmented, so the server's resident memory grows with every new thread that has
-served a step. Measured in-process (4 threads, 48 requests of the piano model after a warm-up):
-+44% resident memory as it is, +10% with ``trim`` after each request, +4.5% with ``limit_arenas(2)`` too
-(docs/reliability.md). ``configure_serving`` calls ``limit_arenas``; each request calls ``trim`` at its end.
+served a step. ``python -m bench.memory`` (48 requests of the piano model from 4 threads, after a warm-up):
++44% resident memory as it is, +8.4% with ``trim`` after each request, +5.8% with ``limit_arenas(2)`` too
+(BENCHMARKS.md, docs/reliability.md). ``configure_serving`` calls ``limit_arenas``; each request calls ``trim`` at its end.
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python -m bench.attention | tee bench/results/attention.txt
 	$(BIN)/python -m bench.app_latency | tee bench/results/app_latency.txt
 	$(BIN)/python -m bench.load | tee bench/results/load.txt
+	$(BIN)/python -m bench.memory | tee bench/results/memory.txt
+	$(BIN)/python -m bench.soak | tee bench/results/soak.txt
 
 data: install
 	$(BIN)/python -m training.prepare --source music21 --out data/music21

@@ -7,13 +7,13 @@ Steps:
    temp folder (TMPDIR and GRADIO_TEMP_DIR), with MAIA_KEEP_FILES=60 so that its request folders must be swept
    within the run.
 2. Start app.py (bench/appserver.py) and warm it up: every user sends one request of each kind, all at once;
-   then 5 s at rest: the server's threads and open files then are the baseline for leaks.
+   then 12 s at rest: the server's threads and open files then are the baseline for leaks.
 3. ``--users`` threads, each with its own gradio_client, send requests one after another until the time is up,
    in turn: a streamed /generate read to its end; a /generate cancelled after its first update (a client that
    goes away); a bad upload (text named .mid, which must be refused with a message); a streamed /generate with
    the Lacrimosa prompt; and /infill of beats 4-8 of the Lacrimosa when the model can fill in the middle.
 4. Every 2 s, sample the server's resident memory, threads and open files (/proc/PID).
-5. When the time is up, let the server idle for 5 s, sample again and count its request folders.
+5. When the time is up, let the server idle for 12 s, sample again and count its request folders.
 6. Print, per minute, the requests done and failed and the latency (p50, p95) of the finished ones, the memory,
    and the verdicts against the goals: no failure a request did not deserve; memory growth under 10% from the
    end of the warm-up (the first quarter of the run, at most a minute) to the end; no more threads or open
@@ -41,6 +41,7 @@ from bench.appserver import ROOT, pick_model, serve
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
 KINDS = ("stream", "cancel", "bad upload", "lacrimosa", "infill")
+REST = 12  # seconds at rest before threads and files are counted: anyio retires a worker thread idle for 10 s
 KEEP_FILES = 60  # seconds the server keeps a request's folder in a soak run (MAIA_KEEP_FILES)
 
 
@@ -182,7 +183,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             warm_calls: list[Call] = []
             together(time.monotonic() + 600, len(kinds), warm_calls, time.monotonic())
             calls += [c for c in warm_calls if c.outcome == "failed"]
-            time.sleep(5)
+            time.sleep(REST)
             settled = proc_sample(pid, 0.0)
             t0 = time.monotonic()
             end = t0 + minutes * 60
@@ -197,7 +198,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             together(end, 1 << 30, calls, t0)
             stop.set()
             watch.join()
-            time.sleep(5)  # at rest
+            time.sleep(REST)  # at rest
             rest = proc_sample(pid, time.monotonic() - t0)
             requests_dir = server_tmp / "maia-requests"
             folders = len(list(requests_dir.iterdir())) if requests_dir.is_dir() else 0

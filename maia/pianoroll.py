@@ -153,12 +153,13 @@ def _boxes(x0, y0, x1, y1) -> np.ndarray:
     )
 
 
-_DRAWER = ThreadPoolExecutor(1, thread_name_prefix="maia-pianoroll")
+_DRAWER_NAME = "maia-pianoroll"
+_DRAWER = ThreadPoolExecutor(1, thread_name_prefix=_DRAWER_NAME)
 
 
 def _on_drawer(job, *args):
     """``job(*args)`` on the drawing thread; its result or its exception."""
-    if threading.current_thread().name.startswith("maia-pianoroll"):
+    if threading.current_thread().name.startswith(_DRAWER_NAME):  # already there: waiting on itself would hang
         return job(*args)
     return _DRAWER.submit(job, *args).result()
 

@@ -20,9 +20,8 @@ def rss_pages() -> int:
 
 @glibc
 def test_trim_gives_freed_heap_back():
-    """Many small blocks freed except the last one stay in the heap (glibc only trims its top by itself
-    past M_TRIM_THRESHOLD... and a live block at the top stops even that); trim releases the pages
-    below it."""
+    """Small blocks freed below a live one stay in the heap (glibc trims only a free top by itself);
+    trim releases their pages."""
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]

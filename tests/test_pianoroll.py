@@ -103,16 +103,13 @@ def test_threads_draw_independently():
 def test_drawing_from_new_threads_opens_no_more_fonts(tmp_path):
     """matplotlib keeps fonts open per thread; a server's ever-new worker threads once each left two font
     files open (bench/soak.py). Drawn on pianoroll's own thread, the count stays put."""
-    import contextlib
     import os
     import threading
 
+    from bench.soak import proc_sample
+
     def fonts_open() -> int:
-        links = []
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):  # closed meanwhile
-                links.append(os.readlink(f"/proc/self/fd/{fd}"))
-        return sum(link.endswith((".ttf", ".otf")) for link in links)
+        return sum(path.endswith((".ttf", ".otf")) for path in proc_sample(os.getpid(), 0.0).paths)
 
     save_png(scale_piece(), tmp_path / "first.png", 24)
     before = fonts_open()

@@ -2,6 +2,7 @@
 gradio_client and through Debian's chromium (Playwright).
 
 Usage: .venv/bin/python -m bench.app_latency [--tokens 1024] [--runs 3] [--model-dir DIR] [--no-browser]
+                                             [--sampling process,thread]
 
 1. The model: the shipped default (assets/models/piano) or --model-dir's default model.
 2. Bare: maia.generate in this process, one torch thread (what the app gives each of its 2 concurrent
@@ -15,11 +16,16 @@ Usage: .venv/bin/python -m bench.app_latency [--tokens 1024] [--runs 3] [--model
    drawn on the roll (goal: 0.5 s), the time to draw one update on the canvas (median and 95th
    percentile, measured in the page), updates, audio chunks and gaps.
 Medians of --runs runs; runs alternate bare and request, so that a busy machine weighs on both alike.
+--sampling serves one app per mode of MAIA_SAMPLING (maia/limits.py) and alternates their requests too:
+"process" (the default) samples in sampler processes (maia/sampler.py), "thread" in the server's own.
+The client leaves the files as links until the music is done, as the page does (download_files=False);
+--client-downloads also times gradio_client's default, which fetches every update's MIDI as it arrives.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -120,6 +126,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--model-dir", help="a models folder (default: the shipped assets/models)")
     ap.add_argument("--no-browser", action="store_true", help="skip the chromium measurements")
+    ap.add_argument("--sampling", default="process", help="MAIA_SAMPLING modes to serve side by side, e.g. process,thread")
+    ap.add_argument("--client-downloads", action="store_true",
+                    help="also time a gradio_client that downloads every update's files (its default)")
     a = ap.parse_args(argv)
 
     import torch
@@ -129,28 +138,41 @@ def main(argv=None) -> int:
     cases = [("Lacrimosa prompt", LACRIMOSA), ("no prompt (composer only)", None)]
     print(f"# model {name} from {root.name}/; {a.tokens} new tokens, seed {SEED}; {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f}; medians of {a.runs} runs")
-    with serve(root, ROOT / "bench" / "results" / "app_latency.log" if (ROOT / "bench" / "results").is_dir() else None) as (url, _pid):
+    modes = a.sampling.split(",")
+    variants = [(m, False) for m in modes] + ([(m, True) for m in modes] if a.client_downloads else [])
+    log = ROOT / "bench" / "results" / "app_latency.log" if (ROOT / "bench" / "results").is_dir() else None
+    with contextlib.ExitStack() as stack:
         from gradio_client import Client
 
-        client = Client(url, verbose=False)
-        request(client, name, None, 16)  # the server's first request loads what warm_up did not
-        print(f"{'request':<28} {'bare tok/s':>10} {'request tok/s':>13} {'ratio':>6} {'first update s':>15} "
-              f"{'+ sheet s':>9}   goal")
+        clients, urls = {}, {}
+        for mode in modes:
+            urls[mode], _pid = stack.enter_context(serve(root, log, extra_env={"MAIA_SAMPLING": mode}))
+        for mode, downloads in variants:
+            # download_files=False: the files stay links until asked for, as on the page; gradio_client's
+            # default fetches every update's MIDI as it comes, one more HTTP request per update
+            clients[mode, downloads] = Client(urls[mode], verbose=False, **({} if downloads else {"download_files": False}))
+            request(clients[mode, downloads], name, None, 16)  # the server's first request loads what warm_up did not
+        print(f"{'request':<28} {'sampling':<8} {'client':<10} {'bare tok/s':>10} {'request tok/s':>13} {'ratio':>6} "
+              f"{'first update s':>15} {'+ sheet s':>9}   goal")
         for label, prompt in cases:
-            b, r, f, s = [], [], [], []
+            b, r, f, s = [], {v: [] for v in variants}, {v: [] for v in variants}, {v: [] for v in variants}
             for _ in range(a.runs):
                 b.append(bare(root, name, prompt, a.tokens))
-                music, first, total = request(client, name, prompt, a.tokens)
-                r.append(music)
-                f.append(first)
-                s.append(total - music)
-            bare_rate, req_rate = a.tokens / statistics.median(b), a.tokens / statistics.median(r)
-            ratio = req_rate / bare_rate
-            print(f"{label:<28} {bare_rate:>10.0f} {req_rate:>13.0f} {ratio:>6.2f} {statistics.median(f):>15.2f} "
-                  f"{statistics.median(s):>9.2f}   ratio >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'}")
+                for v in variants:
+                    music, first, total = request(clients[v], name, prompt, a.tokens)
+                    r[v].append(music)
+                    f[v].append(first)
+                    s[v].append(total - music)
+            bare_rate = a.tokens / statistics.median(b)
+            for v in variants:
+                req_rate = a.tokens / statistics.median(r[v])
+                ratio = req_rate / bare_rate
+                print(f"{label:<28} {v[0]:<8} {'downloads' if v[1] else 'links':<10} {bare_rate:>10.0f} {req_rate:>13.0f} "
+                      f"{ratio:>6.2f} {statistics.median(f[v]):>15.2f} {statistics.median(s[v]):>9.2f}   "
+                      f"ratio >= 0.90: {'met' if ratio >= 0.9 else 'MISSED'}")
         if not a.no_browser:
-            s = browser(url, a.tokens, a.runs)
-            print(f"browser, no prompt: first note drawn {s['first']:.2f} s after the click (goal 0.5 s: "
+            s = browser(urls[modes[0]], a.tokens, a.runs)
+            print(f"browser ({modes[0]}), no prompt: first note drawn {s['first']:.2f} s after the click (goal 0.5 s: "
                   f"{'met' if s['first'] <= 0.5 else 'MISSED'}); one update drawn in {s['draw_median']:.1f} ms "
                   f"(median), {s['draw_p95']:.1f} ms (95th percentile); {s['updates']:.0f} updates, "
                   f"{s['chunks']:.0f} audio chunks, {s['gaps']} gaps")

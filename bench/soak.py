@@ -12,7 +12,8 @@ Steps:
    in turn: a streamed /generate read to its end; a /generate cancelled after its first update (a client that
    goes away); a bad upload (text named .mid, which must be refused with a message); a streamed /generate with
    the Lacrimosa prompt; and /infill of beats 4-8 of the Lacrimosa when the model can fill in the middle.
-4. Every 2 s, sample the server's resident memory, threads and open files (/proc/PID).
+4. Every 2 s, sample the server's resident memory, threads and open files (/proc/PID), its sampler processes'
+   (maia/sampler.py) added in.
 5. When the time is up, let the server idle for 12 s, sample again and count its request folders.
 6. Print, per minute, the requests done and failed and the latency (p50, p95) of the finished ones, the memory,
    and the verdicts against the goals: no failure a request did not deserve; memory growth under 10% from the
@@ -64,17 +65,34 @@ class Sample:
     paths: tuple = ()  # what the open files are (not sockets), for naming a leak
 
 
-def proc_sample(pid: int, t: float) -> Sample:
-    """The server's resident memory, threads, open files and sockets (Linux /proc)."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    value = {line.split(":")[0]: line.split(":")[1].split() for line in status if ":" in line}
-    links = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):  # closed meanwhile
-            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+def family(pid: int) -> list[int]:
+    """``pid`` and its child processes (the server's sampler processes, maia/sampler.py), from /proc."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after the (command name)
+                    pids.append(int(entry))
+    return pids
+
+
+def proc_sample(pid: int, t: float, children: bool = True) -> Sample:
+    """The resident memory, threads, open files and sockets of a process and (``children``) its child
+    processes, added up (Linux /proc)."""
+    rss, threads, links = 0.0, 0, []
+    for p in family(pid) if children else [pid]:
+        with contextlib.suppress(OSError):  # a child gone meanwhile
+            status = Path(f"/proc/{p}/status").read_text().splitlines()
+            value = {line.split(":")[0]: line.split(":")[1].split() for line in status if ":" in line}
+            rss += int(value["VmRSS"][0]) / 1024
+            threads += int(value["Threads"][0])
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    links.append(os.readlink(f"/proc/{p}/fd/{fd}"))
     sockets = sum(link.startswith("socket:") for link in links)
     files = tuple(sorted(link for link in links if not link.startswith("socket:")))
-    return Sample(t, int(value["VmRSS"][0]) / 1024, int(value["Threads"][0]), len(files), sockets, files)
+    return Sample(t, rss, threads, len(files), sockets, files)
 
 
 def percentile(xs: list[float], q: float) -> float:

@@ -21,6 +21,7 @@ so a server never starts on a setting it silently ignored.
 | MAIA_MODELS_DIR | models_dir | "": the shipped assets/models/ |
 | MAIA_SOUNDFONT | soundfont | "": the lookup of maia.synth.find_soundfont |
 | MAIA_DEVICE | device | auto: CUDA when available, else the CPU |
+| MAIA_SAMPLING | sampling | process: the server samples in processes of its own (maia/sampler.py); thread: in its own |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DEFAULT_MAX_PROMPT_TOKENS = 2048
 DEFAULT_TIME_BUDGET = 120.0
 DEFAULT_KEEP_FILES = 3600.0
 DEVICES = ("auto", "cpu", "cuda")
+SAMPLING = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Limits:
     models_dir: str = ""  # MAIA_MODELS_DIR ("": assets/models/)
     soundfont: str = ""  # MAIA_SOUNDFONT ("": maia.synth's lookup order)
     device: str = "auto"  # MAIA_DEVICE: auto, cpu or cuda
+    sampling: str = "process"  # MAIA_SAMPLING: where a server samples, process or thread
 
     def __post_init__(self):
         for name in ("max_input_bytes", "max_quarters", "max_tokens", "max_prompt_tokens"):
@@ -63,6 +66,8 @@ class Limits:
                 raise MaiaError(f"{ENV[name]}={getattr(self, name)}: must not be negative")
         if self.device not in DEVICES:
             raise MaiaError(f"MAIA_DEVICE={self.device}: must be one of {', '.join(DEVICES)}")
+        if self.sampling not in SAMPLING:
+            raise MaiaError(f"MAIA_SAMPLING={self.sampling}: must be one of {', '.join(SAMPLING)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -97,4 +102,4 @@ class Limits:
 ENV = {"max_input_bytes": "MAIA_MAX_MIDI_BYTES", "max_quarters": "MAIA_MAX_QUARTERS", "max_tokens": "MAIA_MAX_TOKENS",
        "max_prompt_tokens": "MAIA_MAX_PROMPT_TOKENS", "time_budget": "MAIA_TIME_BUDGET",
        "concurrency": "MAIA_CONCURRENCY", "keep_files": "MAIA_KEEP_FILES", "models_dir": "MAIA_MODELS_DIR", "soundfont": "MAIA_SOUNDFONT",
-       "device": "MAIA_DEVICE"}
+       "device": "MAIA_DEVICE", "sampling": "MAIA_SAMPLING"}

@@ -24,6 +24,7 @@ device) are set once by ``use(Limits.from_env())`` in app.py; the defaults hold 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os  # cpu_count
 import shutil
@@ -49,6 +50,7 @@ from maia.generate import (
     time_steps,
 )
 from maia.limits import Limits
+from maia.sampler import SamplerPool
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -66,6 +68,7 @@ REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder pe
 
 
 LIMITS = Limits()  # the server's; app.py calls use(Limits.from_env()) once
+_POOL: SamplerPool | None = None  # the sampler processes, when serving (configure_serving)
 
 
 def use(limits: Limits) -> None:
@@ -84,23 +87,38 @@ def configure_serving() -> int:
     """Process-wide settings, called once when the server starts; returns the queue's concurrency limit
     (``LIMITS.concurrency``, MAIA_CONCURRENCY: default 2 on CPU, 4 on CUDA). On CPU each of the concurrent
     requests gets an equal share of the cores as torch threads: one sampling step is too small to gain from
-    more, and more threads than cores make OpenMP spin against itself (30x slower when the machine is busy)."""
+    more, and more threads than cores make OpenMP spin against itself (30x slower when the machine is busy).
+    With ``LIMITS.sampling == "process"`` (the default) requests sample in as many processes of their own
+    (maia/sampler.py), off the server's GIL."""
+    global _POOL
     memory.limit_arenas(2)  # freed memory stays reusable across Gradio's worker threads (maia/memory.py)
     dev = device()
     concurrency = LIMITS.serving_concurrency(dev)
+    threads = max(1, (os.cpu_count() or 1) // concurrency)
     if dev == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+        torch.set_num_threads(threads)
+    if LIMITS.sampling == "process" and _POOL is None:
+        _POOL = SamplerPool(concurrency, dev, threads)
+        atexit.register(_POOL.close)
     return concurrency
 
 
 def warm_up(model: str | None) -> None:
-    """Loads ``model`` and the libraries a request needs (matplotlib, FluidSynth, music21), so that the
-    first click is as quick as the next ones. Called once when the server starts."""
+    """Loads ``model`` (here and in the sampler processes) and the libraries a request needs (matplotlib,
+    FluidSynth, music21), so that the first click is as quick as the next ones. Called once when the server
+    starts."""
     if model:
         load(model)
+        if _POOL is not None:
+            _POOL.preload(*_resolve(model))
     import music21  # noqa: F401  (about a second to import)
 
     from maia import pianoroll, synth  # noqa: F401
+
+
+def sampler_pids() -> list[int]:
+    """The sampler processes' PIDs (none when sampling in this process), for the soak's accounts."""
+    return _POOL.pids if _POOL is not None else []
 
 
 def model_choices() -> list[str]:
@@ -114,16 +132,40 @@ def _load(folder: str, mtime: float, dev: str):
     return load_model(folder, device=dev)
 
 
-def load(name: str):
-    """The installed model called ``name`` -> (model, vocab). InputError for any other name."""
+def _resolve(name: str) -> tuple[str, float]:
+    """The installed model called ``name`` -> (its folder, its weights' modification time: a new version of
+    the file is a new model). InputError for any other name."""
     models = installed_models(LIMITS.models_dir)
     if name not in models:
         raise InputError(f"unknown model {name!r}; installed: {', '.join(models) or 'none'} "
                          f"(in {models_root(LIMITS.models_dir)})")
-    folder = models[name]
-    weights = folder / WEIGHTS  # missing: load_model says so, in its words
-    model, vocab, _ = _load(str(folder), weights.stat().st_mtime if weights.is_file() else 0.0, device())
+    weights = models[name] / WEIGHTS  # missing: load_model says so, in its words
+    return str(models[name]), weights.stat().st_mtime if weights.is_file() else 0.0
+
+
+def load(name: str):
+    """The installed model called ``name`` -> (model, vocab). InputError for any other name."""
+    model, vocab, _ = _load(*_resolve(name), device())
     return model, vocab
+
+
+def _sample(name: str, net, prompt_ids, config: SamplingConfig, vocab: Vocab, controls=None):
+    """maia.generate's steps for the model called ``name`` (loaded here as ``net``): in a sampler process
+    when serving with them, else in this thread."""
+    if _POOL is not None:
+        folder, mtime = _resolve(name)
+        return _POOL.generate(folder, prompt_ids, config, controls, mtime=mtime)
+    return generate(net, prompt_ids, config, vocab, controls=controls)
+
+
+def _sample_middle(name: str, net, span, config: SamplingConfig, vocab: Vocab):
+    """maia.generate.infill's steps for ``span`` (maia/infill.py), where ``_sample`` would sample."""
+    from maia.generate import infill
+
+    if _POOL is not None:
+        folder, mtime = _resolve(name)
+        return _POOL.infill(folder, span.prefix_ids, span.suffix_ids, span.steps, config, mtime=mtime)
+    return infill(net, span.prefix_ids, span.suffix_ids, span.steps, config, vocab)
 
 
 def vocab_of(name: str | None) -> Vocab:
@@ -315,7 +357,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
     live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)
-    job = _Job(steps=generate(net, prompt.ids, config, vocab, controls=controls),
+    job = _Job(steps=_sample(model, net, prompt.ids, config, vocab, controls),
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
@@ -332,7 +374,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     model and streams it like ``stream`` (one variation): everything before and after the passage is
     kept bit for bit (maia/infill.py). Raises InputError for a bad request (no file, a span outside
     the music, a model without fill-in-the-middle)."""
-    from maia.generate import infill, resolve_composer
+    from maia.generate import resolve_composer
     from maia.infill import beats_to_steps, join_span, split_span
 
     started = time.monotonic()
@@ -369,7 +411,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
         return kept_steps + time_steps(ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
 
     prompt_len = len(span.prefix_ids) + len(span.suffix_ids) + 3  # + <fim:prefix> <fim:suffix> <fim:middle>
-    job = _Job(steps=infill(net, span.prefix_ids, span.suffix_ids, span.steps, config, vocab),
+    job = _Job(steps=_sample_middle(model, net, span, config, vocab),
                rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
                title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
                stop_id=vocab.fim_end_id, base=prompt_len)
@@ -507,7 +549,9 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
         yield from _stream(job, folder, live, deadline, interval, warnings, notices)
     except OSError as e:
         raise _disk_error(e) from None
-    finally:  # finished, failed or cancelled: what the request freed goes back to the system
+    finally:  # finished, failed or cancelled: the sampling stops, what the request freed goes back to the system
+        if hasattr(job.steps, "close"):
+            job.steps.close()
         memory.trim()
 
 

@@ -14,14 +14,16 @@ def test_defaults_without_settings():
     limits = Limits.from_env({})
     assert limits == Limits() and limits.max_input_bytes == DEFAULT_MAX_BYTES
     assert limits.time_budget == DEFAULT_TIME_BUDGET and limits.models_dir == "" and limits.device == "auto"
+    assert limits.sampling == "process"
     assert Limits(concurrency=0).serving_concurrency("cpu") == 2 and Limits(concurrency=3).serving_concurrency("cpu") == 3
 
 
 def test_every_variable_is_read():
     env = {"MAIA_MAX_MIDI_BYTES": "1000", "MAIA_MAX_QUARTERS": "50", "MAIA_MAX_TOKENS": "64",
            "MAIA_MAX_PROMPT_TOKENS": "32", "MAIA_TIME_BUDGET": "2.5", "MAIA_CONCURRENCY": "3", "MAIA_KEEP_FILES": "60",
-           "MAIA_MODELS_DIR": "/srv/models", "MAIA_SOUNDFONT": "/srv/piano.sf2", "MAIA_DEVICE": "cpu"}
-    assert Limits.from_env(env) == Limits(1000, 50, 64, 32, 2.5, 3, 60.0, "/srv/models", "/srv/piano.sf2", "cpu")
+           "MAIA_MODELS_DIR": "/srv/models", "MAIA_SOUNDFONT": "/srv/piano.sf2", "MAIA_DEVICE": "cpu",
+           "MAIA_SAMPLING": "thread"}
+    assert Limits.from_env(env) == Limits(1000, 50, 64, 32, 2.5, 3, 60.0, "/srv/models", "/srv/piano.sf2", "cpu", "thread")
     assert Limits.from_env(env).torch_device() == "cpu"
 
 
@@ -31,6 +33,7 @@ def test_every_variable_is_read():
     ({"MAIA_MAX_TOKENS": "0"}, "MAIA_MAX_TOKENS=0: must be at least 1"),
     ({"MAIA_CONCURRENCY": "-1"}, "MAIA_CONCURRENCY=-1: must not be negative"),
     ({"MAIA_DEVICE": "tpu"}, "MAIA_DEVICE=tpu: must be one of auto, cpu, cuda"),
+    ({"MAIA_SAMPLING": "fork"}, "MAIA_SAMPLING=fork: must be one of process, thread"),
 ])
 def test_a_bad_value_is_named_not_ignored(env, message):
     with pytest.raises(MaiaError, match=message):

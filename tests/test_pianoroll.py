@@ -109,7 +109,7 @@ def test_drawing_from_new_threads_opens_no_more_fonts(tmp_path):
     from bench.soak import proc_sample
 
     def fonts_open() -> int:
-        return sum(path.endswith((".ttf", ".otf")) for path in proc_sample(os.getpid(), 0.0).paths)
+        return sum(path.endswith((".ttf", ".otf")) for path in proc_sample(os.getpid(), 0.0, children=False).paths)
 
     save_png(scale_piece(), tmp_path / "first.png", 24)
     before = fonts_open()

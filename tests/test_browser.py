@@ -135,6 +135,21 @@ def test_generate_answers_gradio_client_as_the_readme_shows(server, tiny_midi):
     assert len(result) == 13 and result[12].startswith("done: 64/64 tokens")
 
 
+def test_a_streaming_client_without_downloads_fetches_only_the_finished_files(server, tiny_midi):
+    """The README's streaming advice: Client(url, download_files=False), then the last update's file URLs."""
+    import urllib.request
+
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False, download_files=False)
+    job = client.submit(prompt_midi=handle_file(str(tiny_midi)), composer="mozart", model="gpt", tokens=64, top_k=5,
+                        temperature=1.0, seed=1, variations=1, api_name="/generate")
+    files = job.result()[1]
+    assert len(files) == 4 and len(job.outputs()) > 1
+    with urllib.request.urlopen(files[0]["url"], timeout=30) as r:  # the MIDI, fetched when wanted
+        assert r.read(4) == b"MThd"
+
+
 def notes(page) -> list:
     return page.evaluate(f"{STATS}.notes()")
 

@@ -129,6 +129,7 @@ class SamplerPool:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
+        self._closed = False
         for _ in range(size):
             self._add()
 
@@ -146,7 +147,8 @@ class SamplerPool:
         if dead.proc.poll() is None:  # the connection broke but the process lives on: end it
             dead.proc.kill()
         dead.proc.wait()
-        self._add()
+        if not self._closed:  # (a stream dropped while the server shuts down starts nothing)
+            self._add()
 
     @property
     def pids(self) -> list[int]:
@@ -154,6 +156,8 @@ class SamplerPool:
             return [w.proc.pid for w in self._all]
 
     def _start(self, kind: str, folder: str, mtime: float, args: tuple) -> Steps:
+        if self._closed:
+            raise ServerError("the server is shutting down")
         worker = self._idle.get()
         steps = Steps(self, worker)
         try:
@@ -183,6 +187,7 @@ class SamplerPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             workers, self._all = self._all, []
         for w in workers:
             w.stop()

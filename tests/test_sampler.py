@@ -21,6 +21,8 @@ def pool():
     yield p
     pids = p.pids
     p.close()
+    with pytest.raises(ServerError, match="shutting down"):
+        p.generate("any", [1], SamplingConfig(max_new_tokens=1))
     for pid in pids:  # every process has exited (and was reaped)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -18,6 +18,10 @@ and the analysis line (maia/outputs.py, as the CLI writes them). Each request ha
 (``LIMITS.time_budget``, MAIA_TIME_BUDGET, 120 s) that covers the finishing too: sampling stops when what
 is left would not fit, and the music made so far is finished.
 
+A server (``configure_serving``) samples in processes of its own (maia/sampler.py, ``LIMITS.sampling``), one per
+concurrent request, so that the sampling never waits for the GIL while Gradio, the audio and the updates run;
+called as a library, ``stream`` samples in the caller's thread.
+
 The server's limits and places (``maia.limits.Limits``: sizes, time budget, models folder, SoundFont,
 device) are set once by ``use(Limits.from_env())`` in app.py; the defaults hold until then.
 """

@@ -101,11 +101,9 @@ class Steps:
 class _Worker:
     def __init__(self, device: str, threads: int):
         ours, theirs = socket.socketpair()
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where maia/ is, from any cwd
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where maia/ is: -m finds it there
         self.proc = subprocess.Popen([sys.executable, "-m", "maia.sampler", str(theirs.fileno()), device, str(threads)],
-                                     pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
+                                     pass_fds=[theirs.fileno()], cwd=root, stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
 
@@ -161,7 +159,7 @@ class SamplerPool:
         worker = self._idle.get()
         steps = Steps(self, worker)
         try:
-            worker.conn.send((kind, str(folder), mtime, args))
+            worker.conn.send((kind, os.path.abspath(folder), mtime, args))  # (the process runs in maia's folder)
         except OSError:
             steps.done = True
             self._replace(worker)

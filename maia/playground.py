@@ -360,8 +360,9 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
-    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)
-    job = _Job(steps=_sample(model, net, prompt.ids, config, vocab, controls),
+    steps = _sample(model, net, prompt.ids, config, vocab, controls)  # a sampler process starts at once, while
+    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # FluidSynth loads
+    job = _Job(steps=steps,
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
@@ -405,6 +406,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     config = settings(middle, top_k, temperature, seed, 1)
     folder = new_request_folder()
     warnings = []
+    steps = _sample_middle(model, net, span, config, vocab)  # (started before FluidSynth loads, as in stream)
     live = _live_view(folder.name, 1, (start, end), audio, warnings)
     kept_steps = start
 
@@ -415,7 +417,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
         return kept_steps + time_steps(ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
 
     prompt_len = len(span.prefix_ids) + len(span.suffix_ids) + 3  # + <fim:prefix> <fim:suffix> <fim:middle>
-    job = _Job(steps=_sample_middle(model, net, span, config, vocab),
+    job = _Job(steps=steps,
                rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
                title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
                stop_id=vocab.fim_end_id, base=prompt_len)

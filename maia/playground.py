@@ -120,11 +120,6 @@ def warm_up(model: str | None) -> None:
     from maia import pianoroll, synth  # noqa: F401
 
 
-def sampler_pids() -> list[int]:
-    """The sampler processes' PIDs (none when sampling in this process), for the soak's accounts."""
-    return _POOL.pids if _POOL is not None else []
-
-
 def model_choices() -> list[str]:
     """The installed models' names, in the order offered (maia.checkpoint.installed_models)."""
     return list(installed_models(LIMITS.models_dir))

@@ -190,3 +190,19 @@ def test_config_validation():
         SparseGPTConfig(vocab_size=V, attn_impl="triton")
     with pytest.raises(ValueError, match="summary"):
         SparseGPTConfig(vocab_size=V, block=8, summary=9)
+
+
+def test_export_ships_the_kernel_choice_as_auto(tmp_path):
+    """A run trained with flex on CUDA exports attn_impl "auto", so a CPU loads the active-blocks path
+    rather than flex's unfused O(n^2) fallback; the weights come through (fp16) and the outputs agree."""
+    from maia.checkpoint import load_model, save_model
+    from training.export import export
+
+    model = tiny(attn_impl="flex").eval()
+    save_model(tmp_path / "run", model, "sparse_gpt", model.config, Vocab(), {}, dtype=None)
+    shipped, _, cfg = load_model(export(tmp_path / "run", tmp_path / "shipped"))
+    assert cfg["model"]["attn_impl"] == "auto" and shipped.config.attn_impl == "auto"
+    x = torch.randint(0, V, (1, 40))
+    with torch.no_grad():
+        want = tiny(attn_impl="blocks").eval()(x)
+        torch.testing.assert_close(shipped.float()(x), want, atol=2e-2, rtol=2e-2)

@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,8 +27,13 @@ def export(run: Path, dest: Path) -> Path:
     """Writes ``dest`` from ``run``; returns it."""
     model, vocab, cfg = load_model(run)
     extra = {k: v for k, v in cfg.items() if k not in ("format", "kind", "model", "vocab")}
+    config = model.config
+    if getattr(config, "attn_impl", "auto") != "auto":
+        # A kernel is a property of the machine, not of the model: a sparse GPT trained with flex on CUDA
+        # would otherwise run flex's unfused O(n^2) fallback on a user's CPU. "auto" picks per device.
+        config = replace(config, attn_impl="auto")
     dest.mkdir(parents=True, exist_ok=True)
-    save_model(dest, model, cfg["kind"], model.config, vocab, extra, dtype=torch.float16)
+    save_model(dest, model, cfg["kind"], config, vocab, extra, dtype=torch.float16)
     for name in SHIPPED_FILES:
         if (run / name).exists():
             shutil.copy2(run / name, dest / name)

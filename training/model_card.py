@@ -54,8 +54,8 @@ def card(folder: Path, notes: str = "") -> str:
         desc, lic = SOURCES.get(s, (s, "see its source"))
         lines.append(f"- {desc} — license: {lic}")
     if train.get("init"):
-        lines.append(f"- warm start: the weights then at `{train['init']}` (docs/models.md keeps that model's record: "
-                     f"it learnt from {SOURCES['music21'][0]}, license {SOURCES['music21'][1]})")
+        lines.append(f"- warm start: the weights then at `{train['init']}` (docs/models.md keeps the lineage, which began "
+                     f"with a model of the corpus that ships inside music21, license {SOURCES['music21'][1]})")
     lines += ["", "The weights follow the most restrictive terms of their data: **CC BY-NC-SA 4.0** "
               "(non-commercial, share alike, attribution to the sources above).", "",
               "## Compute", "",

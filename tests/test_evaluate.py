@@ -149,3 +149,21 @@ def test_compare_identical_sets():
     out = metrics.compare(pieces, pieces)
     for name in ("pitch_class", *metrics.SCALAR_FEATURES):
         assert out[name]["overlap"] == pytest.approx(1.0, abs=1e-3), name
+
+
+def test_no_write_leaves_the_model_folder_as_it_was(corpus, tiny_corpus, tmp_path, capsys):
+    """--no-write prints the tables (a trial of other sampling settings, say) and changes no file of the model."""
+    from training.evaluate import main
+
+    model = tiny_model("gpt", len(corpus.vocab))
+    save_model(tmp_path, model, "gpt", model.config, corpus.vocab, {"data": {"data_dir": str(tiny_corpus)}})
+    (tmp_path / "eval.json").write_text('{"kept": true}')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    args = ["--model", str(tmp_path), "--continuations", "1", "--tokens", "16", "--prompt-tokens", "32", "--no-write"]
+    assert main(args) == 0
+    assert main(["--model", str(tmp_path), "--long-context", "32,64", "--min-tokens", "1", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "bits/note" in out and "| 64 |" in out and "wrote" not in out
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert main(args[:-1]) == 0  # without it, the same run writes
+    assert json.loads((tmp_path / "eval.json").read_text()).keys() >= {"bits_per_note", "music"}

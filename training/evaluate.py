@@ -118,8 +118,10 @@ def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: lis
 
 def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continuations: int = 8, tokens: int = 512,
              prompt_tokens: int = 128, stride: int | None = None, batch_size: int = 16, ngram_order: int = 5,
-             ngram_transpose: bool = True, sampling: SamplingConfig | None = None, device: str = "cpu") -> dict:
-    """Everything the module docstring lists; returns the eval.json dict (also written to model_dir)."""
+             ngram_transpose: bool = True, sampling: SamplingConfig | None = None, device: str = "cpu",
+             write: bool = True) -> dict:
+    """Everything the module docstring lists; returns the eval.json dict (also written to model_dir, and the
+    bits into its config.json's metrics, unless ``write`` is False: a trial with other settings)."""
     model_dir = Path(model_dir)
     model, vocab, cfg = load_model(model_dir, device)
     data_dir = Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21")
@@ -158,6 +160,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
     sampling = sampling or SamplingConfig(seed=0)
     result["music"] = music_statistics(model, vocab, pieces, entries, continuations, tokens, prompt_tokens, sampling)
     result["seconds"]["music"] = round(time.time() - t0, 1)
+    if not write:
+        return result
 
     path = model_dir / "eval.json"
     kept = {k: v for k, v in (json.loads(path.read_text()) if path.exists() else {}).items()
@@ -172,7 +176,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
 
 
 def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, data_dir=None, batch_size=4,
-                 device="cpu") -> dict:
+                 device="cpu", write: bool = True) -> dict:
     """Does long context help? Bits per note on held-out pieces of at least ``min_tokens`` tokens, scored
     with each window length in ``windows`` (stride half a window); merged into MODEL/eval.json."""
     model_dir = Path(model_dir)
@@ -190,6 +194,8 @@ def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, dat
         bits = sliding_window_bits(model, pieces, w, max(1, w // 2), batch_size, device, vocab.pad_id)
         out["bits_per_note"][str(w)] = float(bits.sum() / notes)
         out["bits_per_token"][str(w)] = float(bits.sum() / len(bits))
+    if not write:
+        return out
     path = model_dir / "eval.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result["long_context"] = out
@@ -253,7 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=512, help="tokens per continuation")
     ap.add_argument("--prompt-tokens", type=int, default=128, help="tokens of each held-out piece used as prompt")
     ap.add_argument("--stride", type=int, help="tokens between scoring windows (default: half a window)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, help="windows scored at once (default 16; 4 with --long-context)")
     ap.add_argument("--ngram-order", type=int, default=5)
     ap.add_argument("--ngram-as-written", action="store_true", help="count the n-gram model untransposed")
     ap.add_argument("--top-k", type=int, default=SamplingConfig.top_k)
@@ -262,6 +268,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--long-context", help="only score long pieces with these windows, e.g. 512,4096")
     ap.add_argument("--min-tokens", type=int, default=4096, help="with --long-context: shortest piece scored")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only: leave MODEL/eval.json and config.json as they are (a trial of other settings)")
     a = ap.parse_args(argv)
     try:
         return _run(a)
@@ -274,18 +282,21 @@ def _run(a) -> int:
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if a.long_context:
         windows = [int(w) for w in a.long_context.split(",")]
-        r = long_context(a.model, windows, a.min_tokens, a.data, device=device)
+        r = long_context(a.model, windows, a.min_tokens, a.data, batch_size=a.batch_size or 4, device=device,
+                         write=not a.no_write)
         print(f"{r['pieces']} held-out pieces of >= {r['min_tokens']} tokens ({r['tokens']:,} tokens, {r['notes']:,} notes)")
         print("| context (tokens) | bits/token | bits/note |\n|---:|---:|---:|")
         for w in windows:
             print(f"| {w} | {r['bits_per_token'][str(w)]:.3f} | {r['bits_per_note'][str(w)]:.3f} |")
-        print(f"\nwrote {Path(a.model) / 'eval.json'} (long_context)")
+        if not a.no_write:
+            print(f"\nwrote {Path(a.model) / 'eval.json'} (long_context)")
         return 0
     sampling = SamplingConfig(top_k=a.top_k, temperature=a.temperature, seed=a.seed)
-    r = evaluate(a.model, a.data, a.continuations, a.tokens, a.prompt_tokens, a.stride, a.batch_size,
-                 a.ngram_order, not a.ngram_as_written, sampling, device)
+    r = evaluate(a.model, a.data, a.continuations, a.tokens, a.prompt_tokens, a.stride, a.batch_size or 16,
+                 a.ngram_order, not a.ngram_as_written, sampling, device, write=not a.no_write)
     print(report(r))
-    print(f"\nwrote {Path(a.model) / 'eval.json'}")
+    if not a.no_write:
+        print(f"\nwrote {Path(a.model) / 'eval.json'}")
     return 0
 
 

@@ -167,3 +167,16 @@ def test_no_write_leaves_the_model_folder_as_it_was(corpus, tiny_corpus, tmp_pat
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     assert main(args[:-1]) == 0  # without it, the same run writes
     assert json.loads((tmp_path / "eval.json").read_text()).keys() >= {"bits_per_note", "music"}
+
+
+def test_music_statistics_compare_the_same_prompts(corpus):
+    """The real continuations compared are those of the prompts sampled, spread over the held-out pieces
+    (the first few would all be one composer): with 1 continuation, 1 reference piece, not all of them."""
+    from training.evaluate import music_statistics
+
+    model = tiny_model("gpt", len(corpus.vocab))
+    pieces, entries = corpus.pieces("valid"), corpus.entries("valid")
+    one = music_statistics(model, corpus.vocab, pieces, entries, 1, 16, prompt_tokens=32)
+    assert one["settings"]["reference_pieces"] == 1
+    many = music_statistics(model, corpus.vocab, pieces * 4, entries * 4, 3, 16, prompt_tokens=32)
+    assert many["settings"]["reference_pieces"] == 3  # 3 of 8 usable: spread, each once

@@ -14,9 +14,9 @@ Steps:
      same training split in all 12 keys (``--ngram-as-written`` for the pieces as written);
   4. bits per token and bits per note (total bits / notes: comparable across tokenisations);
   5. musical statistics (maia/metrics.py) of N continuations sampled with maia.generate from the first
-     ``--prompt-tokens`` tokens of held-out pieces, against the real continuations of every held-out
-     piece (the same number of tokens after the same prompt length), with their overlapping areas, and
-     the pitch-class overlap of each continuation with the real continuation of its own prompt;
+     ``--prompt-tokens`` tokens of N held-out pieces spread over the split, against the real continuations
+     of the same prompts (the same number of tokens), with their overlapping areas, and the pitch-class
+     overlap of each continuation with the real continuation of its own prompt;
   6. print the tables, write MODEL/eval.json and put bits_per_note into MODEL/config.json's metrics.
 """
 
@@ -72,15 +72,18 @@ def continuation(full_ids, prompt: Prompt, vocab: Vocab):
 
 def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: list[dict], n: int, tokens: int,
                      prompt_tokens: int = 128, sampling: SamplingConfig | None = None) -> dict:
-    """Musical statistics of ``n`` sampled continuations of ``tokens`` tokens after the first
-    ``prompt_tokens`` of held-out pieces (taken in turn, each with its own seed), against the real
-    continuations of every held-out piece long enough to have a prompt."""
+    """Musical statistics of ``n`` sampled continuations of ``tokens`` tokens after the first ``prompt_tokens``
+    of held-out pieces, each with its own seed, against the real continuations of the same prompts. The prompts
+    are spread evenly over the held-out pieces (the index is sorted by composer, so the first eight would all be
+    Bach), and the reference is those pieces' own continuations: a set of 81 pieces against 8 prompts would
+    measure which pieces were drawn as much as the model."""
     usable = [(p, e) for p, e in zip(pieces, entries, strict=True) if len(p) > prompt_tokens + 8]
     if not usable or n <= 0:
         return {}
+    chosen = sorted({round(k * len(usable) / n) % len(usable) for k in range(n)})  # n spread (all, if fewer)
     prompts = []
     reference = []
-    for p, e in usable:
+    for p, e in (usable[i] for i in chosen):
         head = [int(i) for i in p[:prompt_tokens]]
         prompt = Prompt(head, e["composer"], e.get("tempo") or piece_tempo(p, e, vocab), None, time_steps(head, vocab))
         prompts.append(prompt)
@@ -93,8 +96,8 @@ def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: lis
         (ids,) = generate_ids(model, prompt.ids, cfg, vocab)
         generated.append(continuation(ids, prompt, vocab))
     out = metrics.compare(generated, reference)
-    # Keys differ from piece to piece, so the pooled pitch classes of 8 continuations and of every held-out
-    # piece differ even for a perfect model; pairing each continuation with the real one of its prompt
+    # Keys differ from piece to piece, so the pooled pitch classes of the continuations and of the real ones
+    # differ even for a perfect model; pairing each continuation with the real one of its prompt
     # asks the sharper question: does the model stay in the prompt's key?
     pairs = [metrics.histogram_overlap(metrics.pitch_class_histogram(g), metrics.pitch_class_histogram(reference[k % len(prompts)]))
              for k, g in enumerate(generated)]
@@ -234,7 +237,7 @@ def report(r: dict) -> str:
         s = m["settings"]
         lines += ["", f"{s['continuations']} continuations of {s['tokens']} tokens after {s['prompt_tokens']}-token "
                   f"prompts (top-k {s['top_k']}, temperature {s['temperature']}) vs the real continuations of "
-                  f"{s['reference_pieces']} held-out pieces:", "",
+                  f"the same prompts ({s['reference_pieces']} held-out pieces, spread over the split):", "",
                   "| feature | generated | held out | overlap |", "|---|---:|---:|---:|"]
         lines.append(f"| pitch-class histogram (pooled; each continuation vs its own prompt's) | | | "
                      f"{m['pitch_class']['overlap']:.2f}; {m['pitch_class']['paired_overlap']:.2f} |")

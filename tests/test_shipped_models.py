@@ -35,3 +35,24 @@ def test_shipped_model_loads_is_lean_and_has_a_card(name):
         assert words in card, f"{name}'s card lacks {words!r}"
     ev = json.loads((folder / "eval.json").read_text())
     assert ev["bits_per_note"] < ev["ngram_bits_per_note"]  # better than counting, on held-out works
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_config_names_no_machine_path(name):
+    """config.json records the training settings; a path of the machine that trained it (an absolute one,
+    /tmp/runs/... on a GPU box) means nothing elsewhere and must not ship."""
+
+    def strings(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                yield from strings(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from strings(v)
+        elif isinstance(x, str):
+            yield x
+
+    for folder_file in ("config.json", "eval.json"):
+        data = json.loads((SHIPPED[name] / folder_file).read_text())
+        absolute = [s for s in strings(data) if s.startswith(("/", "~")) or ":\\" in s]
+        assert not absolute, f"{name}/{folder_file} names machine paths: {absolute[:3]}"

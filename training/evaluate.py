@@ -75,8 +75,8 @@ def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: lis
     """Musical statistics of ``n`` sampled continuations of ``tokens`` tokens after the first ``prompt_tokens``
     of held-out pieces, each with its own seed, against the real continuations of the same prompts. The prompts
     are spread evenly over the held-out pieces (the index is sorted by composer: the first eight of the piano
-    corpus are half Bach), and the reference is those pieces' own continuations: a set of 81 pieces against 8 prompts would
-    measure which pieces were drawn as much as the model."""
+    corpus are half Bach), and the reference is those pieces' own continuations: all 81 pieces against
+    8 prompts would measure which pieces were drawn as much as the model."""
     usable = [(p, e) for p, e in zip(pieces, entries, strict=True) if len(p) > prompt_tokens + 8]
     if not usable or n <= 0:
         return {}

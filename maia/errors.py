@@ -11,3 +11,8 @@ class InputError(MaiaError, ValueError):
 
 class ServerError(MaiaError):
     """The server cannot do its part (its disk is full or unwritable); the request fails, the server serves on."""
+
+
+class GalleryError(MaiaError):
+    """The gallery's database cannot be used (corrupt, unreadable, or newer than this maia); the playground
+    still composes, without the gallery."""

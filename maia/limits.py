@@ -22,6 +22,7 @@ so a server never starts on a setting it silently ignored.
 | MAIA_SOUNDFONT | soundfont | "": the lookup of maia.synth.find_soundfont |
 | MAIA_DEVICE | device | auto: CUDA when available, else the CPU |
 | MAIA_SAMPLING | sampling | process: the server samples in processes of its own (maia/sampler.py); thread: in its own |
+| MAIA_DATA_DIR | data_dir | "": the gallery's database and files in $XDG_DATA_HOME/maia (~/.local/share/maia) |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from maia.errors import MaiaError
 
@@ -56,6 +58,7 @@ class Limits:
     soundfont: str = ""  # MAIA_SOUNDFONT ("": maia.synth's lookup order)
     device: str = "auto"  # MAIA_DEVICE: auto, cpu or cuda
     sampling: str = "process"  # MAIA_SAMPLING: where a server samples, process or thread
+    data_dir: str = ""  # MAIA_DATA_DIR: the gallery's home ("": see data_path)
 
     def __post_init__(self):
         for name in ("max_input_bytes", "max_quarters", "max_tokens", "max_prompt_tokens"):
@@ -94,6 +97,14 @@ class Limits:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def data_path(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The gallery's folder: ``data_dir``, else $XDG_DATA_HOME/maia, else ~/.local/share/maia."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        environ = os.environ if environ is None else environ
+        base = environ.get("XDG_DATA_HOME", "").strip()
+        return (Path(base) if base else Path.home() / ".local" / "share") / "maia"
+
     def serving_concurrency(self, device: str) -> int:
         """Requests served at once: ``concurrency``, or 2 on a CPU and 4 on CUDA."""
         return self.concurrency or (4 if device == "cuda" else 2)
@@ -102,4 +113,4 @@ class Limits:
 ENV = {"max_input_bytes": "MAIA_MAX_MIDI_BYTES", "max_quarters": "MAIA_MAX_QUARTERS", "max_tokens": "MAIA_MAX_TOKENS",
        "max_prompt_tokens": "MAIA_MAX_PROMPT_TOKENS", "time_budget": "MAIA_TIME_BUDGET",
        "concurrency": "MAIA_CONCURRENCY", "keep_files": "MAIA_KEEP_FILES", "models_dir": "MAIA_MODELS_DIR", "soundfont": "MAIA_SOUNDFONT",
-       "device": "MAIA_DEVICE", "sampling": "MAIA_SAMPLING"}
+       "device": "MAIA_DEVICE", "sampling": "MAIA_SAMPLING", "data_dir": "MAIA_DATA_DIR"}

@@ -14,6 +14,7 @@ import random
 import gradio as gr
 
 from maia import playground
+from maia.encoding import MIDI_SUFFIXES
 from maia.errors import MaiaError
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE
 from maia.limits import Limits
@@ -27,6 +28,41 @@ playground.use(LIMITS)
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
+LOG = logging.getLogger("maia")
+
+
+def refused(e: MaiaError) -> gr.Error:
+    """A user's mistake (a bad file, a value out of range): one line in the server's log, one on the page."""
+    LOG.info("refused: %s", e)
+    return gr.Error(str(e), print_exception=False)
+
+
+def failed(e: Exception) -> gr.Error:
+    """A bug: its traceback goes to the server's log (once: Gradio prints none), one line to the user."""
+    LOG.exception("request failed")
+    return gr.Error(f"internal error ({type(e).__name__}); please try again or report it", print_exception=False)
+
+
+class Slider(gr.Slider):
+    """A gr.Slider that hands its value to maia as sent: maia checks every value and says in one line what is
+    wrong, where Gradio's own check fails on a value such as tokens="abc" with a generic error."""
+
+    def preprocess(self, payload):
+        return payload
+
+    def get_block_name(self) -> str:  # the same control in the page
+        return "slider"
+
+
+class Number(gr.Number):
+    """A gr.Number that hands its value to maia as sent (see Slider): a seed typed as 99999999999999999999999
+    is then reported as typed, not rounded through a float."""
+
+    def preprocess(self, payload):
+        return payload
+
+    def get_block_name(self) -> str:
+        return "number"
 
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
@@ -53,10 +89,9 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
                 values += [o.live if o else "", files or None, o.analysis if o else ""]
             yield [*values, update.status]
     except MaiaError as e:
-        raise gr.Error(str(e)) from None
-    except Exception as e:  # a bug: the traceback goes to the server's log, one line to the user
-        logging.getLogger("maia").exception("request failed")
-        raise gr.Error(f"internal error ({type(e).__name__}); please try again or report it") from None
+        raise refused(e) from None
+    except Exception as e:  # a bug
+        raise failed(e) from None
 
 
 def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed):
@@ -72,10 +107,9 @@ def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, 
             o = update.outputs[0]
             yield o.live, [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f], o.analysis, update.status
     except MaiaError as e:
-        raise gr.Error(str(e)) from None
-    except Exception as e:  # a bug: the traceback goes to the server's log, one line to the user
-        logging.getLogger("maia").exception("request failed")
-        raise gr.Error(f"internal error ({type(e).__name__}); please try again or report it") from None
+        raise refused(e) from None
+    except Exception as e:  # a bug
+        raise failed(e) from None
 
 
 def current_midi(files):
@@ -103,7 +137,7 @@ def step_history(history, delta):
     try:
         update = playground.show(entry)
     except MaiaError as e:
-        raise gr.Error(str(e)) from None
+        raise refused(e) from None
     o = update.outputs[0]
     files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f]
     where = f"piece {history['at'] + 1} of {len(history['items'])}"
@@ -152,7 +186,7 @@ def continue_from(files):
     try:
         return playground.continue_from(next((f for f in files or [] if str(f).endswith(".mid")), None))
     except MaiaError as e:
-        raise gr.Error(str(e)) from None
+        raise refused(e) from None
 
 
 with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as demo:
@@ -164,7 +198,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     )
     with gr.Row():
         with gr.Column(scale=1):
-            prompt_midi = gr.File(label="Prompt (MIDI)", file_types=[".mid", ".midi"], type="filepath")
+            prompt_midi = gr.File(label="Prompt (MIDI)", file_types=sorted(MIDI_SUFFIXES), type="filepath")
             examples = [[str(p)] for p in playground.example_prompts()]
             if examples:
                 gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
@@ -173,23 +207,23 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
             composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
                                    allow_custom_value=True)
             model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
-            tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
+            tokens = Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
             seconds = gr.Markdown(length_hint(512))
-            top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
-            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            top_k = Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
+            temperature = Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                seed = Number(value=0, precision=0, label="Seed", minimum=0)
                 randomise = gr.Button("🎲 Randomise", size="sm")
-            variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+            variations = Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
             with gr.Accordion("Steering", open=False):
                 key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
                                   info="hold the notes to a key's scale")
-                key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
+                key_strength = Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
                                          info="1: never outside the scale; 0: no effect")
                 with gr.Row():
-                    lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
-                    highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
-                density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
+                    lowest = Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
+                    highest = Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
+                density = Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
                                     info="notes against moving on in time: above 1 more notes per second, below fewer")
             with gr.Row():
                 compose = gr.Button("Compose", variant="primary")
@@ -218,8 +252,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                     "one, or type its beats (quarter notes from 0). maia rewrites only that span "
                                     "and keeps everything before and after it note for note.")
                         with gr.Row():
-                            from_beat = gr.Number(label="From beat", value=0, minimum=0)
-                            to_beat = gr.Number(label="To beat", value=4, minimum=0)
+                            from_beat = Number(label="From beat", value=0, minimum=0)
+                            to_beat = Number(label="To beat", value=4, minimum=0)
                             regen = gr.Button("Regenerate passage", variant="secondary")
                         with gr.Row():
                             undo = gr.Button("↶ Undo", size="sm", interactive=False)
@@ -260,6 +294,10 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
 
 
 if __name__ == "__main__":
+    handler = logging.StreamHandler()  # maia's one line per refused request, and the traceback of a bug
+    handler.setFormatter(logging.Formatter("%(asctime)s maia %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
     concurrency = playground.configure_serving()
     playground.warm_up(DEFAULT_MODEL)  # load before serving, so the first click composes at once
     demo.queue(default_concurrency_limit=concurrency).launch(

@@ -2,7 +2,8 @@
 
 The musical heart of maia. A piece is first read into a ``Piece``: a table of notes on a grid of
 ``steps_per_quarter`` steps per quarter note (12 by default, so 16ths and triplets are exact), plus the
-initial tempo and time signature. Time counts in quarter notes, so tempo changes never bend the grid.
+tempo the music is heard at and the initial time signature. Time counts in quarter notes, so tempo changes never
+bend the grid: a file with a tempo map gets the one tempo that plays its notes in the time the map does.
 
 A ``Piece`` then becomes the token sequence
 
@@ -189,16 +190,31 @@ def read_midi_bytes(data: bytes, cfg: EncodingConfig | None = None, name: str = 
 
     _check_length(to_steps(end), spq, name, max_quarters)
     notes = normalize_notes(to_steps(onset), to_steps(end), pitch, vel, cfg)
-    tempos = score.tempos.numpy()
-    tempo = DEFAULT_TEMPO
-    if len(tempos["mspq"]) and tempos["mspq"][0] > 0:
-        tempo = float(np.clip(60_000_000 / float(tempos["mspq"][0]), *TEMPO_RANGE))
+    tempo = heard_tempo(score.tempos.numpy(), tpq, int(onset.max()) or int(end.max()))  # up to the last onset
     ts = None
     if len(score.time_signatures):
         t0 = score.time_signatures[0]
         if t0.numerator > 0 and t0.denominator > 0:
             ts = (int(t0.numerator), int(t0.denominator))
     return Piece(notes, spq, tempo, ts)
+
+
+def heard_tempo(tempos: dict, tpq: int, end_tick: int) -> float:
+    """The one tempo (quarter notes per minute) that plays ticks 0..``end_tick`` (the last onset) in the time the file's tempo
+    map does: a file at 100 qpm that moves to 120 is heard between the two, not at its first tempo. Before the
+    first tempo event MIDI plays at 120 qpm; an empty map gives DEFAULT_TEMPO. Clamped to TEMPO_RANGE."""
+    times, mspq = np.asarray(tempos["time"], np.int64), np.asarray(tempos["mspq"], np.float64)
+    keep = mspq > 0
+    times, mspq = times[keep], mspq[keep]
+    if not len(times) or end_tick <= 0:
+        return float(np.clip(60_000_000 / mspq[0], *TEMPO_RANGE)) if len(times) else DEFAULT_TEMPO
+    order = np.argsort(times, kind="stable")
+    times, mspq = np.concatenate([[0], times[order]]), np.concatenate([[500_000.0], mspq[order]])
+    bounds = np.clip(np.append(times[1:], end_tick), 0, end_tick)  # where each tempo stops
+    starts = np.clip(times, 0, end_tick)
+    microseconds = float(np.sum((bounds - starts) / tpq * mspq))
+    qpm = (end_tick / tpq) / (microseconds / 60_000_000)
+    return float(np.clip(qpm, *TEMPO_RANGE))
 
 
 def _apply_sustain(end: np.ndarray, pedals: dict) -> np.ndarray:

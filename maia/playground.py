@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import atexit
 import functools
+import math
 import os  # cpu_count
+import re
 import shutil
 import tempfile
 import time
@@ -221,14 +223,44 @@ class Update:
     done: bool = False
 
 
-def settings(tokens, top_k, temperature, seed, variations) -> SamplingConfig:
-    """The page's values (floats from sliders, None from an empty box) -> a validated SamplingConfig."""
+def whole_number(value, what: str) -> int:
+    """A setting that counts (tokens, top-k, seed...) as sent by the page or an API client: an int, a float
+    with nothing after the point, or digits as text. InputError naming ``what`` for anything else, and for a
+    float too large to hold the number exactly (a seed typed as 99999999999999999999999 in the page)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        if abs(value) > 2**53:
+            raise InputError(f"{what} is too large: a whole number from 0 to 2**62 - 1, please")
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,30}\s*", value):
+        return int(value)
+    raise InputError(f"{what} must be a whole number, not {_shown(value)}")
+
+
+def real_number(value, what: str) -> float:
+    """A setting that measures (temperature, strength, density) as sent: a finite number, or one as text."""
     try:
-        seed = None if seed is None or seed == "" else int(seed)
-        config = SamplingConfig(max_new_tokens=int(tokens), top_k=int(top_k), temperature=float(temperature),
-                                seed=seed, variations=int(variations))
-    except (TypeError, ValueError):
-        raise InputError("tokens, top-k, temperature, seed and variations must be numbers") from None
+        number = float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
+        raise InputError(f"{what} must be a number, not {_shown(value)}")
+    return number
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def settings(tokens, top_k, temperature, seed, variations) -> SamplingConfig:
+    """The page's values (floats from sliders, None from an empty box, anything from an API client) -> a
+    validated SamplingConfig; InputError, in one line naming the setting, for a bad one."""
+    seed = None if seed is None or seed == "" else whole_number(seed, "seed")
+    config = SamplingConfig(max_new_tokens=whole_number(tokens, "tokens"), top_k=whole_number(top_k, "top-k"),
+                            temperature=real_number(temperature, "temperature"), seed=seed,
+                            variations=whole_number(variations, "variations"))
     return config.validate(LIMITS.max_tokens)
 
 
@@ -314,10 +346,8 @@ def steering(key, key_strength, lowest, highest, density, prompt: Prompt, vocab:
     from maia.controls import Controls, parse_key
     from maia.metrics import estimate_key
 
-    try:
-        strength, lo, hi, dens = float(key_strength), int(lowest), int(highest), float(density)
-    except (TypeError, ValueError):
-        raise InputError("key strength, lowest, highest and density must be numbers") from None
+    strength, dens = real_number(key_strength, "key strength"), real_number(density, "density")
+    lo, hi = whole_number(lowest, "lowest key"), whole_number(highest, "highest key")
     lock = None
     if key and key != KEY_OFF:
         if key == KEY_OF_PROMPT:

@@ -1,0 +1,138 @@
+"""Issue 21's defects that live outside the browser, one test each, named after the defect (the browser ones
+are in tests/test_browser.py): uploads, tempo, API values, log lines, the key line, permalinks, the
+composer, accidentals and steering."""
+
+import importlib
+import logging
+
+import numpy as np
+import pytest
+
+from maia import playground
+from maia.encoding import Piece, read
+from maia.limits import Limits
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def models(tiny_models_dir, monkeypatch):
+    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(tiny_models_dir)))
+    return tiny_models_dir
+
+
+@pytest.fixture
+def app(models, monkeypatch):
+    import app
+
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(models))
+    return importlib.reload(app)
+
+
+def test_defect_08_kar_and_smf_uploads_are_accepted(app, tiny_midi, tmp_path):
+    from gradio.data_classes import FileData
+
+    for suffix in (".kar", ".smf", ".MID"):
+        path = tmp_path / f"song{suffix}"
+        path.write_bytes(tiny_midi.read_bytes())
+        assert app.prompt_midi.preprocess(FileData(path=str(path))) == str(path)  # Gradio lets it through
+        last = list(app.generate(str(path), "bach", "gpt", 16, 5, 1.0, 1, 1))[-1]
+        assert last[-1].startswith("done")
+    text = tmp_path / "notes.txt"
+    text.write_text("not music")
+    with pytest.raises(Exception, match="Invalid file type"):
+        app.prompt_midi.preprocess(FileData(path=str(text)))
+
+
+def test_defect_09_a_prompt_with_tempo_changes_keeps_the_speed_it_is_heard_at(tmp_path):
+    """100 qpm for one bar, then 120: the piece read back lasts as long as the file sounds, not 20% longer."""
+    from symusic import Note, Score, Tempo, Track
+
+    score = Score(480)
+    score.tempos.extend([Tempo(0, qpm=100.0), Tempo(4 * 480, qpm=120.0)])
+    track = Track(name="piano", program=0)
+    track.notes.extend([Note(q * 480, 480, 60 + q % 12, 80) for q in range(32)])
+    score.tracks.append(track)
+    path = tmp_path / "tempo-change.mid"
+    score.dump_midi(str(path))
+    heard = score.to("second").end()  # seconds, by the tempo map
+    piece = read(path)
+    assert piece.duration_seconds == pytest.approx(heard, rel=0.01)
+    assert 110 < piece.tempo_qpm < 120
+
+
+def test_defect_09_the_continuation_keeps_the_prompts_heard_tempo(models, tmp_path):
+    from symusic import Note, Score, Tempo, Track
+
+    score = Score(480)
+    score.tempos.extend([Tempo(0, qpm=100.0), Tempo(4 * 480, qpm=120.0)])
+    track = Track(name="piano", program=0)
+    track.notes.extend([Note(q * 480, 480, 60 + q % 12, 80) for q in range(32)])
+    score.tracks.append(track)
+    path = tmp_path / "tempo-change.mid"
+    score.dump_midi(str(path))
+    update = list(playground.stream(str(path), "bach", "gpt", 16, 5, 1.0, 1, 1, interval=0.0, audio=False))[-1]
+    assert read(update.outputs[0].midi).tempo_qpm == pytest.approx(read(path).tempo_qpm, rel=1e-3)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tokens", "abc", "tokens"),
+    ("top_k", "many", "top-k"),
+    ("temperature", "hot", "temperature"),
+    ("seed", 99999999999999999999999, "99999999999999999999999"),
+    ("seed", 1e23, "seed"),
+    ("seed", -1, "seed"),
+    ("variations", 2.5, "variations"),
+    ("key_strength", "x", "key strength"),
+    ("lowest", "low", "lowest"),
+])
+def test_defect_10_bad_api_values_get_one_line_messages(app, field, value, message):
+    """What Gradio hands the handler for a bad value sent to /generate gets maia's one-line message, which
+    names the setting (and the seed as typed, not as a rounded float)."""
+    import gradio as gr
+
+    components = dict(tokens=app.tokens, top_k=app.top_k, temperature=app.temperature, seed=app.seed,
+                      variations=app.variations, key_strength=app.key_strength, lowest=app.lowest)
+    passed = components[field].preprocess(value)  # Gradio's step before the handler: it must not fail
+    values = dict(prompt_midi=None, composer="bach", model="gpt", tokens=16, top_k=5, temperature=1.0, seed=1,
+                  variations=1)
+    with pytest.raises(gr.Error) as e:
+        list(app.generate(**{**values, field: passed}))
+    text = str(e.value)
+    assert message in text and "\n" not in text and "internal error" not in text
+    if field == "seed" and value > 0:  # not as a rounded float
+        assert "e+" not in text and "99999999999999991611392" not in text
+
+
+def test_defect_14_a_users_mistake_is_one_log_line(app, tmp_path, caplog, monkeypatch):
+    """A bad file or a value out of range: no traceback from Gradio (print_exception off), one line in maia's
+    log; a bug keeps its traceback."""
+    import gradio as gr
+
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"garbage")
+    caplog.set_level(logging.INFO, logger="maia")
+    for call in (lambda: app.generate(str(bad), "bach", "gpt", 16, 5, 1.0, 1, 1),
+                 lambda: app.generate(None, "bach", "gpt", 16, 99, 1.0, 1, 1)):
+        caplog.clear()
+        with pytest.raises(gr.Error) as e:
+            list(call())
+        assert e.value.print_exception is False  # Gradio prints no traceback
+        records = [r for r in caplog.records if r.name == "maia"]
+        assert len(records) == 1 and records[0].exc_info is None and "\n" not in records[0].getMessage()
+    # a bug: the traceback stays, in maia's log
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+        yield
+
+    caplog.clear()
+    monkeypatch.setattr(app.playground, "stream", broken)
+    with pytest.raises(gr.Error, match="internal error"):
+        list(app.generate(None, "bach", "gpt", 16, 5, 1.0, 1, 1))
+    assert any(r.exc_info for r in caplog.records)
+
+
+def arpeggio_piece(pitches, tempo=100.0) -> Piece:
+    q = 12
+    notes = np.array([(i * q // 2, q // 2, p, 80) for i, p in enumerate(pitches)], np.int64)
+    return Piece(notes, q, tempo, (4, 4))

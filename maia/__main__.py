@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--composer", help="composer token to score with (default: unknown)")
     p.add_argument("--json", action="store_true", help="one JSON list, one object per file, with per-note surprise")
     p.set_defaults(func=cmd_score)
+    from maia.gallery.cli import add_parser as add_gallery  # python -m maia gallery ...
+
+    add_gallery(sub)
     return ap
 
 

@@ -16,7 +16,7 @@ from maia.gallery.store import Gallery, Piece, Quotas
 __all__ = ["Gallery", "GalleryError", "Piece", "Quotas", "open_gallery"]
 
 
-def open_gallery(limits, quotas: Quotas = Quotas()) -> tuple[Gallery | None, str]:
+def open_gallery(limits, quotas: Quotas | None = None) -> tuple[Gallery | None, str]:
     """The gallery in MAIA_DATA_DIR, or None and the one line saying why it cannot be used: the playground
     composes on without it."""
     try:

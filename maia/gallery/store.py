@@ -110,9 +110,9 @@ def check_uid(uid: str) -> str:
 class Gallery:
     """A gallery folder: ``gallery.sqlite3`` and ``files/``. Opening it migrates and sweeps orphans."""
 
-    def __init__(self, folder: str | Path, quotas: Quotas = Quotas()):
+    def __init__(self, folder: str | Path, quotas: Quotas | None = None):
         self.folder = Path(folder)
-        self.quotas = quotas
+        self.quotas = quotas or Quotas()
         self.db = self.folder / DB_NAME
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ class Gallery:
         self.sweep()
 
     @classmethod
-    def open(cls, limits, quotas: Quotas = Quotas()) -> Gallery:
+    def open(cls, limits, quotas: Quotas | None = None) -> Gallery:
         """The gallery in ``limits.data_path()`` (MAIA_DATA_DIR)."""
         return cls(limits.data_path(), quotas)
 
@@ -256,7 +256,7 @@ class Gallery:
                      seconds=r["seconds"], notes=r["notes"], settings=json.loads(r["settings"]), seed=r["seed"],
                      link=r["link"], shelf=bool(r["shelf"]), hidden=bool(r["hidden"]), created=r["created"],
                      prompt=r["prompt"], variant=r["variant"], owner=r["owner"],
-                     score=r["score"] if "score" in r.keys() else None)
+                     score=r["score"] if "score" in r.keys() else None)  # noqa: SIM118 (`in` on a Row looks at its values)
 
     def get(self, uid: str, include_hidden: bool = False) -> Piece | None:
         """The piece of this uid (None if there is none, or it is hidden)."""

@@ -93,7 +93,8 @@ def owner_digest(token: str) -> str:
 def clean_title(title: str, limit: int) -> str:
     """The title as typed, less control characters and surrounding blanks; InputError when empty or too long.
     HTML stays as typed: the page shows titles as text."""
-    title = "".join(c for c in str(title or "") if unicodedata.category(c) != "Cc" or c == " ").strip()
+    title = "".join(" " if c in "\t\r\n" else c for c in str(title or "") if unicodedata.category(c) != "Cc" or c in "\t\r\n")
+    title = title.strip()
     if not title:
         raise InputError("give the piece a title")
     if len(title) > limit:

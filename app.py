@@ -43,26 +43,11 @@ def failed(e: Exception) -> gr.Error:
     return gr.Error(f"internal error ({type(e).__name__}); please try again or report it", print_exception=False)
 
 
-class Slider(gr.Slider):
-    """A gr.Slider that hands its value to maia as sent: maia checks every value and says in one line what is
-    wrong, where Gradio's own check fails on a value such as tokens="abc" with a generic error."""
-
-    def preprocess(self, payload):
-        return payload
-
-    def get_block_name(self) -> str:  # the same control in the page
-        return "slider"
-
-
-class Number(gr.Number):
-    """A gr.Number that hands its value to maia as sent (see Slider): a seed typed as 99999999999999999999999
-    is then reported as typed, not rounded through a float."""
-
-    def preprocess(self, payload):
-        return payload
-
-    def get_block_name(self) -> str:
-        return "number"
+def upload(value) -> str | None:
+    """The path of an uploaded file as the handler gets it: /generate and /infill take their inputs as sent
+    (``preprocess=False``), a file as Gradio's FileData (a dict, already checked and in Gradio's cache); a
+    direct call from Python passes a path."""
+    return value.get("path") if isinstance(value, dict) else value
 
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
@@ -76,7 +61,7 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
     slots are empty. Then a status line."""
     try:
-        for update in playground.stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations,
+        for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed, variations,
                                         key, key_strength, lowest, highest, density):
             for text in update.warnings:
                 gr.Warning(text)
@@ -101,7 +86,7 @@ def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, 
     Streams, like /generate for one variation: the live roll's message, the files (MIDI so far; when done
     also WAV, MusicXML, PNG roll), an analysis line, and a status line."""
     try:
-        for update in playground.regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed):
+        for update in playground.regenerate(upload(source), from_beat, to_beat, composer, model, top_k, temperature, seed):
             for text in update.warnings:
                 gr.Warning(text)
             o = update.outputs[0]
@@ -207,23 +192,23 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
             composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
                                    allow_custom_value=True)
             model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
-            tokens = Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
+            tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
             seconds = gr.Markdown(length_hint(512))
-            top_k = Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
-            temperature = Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
             with gr.Row():
-                seed = Number(value=0, precision=0, label="Seed", minimum=0)
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
                 randomise = gr.Button("🎲 Randomise", size="sm")
-            variations = Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+            variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
             with gr.Accordion("Steering", open=False):
                 key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
                                   info="hold the notes to a key's scale")
-                key_strength = Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
+                key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
                                          info="1: never outside the scale; 0: no effect")
                 with gr.Row():
-                    lowest = Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
-                    highest = Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
-                density = Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
+                    lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
+                    highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
+                density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
                                     info="notes against moving on in time: above 1 more notes per second, below fewer")
             with gr.Row():
                 compose = gr.Button("Compose", variant="primary")
@@ -252,8 +237,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                     "one, or type its beats (quarter notes from 0). maia rewrites only that span "
                                     "and keeps everything before and after it note for note.")
                         with gr.Row():
-                            from_beat = Number(label="From beat", value=0, minimum=0)
-                            to_beat = Number(label="To beat", value=4, minimum=0)
+                            from_beat = gr.Number(label="From beat", value=0, minimum=0)
+                            to_beat = gr.Number(label="To beat", value=4, minimum=0)
                             regen = gr.Button("Regenerate passage", variant="secondary")
                         with gr.Row():
                             undo = gr.Button("↶ Undo", size="sm", interactive=False)
@@ -263,16 +248,19 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
               highest, density]
     history = gr.State(playground.new_history())  # per browser session: undo never crosses users
     first = outputs[:3]  # variation 1: live roll, files, analysis
-    composing = compose.click(generate, inputs, [*outputs, status], api_name="generate")
+    # The API's two endpoints take their values as sent (preprocess=False): maia checks each one and says in one
+    # line what is wrong, where Gradio's own checks fail on e.g. tokens="abc" with a generic error, and round a
+    # seed through a float.
+    composing = compose.click(generate, inputs, [*outputs, status], api_name="generate", preprocess=False)
     composing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
     completing = lacrimosa.click(
         lambda: (str(playground.LACRIMOSA), "mozart"), None, [prompt_midi, composer], api_visibility="private"
-    ).then(generate, inputs, [*outputs, status], api_visibility="private")
+    ).then(generate, inputs, [*outputs, status], api_visibility="private", preprocess=False)
     completing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
     infill_api = gr.Button(visible=False)
     infill_api.click(regenerate, [prompt_midi, from_beat, to_beat, composer, model, top_k, temperature, seed],
-                     [*first, status], api_name="infill")
+                     [*first, status], api_name="infill", preprocess=False)
     regenerating = regen.click(regenerate_current, [first[1], from_beat, to_beat, composer, model, top_k, temperature,
                                                     seed], [*first, status], api_visibility="private")
     regenerating.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")

@@ -87,13 +87,13 @@ def test_defect_09_the_continuation_keeps_the_prompts_heard_tempo(models, tmp_pa
     ("lowest", "low", "lowest"),
 ])
 def test_defect_10_bad_api_values_get_one_line_messages(app, field, value, message):
-    """What Gradio hands the handler for a bad value sent to /generate gets maia's one-line message, which
-    names the setting (and the seed as typed, not as a rounded float)."""
+    """A bad value sent to /generate reaches maia as sent and gets its one-line message, which names the setting
+    (and the seed as typed, not as a rounded float). tests/test_browser.py sends them through gradio_client."""
     import gradio as gr
 
-    components = dict(tokens=app.tokens, top_k=app.top_k, temperature=app.temperature, seed=app.seed,
-                      variations=app.variations, key_strength=app.key_strength, lowest=app.lowest)
-    passed = components[field].preprocess(value)  # Gradio's step before the handler: it must not fail
+    endpoints = {fn.api_name: fn for fn in app.demo.fns.values()}
+    assert endpoints["generate"].preprocess is False  # the value reaches maia as sent (Gradio's checks fail on it)
+    passed = value
     values = dict(prompt_midi=None, composer="bach", model="gpt", tokens=16, top_k=5, temperature=1.0, seed=1,
                   variations=1)
     with pytest.raises(gr.Error) as e:
@@ -136,3 +136,36 @@ def arpeggio_piece(pitches, tempo=100.0) -> Piece:
     q = 12
     notes = np.array([(i * q // 2, q // 2, p, 80) for i, p in enumerate(pitches)], np.int64)
     return Piece(notes, q, tempo, (4, 4))
+
+
+def test_defect_07_pitches_are_spelt_in_the_key_with_only_the_needed_accidentals():
+    """D major: F# and C# are covered by the signature, so no <accidental> on them; a C natural shows its natural
+    once in its bar. Under four flats (F minor / Ab major) the black keys are spelt Db, Eb, Ab, Bb, not as sharps."""
+    import re
+
+    from maia.notation import musicxml
+
+    d_major = arpeggio_piece([62, 66, 69, 74, 73, 71, 69, 66, 62, 66, 69, 74, 73, 71, 69, 66, 60, 60, 62, 64])
+    xml = musicxml(d_major)
+    assert "<fifths>2</fifths>" in xml
+    assert re.findall(r"<accidental>(\w+)</accidental>", xml) == ["natural"]  # the C natural, once in its bar
+    assert "<alter>-1</alter>" not in xml
+    f_minor = arpeggio_piece([65, 68, 72, 77, 73, 72, 68, 65, 70, 73, 77, 70, 63, 67, 70, 75, 65, 68, 72, 77])
+    xml = musicxml(f_minor)
+    assert "<fifths>-4</fifths>" in xml
+    assert "<alter>1</alter>" not in xml  # no sharps under four flats
+    steps = re.findall(r"<step>(\w)</step>\s*<alter>(-?\d)</alter>", xml)
+    assert steps and all(alter == "-1" for _, alter in steps) and {"A", "D", "B", "E"} >= {s for s, _ in steps}
+    assert "<accidental>" not in xml.replace("<accidental>natural</accidental>", "")  # the signature says it
+
+
+def test_defect_12_the_key_line_reports_the_locked_key(models):
+    """Locked to F# major at strength 1, the line names F♯ major (the lock), whatever Krumhansl-Schmuckler
+    makes of the notes; and the sheet's signature is F# major's six sharps."""
+    updates = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, key="F# major", interval=0.0,
+                                     audio=False))
+    last = updates[-1].outputs[0]
+    assert last.analysis.startswith("Key: F♯ major (locked)"), last.analysis
+    assert "<fifths>6</fifths>" in last.musicxml.read_text()
+    free = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, interval=0.0, audio=False))[-1]
+    assert "locked" not in free.outputs[0].analysis and free.outputs[0].analysis.startswith("Key: ")

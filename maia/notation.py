@@ -42,16 +42,49 @@ def _hand_midi(piece: Piece, notes: np.ndarray) -> bytes:
     return bytes(score.dumps_midi())
 
 
-def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia"):
+MAJOR_NAMES = ["C", "D-", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]  # the signature with fewer accidentals
+MINOR_NAMES = ["c", "c#", "d", "e-", "e", "f", "f#", "g", "g#", "a", "b-", "b"]
+
+
+def _spell_in_key(part, signature) -> None:
+    """Spells every pitch of ``part`` as ``signature``'s key does (F# in D major, Db under four flats; the raised
+    sixth and seventh of a minor key as such), the other black keys with the signature's sharps or flats, then
+    marks only the accidentals that the signature and the bar do not already give."""
+    from music21 import scale
+    from music21.stream.makeNotation import makeAccidentalsInMeasureStream
+
+    spelling = {p.pitchClass: p.name for p in signature.getPitches()}
+    if signature.mode == "minor":  # the leading tone and the raised sixth (melodic minor)
+        raised = scale.MajorScale(signature.tonic)  # melodic minor, ascending: the major scale's sixth and seventh
+        for degree in (6, 7):
+            p = raised.pitchFromDegree(degree)
+            spelling.setdefault(p.pitchClass, p.name)
+    flats = signature.sharps < 0
+    for pc, name in enumerate(["C", "D-" if flats else "C#", "D", "E-", "E", "F", "G-" if flats else "F#", "G",
+                               "A-" if flats else "G#", "A", "B-", "B"]):
+        spelling.setdefault(pc, name)
+    for n in part.recurse().notes:
+        for p in n.pitches:
+            ps = p.ps
+            p.name = spelling[p.pitchClass]
+            p.octave += round((ps - p.ps) / 12)  # the same key, now spelt in the key
+            if p.accidental is not None:
+                p.accidental.displayStatus = None
+    makeAccidentalsInMeasureStream(part, useKeySignature=signature, overrideStatus=True,
+                                   cautionaryNotImmediateRepeat=False)
+
+
+def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia",
+               key_lock: tuple[int, str] | None = None):
     """The piece as a music21 Score: a braced grand staff with clefs, key and time signatures, tempo and
-    title."""
+    title. The key signature is ``key_lock`` (tonic pitch class, mode) when given, else the estimated key."""
     from music21 import clef, converter, key, layout, metadata, meter, stream, tempo
 
     n = piece.notes
     hands = [(h, n[m]) for h, m in (("right", n[:, 2] >= SPLIT), ("left", n[:, 2] < SPLIT)) if m.any()]
     parts = [converter.parseData(_hand_midi(piece, notes), format="midi", quantizePost=True).parts[0]
              for _, notes in hands]
-    tonic, mode, _ = estimate_key(piece)
+    tonic, mode = key_lock if key_lock is not None else estimate_key(piece)[:2]
     num, den = piece.time_signature or (4, 4)
     score = stream.Score()
     staffs = []
@@ -65,7 +98,10 @@ def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str 
         first = part.getElementsByClass(stream.Measure).first() or part
         first.insert(0, clef.TrebleClef() if hand == "right" else clef.BassClef())
         if tonic >= 0:
-            first.insert(0, key.Key(["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"][tonic], mode))
+            names = MAJOR_NAMES if mode == "major" else MINOR_NAMES
+            signature = key.Key(names[tonic], mode)
+            first.insert(0, signature)
+            _spell_in_key(part, signature)
         first.insert(0, meter.TimeSignature(f"{num}/{den}"))
         if hand == "right" or len(hands) == 1:
             first.insert(0, tempo.MetronomeMark(number=round(piece.tempo_qpm)))
@@ -80,15 +116,16 @@ def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str 
     return score
 
 
-def musicxml(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia") -> str:
+def musicxml(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia",
+             key: tuple[int, str] | None = None) -> str:
     """MusicXML text of ``to_music21``, with the title, subtitle and composer credited on page 1."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
     try:
-        data = GeneralObjectExporter(to_music21(piece, title, subtitle, composer)).parse()
+        data = GeneralObjectExporter(to_music21(piece, title, subtitle, composer, key)).parse()
     except Exception:  # music21's tie-making fails on some notes held across bar lines (StreamException,
         # MusicXMLExportException...): then every note ends at the bar line it would cross, and no tie is needed
-        data = GeneralObjectExporter(to_music21(_clip_at_bar_lines(piece), title, subtitle, composer)).parse()
+        data = GeneralObjectExporter(to_music21(_clip_at_bar_lines(piece), title, subtitle, composer, key)).parse()
     return _with_credits(data.decode("utf-8"), title or "maia", subtitle, composer)
 
 

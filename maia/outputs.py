@@ -33,10 +33,14 @@ class Files:
     analysis: str = ""
 
 
-def analysis(piece: Piece) -> str:
-    """The line shown under a piece: ``Key: D minor · 212 notes · 31.4 s``."""
+def analysis(piece: Piece, key: tuple[int, str] | None = None) -> str:
+    """The line shown under a piece: ``Key: D minor · 212 notes · 31.4 s``; with ``key`` (a key lock), that key:
+    ``Key: F♯ major (locked) · ...``."""
     from maia.metrics import estimate_key, key_name
 
+    if key is not None:
+        name = key_name((key[0], key[1], 1.0)).replace("b ", "♭ ").replace("#", "♯")
+        return f"Key: {name} (locked) · {len(piece)} notes · {piece.duration_seconds:.1f} s"
     key = key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "?"
     return f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
 
@@ -51,7 +55,8 @@ def write_audio(samples: np.ndarray, path: str | Path, sample_rate: int) -> Path
     return write_wav(samples, path, sample_rate)
 
 
-def sheet_music(piece: Piece, path: str | Path, title: str = "", subtitle: str = "") -> tuple[Path, str] | None:
+def sheet_music(piece: Piece, path: str | Path, title: str = "", subtitle: str = "",
+                key: tuple[int, str] | None = None) -> tuple[Path, str] | None:
     """The piece as a piano grand staff in MusicXML (maia/notation.py) at ``path`` -> (path, the XML), or None
     when music21 cannot notate it (an empty piece, odd durations)."""
     from maia.notation import musicxml
@@ -59,7 +64,7 @@ def sheet_music(piece: Piece, path: str | Path, title: str = "", subtitle: str =
     if not len(piece):
         return None
     try:
-        xml = musicxml(piece, title=title, subtitle=subtitle)
+        xml = musicxml(piece, title=title, subtitle=subtitle, key=key)
     except Exception:  # music21 raises many unrelated types on odd music; the MIDI stays usable
         return None
     path = Path(path)
@@ -70,11 +75,12 @@ def sheet_music(piece: Piece, path: str | Path, title: str = "", subtitle: str =
 def write(piece: Piece, *, midi: str | Path | None = None, wav: str | Path | None = None,
           roll: str | Path | None = None, musicxml: str | Path | None = None, title: str = "", subtitle: str = "",
           prompt_steps: int | None = None, audio: np.ndarray | None = None, sample_rate: int = 44100,
-          soundfont: str | Path | None = None) -> Files:
+          soundfont: str | Path | None = None, key: tuple[int, str] | None = None) -> Files:
     """Writes the files asked for. The WAV is ``audio`` when given (samples at ``sample_rate``), else rendered
     with FluidSynth (``soundfont``: maia.synth's lookup when None; SynthUnavailable when it cannot load).
-    The roll draws the first ``prompt_steps`` grid steps as the user's."""
-    files = Files(analysis=analysis(piece))
+    The roll draws the first ``prompt_steps`` grid steps as the user's; ``key`` (a key lock) is the key named
+    and notated instead of the estimated one."""
+    files = Files(analysis=analysis(piece, key))
     if midi is not None:
         files.midi = piece.write_midi(midi)
     if wav is not None:
@@ -88,7 +94,7 @@ def write(piece: Piece, *, midi: str | Path | None = None, wav: str | Path | Non
 
         files.roll = save_png(piece, roll, prompt_steps=prompt_steps or None)
     if musicxml is not None:
-        notated = sheet_music(piece, musicxml, title, subtitle)
+        notated = sheet_music(piece, musicxml, title, subtitle, key)
         if notated is not None:
             files.musicxml, files.xml = notated
     return files

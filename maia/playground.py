@@ -391,7 +391,8 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
-               stop_id=vocab.end_id, base=len(prompt.ids))
+               stop_id=vocab.end_id, base=len(prompt.ids),
+               key=controls.key if controls is not None and controls.key_strength > 0 else None)
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, notices)
     finally:  # also when the client goes away mid-stream (Gradio closes the generator)
@@ -572,6 +573,7 @@ class _Job:
     mine: tuple[int, int]  # grid steps whose notes the user wrote (the prompt) or maia wrote (a span)
     stop_id: int
     base: int = 0  # tokens in each row before sampling
+    key: tuple[int, str] | None = None  # a key lock: the key the line names and the sheet notates
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
@@ -642,7 +644,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     final = pieces()
     outs = []
     for i, piece in enumerate(final):
-        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid")
+        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", key=job.key)
         outs.append(Output(midi=files.midi, analysis=files.analysis))
     messages = live.finish(final)
     for i, (out, message) in enumerate(zip(outs, messages, strict=True)):
@@ -667,7 +669,8 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         sheet = None
         if time.monotonic() + finish_seconds(len(piece), 1) < deadline:  # only a sheet that fits the budget
             seed = config.seed if config.seed is not None else "random"
-            sheet = _finish(piece, out, job.mine, job.title, f"model {job.model}, seed {seed}, variation {i + 1}")
+            sheet = _finish(piece, out, job.mine, job.title, f"model {job.model}, seed {seed}, variation {i + 1}",
+                            job.key)
         else:
             late = True
         sheets.append(sheet)
@@ -679,14 +682,15 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     yield update
 
 
-def _finish(piece: Piece, out: Output, mine: tuple[int, int], title: str, subtitle: str) -> dict | None:
+def _finish(piece: Piece, out: Output, mine: tuple[int, int], title: str, subtitle: str,
+            key: tuple[int, str] | None = None) -> dict | None:
     """Adds the piano roll PNG and the MusicXML grand staff (maia/outputs.py) to a finished variation;
     returns its engraved pages with their timemap (None when music21 or Verovio cannot notate it)."""
     from maia.notation import sheet
 
     files = outputs.write(piece, roll=out.midi.with_name(out.midi.stem + "-roll.png"),
                           musicxml=out.midi.with_suffix(".musicxml"), title=title, subtitle=subtitle,
-                          prompt_steps=mine[0])
+                          prompt_steps=mine[0], key=key)
     out.roll, out.musicxml = files.roll, files.musicxml
     if files.xml is None:
         return None

@@ -247,3 +247,58 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     other.get_by_role("button", name="Compose", exact=True).click()
     assert first_request != wait_done(other)
     assert notes(other) == first
+
+
+# ---- issue 21's defects that live in the browser ---------------------------------------------------------
+def playing(page) -> list:
+    return page.evaluate("Object.keys(window.maiaLive || {}).sort().map(k => !!(window.maiaLive[k].playing && "
+                         "window.maiaLive[k].playing()))")
+
+
+def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
+    variations = page.get_by_label("number input for Variations")
+    variations.fill("3")
+    variations.press("Enter")
+    compose(page, tiny_midi, 512)
+    seen = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        seen.append(playing(page))
+        if stats(page).get("final"):
+            break
+        time.sleep(0.1)
+    assert any(any(s) for s in seen), "something played while composing"
+    assert all(sum(s) <= 1 for s in seen), [s for s in seen if sum(s) > 1][:3]
+    # starting variation 2 pauses whatever plays
+    page.locator("#live-2 button.play").click()
+    page.wait_for_function("window.maiaLive['2'].playing()", timeout=10_000)
+    state = playing(page)
+    assert state[1] and sum(state) == 1, state
+
+
+def test_defect_02_the_sheet_music_lights_the_notes_under_the_playhead_and_its_clock_moves(page, tiny_midi):
+    compose(page, tiny_midi, 1024)
+    wait_done(page, None)
+    page.locator("#live-1 button.tab-sheet").click()
+    if not page.evaluate(f"{STATS}.playing()"):
+        page.locator("#live-1 button.play").click()
+    time_text = page.locator("#live-1 .time")
+    before = time_text.text_content()
+    page.wait_for_function("document.querySelector('#live-1 .maia-live').shadowRoot"
+                           ".querySelectorAll('.sheet g.note.playing').length > 0", timeout=10_000)
+    time.sleep(1.2)
+    assert time_text.text_content() != before, "the clock moves while the sheet is shown"
+
+
+def test_defect_10_bad_api_values_get_one_line_messages_through_the_client(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception) as e:
+        client.predict(prompt_midi=None, composer="bach", model="gpt", tokens="abc", top_k=5, temperature=1.0,
+                       seed=1, variations=1, api_name="/generate")
+    assert "tokens must be a whole number" in str(e.value)
+    with pytest.raises(Exception) as e:
+        client.predict(prompt_midi=None, composer="bach", model="gpt", tokens=16, top_k=5, temperature=1.0,
+                       seed=99999999999999999999999, variations=1, api_name="/generate")
+    assert "99999999999999999999999" in str(e.value) and "e+" not in str(e.value)

@@ -37,6 +37,12 @@
   const stats = { updates: 0, seq: -1, firstNoteMs: null, firstNoteSeq: null, draws: 0, drawMs: [],
     gaps: 0, chunks: 0, playStarts: 0, startedBeforeDone: null, playSeq: null, positions: [], request: null };
   (window.maiaLive = window.maiaLive || {})[slot] = stats;
+  // One variation sounds at a time: starting a player pauses the others, and a player starts by itself only
+  // while no other is playing.
+  const players = (window.maiaPlayers = window.maiaPlayers || {});
+  players[slot] = { playing: () => P.playing || P.buffering, pause: () => { if (P.playing || P.buffering) { P.buffering = false; stateEl.textContent = ""; pause(true); } } };
+  const othersPlaying = () => Object.entries(players).some(([k, p]) => k !== slot && p.playing());
+  stats.playing = () => P.playing;
   stats.position = () => position();
   stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS });
   stats.notes = () => S.notes;
@@ -126,7 +132,7 @@
     playBtn.disabled = false;
     if (P.playing) schedule(chunk);
     else if (P.buffering) play(P.pos, "buffered");
-    else if (!P.userPaused && stats.playStarts === 0 && $("input.autoplay").checked) play(P.pos, "auto");
+    else if (!P.userPaused && stats.playStarts === 0 && $("input.autoplay").checked && !othersPlaying()) play(P.pos, "auto");
   }
 
   function schedule(c) {
@@ -154,6 +160,7 @@
     const ac = audioContext();
     if (!ac || !S.chunks.length) return;
     if (ac.state === "suspended") ac.resume();
+    for (const [k, p] of Object.entries(players)) if (k !== slot) p.pause();
     stopSources();
     const end = S.have / S.rate;
     if (from >= end - 0.01) from = S.done ? 0 : Math.max(0, end - 0.01);
@@ -217,7 +224,7 @@
     const t0 = performance.now();
     const dpr = window.devicePixelRatio || 1;
     const W = canvas.clientWidth, H = canvas.clientHeight;
-    if (!W || !H) return;
+    if (!W || !H) { chrome(position()); return; } // the roll is hidden (sheet tab): the clock and highlight go on
     if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
       canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
     }
@@ -274,14 +281,17 @@
     if (S.chunks.length || pos > 0) {
       g.fillStyle = "#dc2626"; g.fillRect(Math.round(x(pos)) - 1, 0, 2, H);
     }
-    const total = duration();
-    scroll.max = String(Math.max(0, total - visibleSeconds() * 0.5));
+    scroll.max = String(Math.max(0, duration() - visibleSeconds() * 0.5));
     scroll.value = String(view.left);
-    timeEl.textContent = `${clock(pos)} / ${clock(total)}`;
-    highlightSheet(pos);
+    chrome(pos);
     stats.draws++;
     stats.drawMs.push(performance.now() - t0);
     if (stats.drawMs.length > 500) stats.drawMs.shift();
+  }
+
+  function chrome(pos) { // what follows the playhead outside the canvas: the clock and the sheet's lit notes
+    timeEl.textContent = `${clock(pos)} / ${clock(duration())}`;
+    highlightSheet(pos);
   }
 
   function clock(t) { const s = Math.floor(t); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }

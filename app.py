@@ -158,9 +158,12 @@ def length_hint(tokens):
     return f"≈ {playground.approx_seconds(tokens):.0f} s of music"
 
 
-def composers_for(model):
-    choices = playground.composer_choices(model)
-    return gr.update(choices=choices, value=choices[0][1])
+def composers_for(model, composer):
+    """The new model's composers, keeping the chosen one when the model knows it (else saying so)."""
+    value, notice = playground.composer_for(model, composer)
+    if notice:
+        gr.Info(notice)
+    return gr.update(choices=playground.composer_choices(model), value=value)
 
 
 def stopped(status):
@@ -276,7 +279,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")
-    model.change(composers_for, model, composer, api_visibility="private")
+    model.change(composers_for, [model, composer], composer, api_visibility="private")
     for cont, files in continues:
         cont.click(continue_from, files, prompt_midi, api_visibility="private")
 

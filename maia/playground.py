@@ -187,6 +187,16 @@ def composer_choices(name: str | None) -> list[tuple[str, str]]:
     return [(c.replace("_", " ").title(), c) for c in names] + [("Any (unknown)", "unknown")]
 
 
+def composer_for(name: str | None, composer: str | None) -> tuple[str, str | None]:
+    """The composer to keep when the page switches to the model called ``name``: ``composer`` when that model
+    knows it, else the model's first, with a line saying so."""
+    choices = composer_choices(name)
+    if composer in [value for _, value in choices]:
+        return composer, None
+    label = str(composer).replace("_", " ").title()
+    return choices[0][1], f"the {name} model does not know {label}: the composer is now {choices[0][0]}"
+
+
 def example_prompts() -> list[Path]:
     """The MIDI files in assets/prompts/, the Lacrimosa first."""
     files = sorted(p for p in PROMPTS_DIR.glob("*") if p.suffix.lower() in MIDI_SUFFIXES) if PROMPTS_DIR.is_dir() else []
@@ -495,8 +505,8 @@ def permalink(base_url: str, prompt_midi, values: dict) -> str:
         else:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()[:32]
-            UPLOADS_DIR.mkdir(exist_ok=True)
-            (UPLOADS_DIR / f"{digest}.mid").write_bytes(data)
+            (UPLOADS_DIR / digest).mkdir(parents=True, exist_ok=True)  # the file keeps its name, in its hash's folder
+            (UPLOADS_DIR / digest / _safe_name(path.name)).write_bytes(data)
             query["upload"] = digest
     return base_url.split("?")[0] + "?" + urlencode(query)
 
@@ -521,9 +531,25 @@ def from_link(query: dict) -> dict:
     examples = {p.name: p for p in example_prompts()}
     if query.get("example") in examples:
         out["prompt_midi"] = str(examples[query["example"]])
-    elif re.fullmatch(r"[0-9a-f]{32}", str(query.get("upload", ""))) and (UPLOADS_DIR / f"{query['upload']}.mid").is_file():
-        out["prompt_midi"] = str(UPLOADS_DIR / f"{query['upload']}.mid")
+    elif re.fullmatch(r"[0-9a-f]{32}", str(query.get("upload", ""))):
+        folder = UPLOADS_DIR / query["upload"]
+        named = sorted(folder.iterdir()) if folder.is_dir() else []
+        if named:
+            out["prompt_midi"] = str(named[0])
+        elif (UPLOADS_DIR / f"{query['upload']}.mid").is_file():  # a link made before uploads kept their names
+            out["prompt_midi"] = str(UPLOADS_DIR / f"{query['upload']}.mid")
+    if "composer" in out:  # only a composer the link's model (or the default one) knows
+        model = out.get("model") if out.get("model") in model_choices() else next(iter(model_choices()), None)
+        if out["composer"] not in [value for _, value in composer_choices(model)]:
+            del out["composer"]
     return out
+
+
+def _safe_name(name: str) -> str:
+    """An uploaded file's name, fit to be a file name here: letters, digits, ``._- ``; a MIDI suffix."""
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    stem = re.sub(r"[^\w.\- ]", "_", stem).strip(" .")[:80] or "upload"
+    return stem + (suffix if suffix in MIDI_SUFFIXES else ".mid")
 
 
 # ---- history: per session (app.py keeps it in a gr.State), never global --------------------------------

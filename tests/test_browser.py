@@ -302,3 +302,20 @@ def test_defect_10_bad_api_values_get_one_line_messages_through_the_client(serve
         client.predict(prompt_midi=None, composer="bach", model="gpt", tokens=16, top_k=5, temperature=1.0,
                        seed=99999999999999999999999, variations=1, api_name="/generate")
     assert "99999999999999999999999" in str(e.value) and "e+" not in str(e.value)
+
+
+def test_defect_11_changing_the_model_keeps_the_composer(page):
+    from playwright.sync_api import expect
+
+    page.get_by_label("Composer").click()
+    page.get_by_role("option", name="Mozart", exact=True).click()
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="lstm", exact=True).click()
+    time.sleep(2)  # the model's change event has run
+    expect(page.get_by_label("Composer")).to_have_value("Mozart")
+
+
+def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(page, server):
+    page.goto(server + "?composer=zzz&model=gpt&seed=7")
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
+    assert page.get_by_label("Composer").input_value() != "zzz"

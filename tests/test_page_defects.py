@@ -4,6 +4,7 @@ composer, accidentals and steering."""
 
 import importlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,36 @@ def test_defect_12_the_key_line_reports_the_locked_key(models):
     assert "<fifths>6</fifths>" in last.musicxml.read_text()
     free = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, interval=0.0, audio=False))[-1]
     assert "locked" not in free.outputs[0].analysis and free.outputs[0].analysis.startswith("Key: ")
+
+
+def test_defect_11_changing_the_model_keeps_the_composer_it_knows(models, tmp_path, monkeypatch):
+    assert playground.composer_for("lstm", "mozart") == ("mozart", None)  # lstm knows Mozart: kept
+    # a model without Haydn: the composer changes, and a line says so
+    import torch
+
+    from maia.checkpoint import save_model
+    from maia.models import build_model
+    from maia.vocab import Vocab
+
+    root = tmp_path / "models"
+    for name, composers in (("gpt", ("haydn", "bach")), ("lstm", ("bach", "chopin"))):
+        vocab = Vocab(composers=composers)
+        torch.manual_seed(0)
+        kind = dict(vocab_size=len(vocab), block_size=32, n_layer=1, n_head=1, n_embd=8, d_ff=16) if name == "gpt" \
+            else dict(vocab_size=len(vocab), emb_dim=4, hidden=8, n_layer=1, block_size=32)
+        save_model(root / name, build_model(name, kind).eval(), name, build_model(name, kind).config, vocab, dtype=None)
+    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(root)))
+    value, notice = playground.composer_for("lstm", "haydn")
+    assert value == "bach" and "does not know Haydn" in notice
+
+
+def test_defect_13_a_permalink_keeps_the_uploads_name_and_drops_an_unknown_composer(models, tiny_midi, tmp_path):
+    from urllib.parse import parse_qsl, urlsplit
+
+    upload = tmp_path / "My Sonata.mid"
+    upload.write_bytes(tiny_midi.read_bytes())
+    url = playground.permalink("http://x/", str(upload), dict(composer="mozart", model="gpt"))
+    back = playground.from_link(dict(parse_qsl(urlsplit(url).query)))
+    assert Path(back["prompt_midi"]).name == "My Sonata.mid" and back["composer"] == "mozart"
+    assert "composer" not in playground.from_link({"composer": "zzz", "model": "gpt"})
+    assert "composer" not in playground.from_link({"composer": "zzz"})

@@ -34,6 +34,8 @@ class Blobs:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / ".lock"
         self._lock_path.touch(exist_ok=True)
+        self._gate_path = self.root / ".gate"  # the turnstile in front of the lock (see saving)
+        self._gate_path.touch(exist_ok=True)
 
     def path(self, digest: str, kind: str) -> Path:
         """Where the file of this hash and kind lies. ValueError for anything but a sha256 and a known kind:
@@ -63,8 +65,8 @@ class Blobs:
         return digest
 
     @contextlib.contextmanager
-    def _flock(self, mode: int) -> Iterator[bool]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    def _flock(self, path: Path, mode: int) -> Iterator[bool]:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, mode)
@@ -79,14 +81,35 @@ class Blobs:
         finally:
             os.close(fd)
 
-    def saving(self):
-        """Held from a save's first file to its commit (shared: saves run side by side)."""
-        return self._flock(fcntl.LOCK_SH)
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        """Held from a save's first file to its commit (shared: saves run side by side). A save passes a
+        turnstile first (the gate, held only while it takes the lock), so that a waiting sweep, which holds
+        the gate, is not starved by a stream of saves."""
+        gate = os.open(self._gate_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            os.close(gate)  # closing releases the gate
+            gate = -1
+            yield
+        finally:
+            if gate >= 0:
+                os.close(gate)
+            os.close(lock)  # and the lock
 
-    def sweeping(self, wait: bool = True):
+    @contextlib.contextmanager
+    def sweeping(self, wait: bool = True) -> Iterator[bool]:
         """Held while orphans are removed (exclusive: no save is in flight). Yields False when ``wait`` is
         False and a save holds the lock."""
-        return self._flock(fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        nb = 0 if wait else fcntl.LOCK_NB
+        with self._flock(self._gate_path, fcntl.LOCK_EX | nb) as gate:
+            if not gate:
+                yield False
+                return
+            with self._flock(self._lock_path, fcntl.LOCK_EX | nb) as got:
+                yield got
 
     @staticmethod
     def name(digest: str, kind: str) -> str:

@@ -77,10 +77,10 @@ def fit(games: Iterable[tuple[str, str, float]], prior: float = 1.0, iterations:
 def leaderboard(games: Iterable[tuple[str, str, float]], prior: float = 1.0) -> list[Rating]:
     """The variants, best first, with Elo-scale ratings centred on their mean and 95% intervals."""
     games = list(games)
+    if not games:
+        return []
     names, theta, cov = fit(games, prior)
     n = len(names)
-    if n == 0:
-        return []
     centre = np.eye(n) - np.full((n, n), 1.0 / n)  # θ - mean(θ), and its covariance C Σ Cᵀ
     centred = centre @ theta
     se = np.sqrt(np.maximum(np.diag(centre @ cov @ centre.T), 0.0))

@@ -1,0 +1,224 @@
+"""The gallery's page parts: the Gallery and Listen tabs, and the Save to gallery controls, for app.py.
+
+    with gr.Blocks() as demo:
+        ...
+        token = page.browser_token(demo)                      # this browser's gallery token (kept in it)
+        page.save_controls(gallery, token, files, [prompt_midi, *settings])   # under variation 1
+        page.build_tabs(gallery, problem, token)              # the Gallery and Listen tabs
+    demo.launch(allowed_paths=page.allowed_paths(gallery))    # the stored files are served from MAIA_DATA_DIR
+
+``gallery`` may be None (its database could not be opened): the tabs then show ``problem``, one line, and the
+rest of the page composes as ever. Titles are shown in text boxes and radio labels, which Gradio renders as
+text: HTML in a title is shown as typed. Every handler names pieces by id; none takes a path from the
+browser except ``files``, the playground's own output component.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from pathlib import Path
+from urllib.parse import urlencode
+
+import gradio as gr
+
+from maia.errors import MaiaError
+from maia.gallery.shelf import PROMPTS, prompt_of, variant_of
+
+ALL = "(all)"
+SETTING_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
+                  "lowest", "highest", "density")  # the order of app.py's settings (playground.LINK_FIELDS)
+
+
+def allowed_paths(gallery) -> list[str]:
+    """What ``demo.launch(allowed_paths=...)`` needs so that Gradio serves the stored files."""
+    return [str(gallery.blobs.root)] if gallery is not None else []
+
+
+def browser_token(demo: gr.Blocks) -> gr.BrowserState:
+    """A random token kept in this browser's local storage: its pieces and its votes are known by it."""
+    token = gr.BrowserState(None, storage_key="maia-gallery-token")
+
+    def ensure(value):
+        return value if isinstance(value, str) and len(value) == 32 else secrets.token_hex(16)
+
+    demo.load(ensure, token, token, api_visibility="private")
+    return token
+
+
+# ---- saving from the playground ---------------------------------------------------------------------------
+def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -> str:
+    """Saves variation 1 (``files``: the playground's downloads) with its settings; returns the line to show."""
+    if gallery is None:
+        raise gr.Error("the gallery is not available on this server")
+    from maia.encoding import read
+    from maia.metrics import estimate_key, key_name
+
+    values = dict(zip(SETTING_FIELDS, settings, strict=True))
+    by_ext = {Path(str(f)).suffix.lower(): Path(str(f)) for f in files or []}
+    kinds = {"midi": by_ext.get(".mid"), "wav": by_ext.get(".wav"), "musicxml": by_ext.get(".musicxml"),
+             "roll": by_ext.get(".png")}
+    if kinds["midi"] is None:
+        raise gr.Error("compose a piece first: there is no MIDI to save yet")
+    try:
+        piece = read(kinds["midi"])
+        example = upload = None
+        if prompt_midi:
+            data = Path(prompt_midi).read_bytes()
+            same = PROMPTS / Path(prompt_midi).name
+            if same.is_file() and same.read_bytes() == data:
+                example = same.name
+            else:
+                upload = hashlib.sha256(data).hexdigest()[:32]
+        query = {k: v for k, v in values.items() if v not in (None, "")}
+        query.update({"example": example} if example else {"upload": upload} if upload else {})
+        settings_kept = {k: values[k] for k in SETTING_FIELDS if k not in ("composer", "model", "seed")}
+        uid = gallery.save(title, token, {k: v for k, v in kinds.items() if v is not None},
+                           composer=str(values["composer"]), model=str(values["model"]),
+                           key=key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "",
+                           seconds=piece.duration_seconds, notes=len(piece), settings=settings_kept,
+                           seed=int(values["seed"]) if values["seed"] is not None else None, link=urlencode(query),
+                           prompt=prompt_of(str(values["composer"]), example, upload),
+                           variant=variant_of(str(values["model"]), settings_kept))
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    return f"saved to the gallery as {uid}"
+
+
+def save_controls(gallery, token, files, inputs) -> None:
+    """A title box and a Save to gallery button (in the current layout); ``inputs``: [prompt_midi, *settings]."""
+    with gr.Row():
+        title = gr.Textbox(label="Title", max_length=120, placeholder="a title for the gallery", scale=3)
+        button = gr.Button("Save to gallery", size="sm", scale=1, interactive=gallery is not None)
+    saved = gr.Textbox(label="Gallery", interactive=False, visible=True)
+    button.click(lambda t, tok, f, *rest: save_from_playground(gallery, t, tok, f, *rest),
+                 [title, token, files, *inputs], saved, api_visibility="private")
+
+
+# ---- the Gallery tab --------------------------------------------------------------------------------------
+def _label(p) -> str:
+    return f"{p.title} — {p.composer}, {p.model}, {p.key or '?'}, {p.seconds:.0f} s" + (" ★" if p.shelf else "")
+
+
+def browse(gallery, sort, composer, model, key, page):
+    """The radio's choices (label, uid) for this page, and the page line."""
+    pieces, total = gallery.list(sort=sort, composer=None if composer == ALL else composer,
+                                 model=None if model == ALL else model, key=None if key == ALL else key,
+                                 page=max(0, int(page or 1) - 1))
+    pages = max(1, -(-total // gallery.quotas.page_size))
+    return gr.update(choices=[(_label(p), p.uid) for p in pieces], value=None), f"page {int(page or 1)} of {pages} · {total} pieces"
+
+
+def show(gallery, uid, token, base_url=""):
+    """Title, about, audio, roll, downloads, link and whether the delete button applies, of one piece."""
+    p = gallery.get(uid) if uid else None
+    if p is None:
+        return "", "", None, None, None, "", gr.update(interactive=False)
+    about = (f"{p.composer} · model {p.model} · {p.key} · {p.notes} notes · {p.seconds:.1f} s · seed {p.seed} · "
+             f"{p.variant}" + (" · maia's works" if p.shelf else ""))
+    files = [str(p.files[k]) for k in ("midi", "wav", "musicxml", "roll") if k in p.files]
+    return (p.title, about, str(p.files["wav"]) if "wav" in p.files else None,
+            str(p.files["roll"]) if "roll" in p.files else None, files, base_url.split("?")[0] + "?" + p.link,
+            gr.update(interactive=p.owned_by(token)))
+
+
+def delete(gallery, uid, token) -> str:
+    try:
+        gallery.delete(uid, token)
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    return "deleted"
+
+
+# ---- the Listen tab ---------------------------------------------------------------------------------------
+def next_pair(gallery, token):
+    """(pair state, audio A, audio B, the line above them). The order is random; the state stays on the server."""
+    try:
+        pair = gallery.next_pair(token)
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    if pair is None:
+        return None, None, None, "no pair left for you to judge: thank you!"
+    a, b = random.sample(pair, 2)
+    return ({"a": a.uid, "b": b.uid, "a_variant": a.variant, "b_variant": b.variant},
+            str(a.files["wav"]), str(b.files["wav"]), "Two continuations of the same prompt. Which is better?")
+
+
+def vote(gallery, pair, choice, token) -> str:
+    if not pair:
+        raise gr.Error("press Next pair first")
+    try:
+        gallery.vote(pair["a"], pair["b"], choice, token)
+    except MaiaError as e:
+        raise gr.Error(str(e)) from None
+    return f"A was {pair['a_variant']}; B was {pair['b_variant']}."
+
+
+def board(gallery):
+    from maia.gallery.ratings import leaderboard
+
+    rows = [[r.variant, r.rating, f"[{r.low:.0f}, {r.high:.0f}]", r.games, r.score] for r in leaderboard(gallery.games())]
+    return rows or [["(no votes yet)", 0.0, "", 0, 0.0]]
+
+
+def build_tabs(gallery, problem: str, token) -> None:
+    """The Gallery and Listen tabs, inside the caller's ``gr.Tabs`` or Blocks."""
+    with gr.Tab("Gallery") as gallery_tab:
+        if gallery is None:
+            gr.Textbox(value=f"The gallery is not available: {problem}", label="Gallery", interactive=False)
+        else:
+            facets = gallery.facets()
+            with gr.Row():
+                sort = gr.Radio(["newest", "rated"], value="newest", label="Order")
+                composer = gr.Dropdown([ALL, *facets["composer"]], value=ALL, label="Composer")
+                model = gr.Dropdown([ALL, *facets["model"]], value=ALL, label="Model")
+                key = gr.Dropdown([ALL, *facets["key"]], value=ALL, label="Key")
+                page_no = gr.Number(value=1, minimum=1, precision=0, label="Page")
+            where = gr.Markdown()
+            pieces = gr.Radio([], label="Pieces (★: maia's works)", elem_id="gallery-pieces")
+            title = gr.Textbox(label="Title", interactive=False, elem_id="gallery-title")
+            about = gr.Textbox(label="About", interactive=False)
+            audio = gr.Audio(label="Listen", type="filepath", interactive=False)
+            roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
+            downloads = gr.File(label="MIDI, WAV, MusicXML, roll", file_count="multiple", interactive=False)
+            link = gr.Textbox(label="Permalink: opens the playground with this piece's settings", interactive=False)
+            remove = gr.Button("Delete (your own pieces only)", variant="stop", size="sm", interactive=False)
+            deleted = gr.Markdown()
+            filters = [sort, composer, model, key, page_no]
+            for c in filters:
+                c.change(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
+
+            def _show(uid, tok, request: gr.Request):
+                base = request.headers.get("referer") or "/" if request else "/"
+                return show(gallery, uid, tok, base)
+
+            pieces.change(_show, [pieces, token], [title, about, audio, roll, downloads, link, remove],
+                          api_visibility="private")
+            remove.click(lambda uid, tok: delete(gallery, uid, tok), [pieces, token], deleted,
+                         api_visibility="private").then(lambda *v: browse(gallery, *v), filters, [pieces, where],
+                                                        api_visibility="private")
+            refresh = gr.Button("Refresh", size="sm")
+            refresh.click(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
+            gallery_tab.select(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
+    with gr.Tab("Listen"):
+        if gallery is None:
+            gr.Textbox(value=f"The listening room is not available: {problem}", label="Listen", interactive=False)
+            return
+        pair = gr.State(None)
+        line = gr.Markdown("Two continuations of the same prompt, by two models or settings, in random order.")
+        start = gr.Button("Next pair", variant="primary")
+        with gr.Row():
+            audio_a = gr.Audio(label="A", type="filepath", interactive=False)
+            audio_b = gr.Audio(label="B", type="filepath", interactive=False)
+        with gr.Row():
+            buttons = [(gr.Button("A is better"), "a"), (gr.Button("The same"), "same"), (gr.Button("B is better"), "b")]
+        reveal = gr.Textbox(label="Which was which", interactive=False)
+        table = gr.Dataframe(headers=["model and settings", "rating (Elo)", "95% interval", "votes", "score"],
+                             label="Leaderboard (Bradley–Terry, ties as half wins)", interactive=False,
+                             datatype=["str", "number", "str", "number", "number"])
+        start.click(lambda tok: next_pair(gallery, tok), token, [pair, audio_a, audio_b, line], api_visibility="private")
+        for button, choice in buttons:
+            button.click(lambda p, tok, c=choice: vote(gallery, p, c, tok), [pair, token], reveal,
+                         api_visibility="private").then(lambda: board(gallery), None, table, api_visibility="private")
+        start.click(lambda: board(gallery), None, table, api_visibility="private")

@@ -319,3 +319,11 @@ def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(page, 
     page.goto(server + "?composer=zzz&model=gpt&seed=7")
     page.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
     assert page.get_by_label("Composer").input_value() != "zzz"
+
+
+def test_defect_05_the_tempo_marks_note_is_drawn_in_verovios_font(page, tiny_midi):
+    compose(page, tiny_midi, 64)
+    wait_done(page, None)
+    page.locator("#live-1 button.tab-sheet").click()
+    page.wait_for_function("[...document.fonts].some(f => f.family.replace(/['\"]/g, '') === 'Leipzig' && "
+                           "f.status === 'loaded')", timeout=15_000)

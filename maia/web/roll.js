@@ -299,6 +299,15 @@
   // ---- sheet music -------------------------------------------------------------------------------
   function showSheet(sh) {
     sheetEl.innerHTML = sh.pages.join("");
+    // Verovio declares its music font (for the tempo mark's note, the text's symbols) in each page's <style>;
+    // Chromium loads no @font-face declared inside a shadow root, so it is declared once in the document.
+    for (const face of (sh.pages[0] || "").match(/@font-face\s*\{[^}]*\}/g) || []) {
+      const family = (face.match(/font-family:\s*'?([^';]+)/) || [])[1] || "";
+      if (document.querySelector(`style[data-maia-font="${family}"]`)) continue;
+      const style = document.createElement("style");
+      style.dataset.maiaFont = family; style.textContent = face;
+      document.head.appendChild(style);
+    }
     S.timemap = sh.timemap;
     $(".tab-sheet").disabled = false;
   }

@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--composer", help="composer to condition on (bach, mozart, ...)")
     p.add_argument("--model", default=None, help="gpt, lstm, sparse, or a model folder")
     p.add_argument("--tokens", type=int, default=512, help="tokens to generate (at most MAIA_MAX_TOKENS, 4,096 by default)")
-    p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50)")
+    p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50; 0: no cut, for --top-p or --min-p)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)

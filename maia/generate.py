@@ -25,10 +25,11 @@ import torch
 
 from maia.encoding import DEFAULT_TEMPO, Piece, decode_ids, encode_ids, expand_merges
 from maia.errors import InputError
+from maia.guards import Guards
 from maia.limits import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_MAX_TOKENS
 from maia.vocab import Vocab
 
-TOP_K_RANGE = (1, 50)
+TOP_K_RANGE = (0, 50)  # 0: no top-k cut (the whole vocabulary; top-p or min-p then decide)
 TEMPERATURE_RANGE = (0.05, 5.0)
 VARIATIONS_RANGE = (1, 4)
 PRIME_CHUNK = 256  # tokens fed to the model at once when (re-)priming a cache
@@ -38,14 +39,19 @@ PRIME_CHUNK = 256  # tokens fed to the model at once when (re-)priming a cache
 @dataclass(frozen=True)
 class SamplingConfig:
     max_new_tokens: int = 512  # tokens sampled per variation, not counting the prompt
-    top_k: int = 5  # sample among the k likeliest tokens: the original maia sampled from the top 1..5
+    # The defaults were chosen on held-out prompts by listener measures and bits per note (docs/models.md,
+    # "Whole pieces"); the original maia's top-k 1..5 is top_k=5, top_p=None, min_p=None.
+    top_k: int = 5  # sample among the k likeliest tokens (0: no cut)
     temperature: float = 1.0  # divides the logits: below 1 plays safer, above 1 takes more risks
     top_p: float | None = None  # nucleus: of the top k, keep the fewest whose probabilities reach top_p
+    min_p: float | None = None  # keep the tokens at least min_p times as likely as the likeliest
     seed: int | None = 0  # same seed, model and prompt give the same music; None draws a fresh seed
     variations: int = 1  # continuations sampled together as one batch (B = variations)
     min_new_tokens: int = 0  # <end> is forbidden until this many tokens were sampled
     use_cache: bool = True  # False recomputes the whole window every token: the reference and the baseline
     keep_fraction: float = 0.75  # when the window slides it keeps the composer token + this fraction of it
+    max_hold_beats: float | None = 8.0  # a key held longer is nudged to release (maia/guards.py); None: off
+    max_loop_beats: float | None = 4.0  # onsets on two pitches for longer are steered away from them; None: off
 
     def validate(self, max_tokens: int = DEFAULT_MAX_TOKENS) -> SamplingConfig:
         """Returns self, or raises InputError naming the first setting out of range; ``max_tokens`` is the
@@ -61,6 +67,10 @@ class SamplingConfig:
         lo, hi = TEMPERATURE_RANGE
         check(lo <= self.temperature <= hi, f"temperature must be {lo}..{hi}, not {self.temperature}")
         check(self.top_p is None or 0.0 < self.top_p <= 1.0, f"top-p must be in (0, 1], not {self.top_p}")
+        check(self.min_p is None or 0.0 <= self.min_p < 1.0, f"min-p must be in [0, 1), not {self.min_p}")
+        for name in ("max_hold_beats", "max_loop_beats"):
+            v = getattr(self, name)
+            check(v is None or v > 0, f"{name} must be positive or None, not {v}")
         lo, hi = VARIATIONS_RANGE
         check(lo <= self.variations <= hi, f"variations must be {lo}..{hi}, not {self.variations}")
         check(1 <= self.max_new_tokens <= cap, f"tokens must be 1..{cap} (MAIA_MAX_TOKENS), not {self.max_new_tokens}")
@@ -225,13 +235,17 @@ def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: to
     """One token per row from logits (B, V) and one uniform draw per row u (B,) -> (B,)."""
     logits = logits.float() + bias  # grammar guard
     logits = logits / cfg.temperature  # temperature
-    top, idx = torch.topk(logits, cfg.top_k, dim=-1)  # top-k: (B, k), sorted, likeliest first
-    if cfg.top_p is not None and cfg.top_k > 1:  # top-p: drop the tail past the nucleus (keeps >= 1)
+    k = cfg.top_k or logits.shape[-1]
+    top, idx = torch.topk(logits, k, dim=-1)  # top-k: (B, k), sorted, likeliest first
+    if cfg.top_p is not None and k > 1:  # top-p: drop the tail past the nucleus (keeps >= 1)
         p = torch.softmax(top, dim=-1)
         top = top.masked_fill(p.cumsum(-1) - p >= cfg.top_p, float("-inf"))
+    if cfg.min_p and k > 1:  # min-p: drop what is less than min_p times as likely as the likeliest (keeps >= 1)
+        p = torch.softmax(top, dim=-1)
+        top = top.masked_fill(p < cfg.min_p * p[:, :1], float("-inf"))
     probs = torch.softmax(top, dim=-1)  # softmax over the survivors
     # Sample by inverting the CDF with the row's own uniform draw: (B, 1) index into the top k.
-    choice = (probs.cumsum(-1) < u.unsqueeze(-1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=cfg.top_k - 1)
+    choice = (probs.cumsum(-1) < u.unsqueeze(-1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=k - 1)
     return idx.gather(-1, choice).squeeze(-1)
 
 
@@ -267,14 +281,27 @@ class _TimeFill:
 
 @torch.inference_mode()
 def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor,
-          done: torch.Tensor, end_id: int, fill: _TimeFill | None = None, tokens_left: int = 0) -> list[int]:
+          done: torch.Tensor, end_id: int, fill: _TimeFill | None = None, tokens_left: int = 0,
+          guards: Guards | None = None) -> list[int]:
     """Samples and appends one token per row; rows already done repeat <end>. Returns the tokens."""
-    tok = _sample(window.next_logits(), bias if fill is None else fill.bias(bias, tokens_left), cfg, u)
+    if fill is not None:
+        bias = fill.bias(bias, tokens_left)
+    if guards is not None:  # hanging keys, loops, and keys still down when the piece must close
+        found = guards.bias(tokens_left, None if fill is None else fill.left == 0)
+        if found is not None:
+            extra, replace_rows = found
+            guarded = torch.where(replace_rows[:, None], extra, bias + extra)
+            # A guard never leaves a row without a choice (a time budget that only waits can meet wins).
+            bias = torch.where(torch.isinf(guarded).all(-1, keepdim=True), bias.expand_as(guarded), guarded)
+    tok = _sample(window.next_logits(), bias, cfg, u)
     tok = tok.masked_fill(done, end_id)
     window.append(tok)
     if fill is not None:
         fill.update(tok)
-    return tok.tolist()  # the one host sync per step: streaming needs the tokens anyway
+    toks = tok.tolist()  # the one host sync per step: streaming needs the tokens anyway
+    if guards is not None:
+        guards.update(toks)
+    return toks
 
 
 def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab,
@@ -313,18 +340,21 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         # note-on (the piano model otherwise sometimes opens with dozens of whole-bar waits).
         on_lo, on_hi = vocab.on_offset + vocab.config.pitch_lo, vocab.on_offset + vocab.config.pitch_hi
         silent = None
-        if fill_steps is None and not any(on_lo <= int(t) <= on_hi for t in expand_merges(list(prompt_ids), vocab)):
+        if stop_id == vocab.end_id and not any(on_lo <= int(t) <= on_hi for t in expand_merges(list(prompt_ids), vocab)):
             silent = torch.ones(B, dtype=torch.bool, device=device)
             waits = torch.zeros(n_logits, dtype=torch.bool, device=device)
             waits[vocab.wait_offset + 1 : vocab.wait_offset + vocab.config.max_wait + 1] = True
             waits[stop_id] = True
         fill = None if fill_steps is None else _TimeFill(vocab, fill_steps, B, n_logits, stop_id, device)
+        guards = None
+        if cfg.max_hold_beats is not None or cfg.max_loop_beats is not None:
+            guards = Guards(vocab, B, n_logits, device, cfg.max_hold_beats, cfg.max_loop_beats, prompt_ids)
     ended = [False] * B
     for i in range(cfg.max_new_tokens):
         b = no_end if i < cfg.min_new_tokens else bias
         if silent is not None:  # rows with no note yet: no wait
             b = b.expand(B, -1).masked_fill(silent[:, None] & waits[None, :], float("-inf"))
-        toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i)
+        toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i, guards)
         if silent is not None:  # per-token work only until every row has sounded, then none
             sounded = [any(on_lo <= x <= on_hi for x in vocab.expand_id(t)) for t in toks]
             silent = silent & ~torch.tensor(sounded, device=device)

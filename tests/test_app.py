@@ -200,10 +200,10 @@ def test_bad_settings_are_clear_errors(models):
     with pytest.raises(InputError, match="unknown composer"):
         run(None, composer="nobody")
     with pytest.raises(InputError, match="top-k"):
-        run(None, top_k=0)
+        run(None, top_k=51)
     with pytest.raises(InputError, match="variations"):
         run(None, variations=5)
-    with pytest.raises(InputError, match="numbers"):
+    with pytest.raises(InputError, match="whole number"):
         run(None, tokens="many")
 
 

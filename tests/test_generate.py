@@ -92,10 +92,11 @@ def test_same_seed_same_music(tiny):
 def test_top_k_1_is_greedy(tiny):
     model, vocab = tiny
     prompt = start(vocab, "mozart")
-    out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=25, top_k=1, seed=1), vocab)[0]
+    raw = dict(max_new_tokens=25, max_hold_beats=None, max_loop_beats=None)  # the guards off: the model alone
+    out = generate_ids(model, prompt, SamplingConfig(top_k=1, seed=1, **raw), vocab)[0]
     assert out == greedy_reference(model, vocab, prompt, 25)
     # A tiny nucleus keeps only the likeliest token: greedy again, whatever top-k says.
-    nucleus = generate_ids(model, prompt, SamplingConfig(max_new_tokens=25, top_k=50, top_p=1e-6, seed=3), vocab)[0]
+    nucleus = generate_ids(model, prompt, SamplingConfig(top_k=50, top_p=1e-6, seed=3, **raw), vocab)[0]
     assert nucleus == out
 
 
@@ -122,7 +123,8 @@ def test_context_slides_past_the_window(tiny_gpt):
 
     model.step = counting_step
     try:
-        out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=100, top_k=1, min_new_tokens=100), vocab)[0]
+        out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=100, top_k=1, min_new_tokens=100,
+                                                                   max_hold_beats=None, max_loop_beats=None), vocab)[0]
     finally:
         del model.step
     assert len(out) == 102
@@ -137,7 +139,8 @@ def test_context_slides_past_the_window(tiny_gpt):
 def test_long_prompt_is_primed_in_one_window(tiny_gpt):
     model, vocab = tiny_gpt
     prompt = [*start(vocab), *np.random.default_rng(0).integers(vocab.wait_offset + 1, vocab.composer_offset, 90)]
-    out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=20, top_k=1), vocab)[0]
+    out = generate_ids(model, prompt, SamplingConfig(max_new_tokens=20, top_k=1, max_hold_beats=None, max_loop_beats=None),
+                       vocab)[0]
     assert out == greedy_reference(model, vocab, prompt, 20)
 
 
@@ -189,7 +192,7 @@ def test_grammar_guard_never_emits_specials(tiny):
 
 def test_settings_are_validated(tiny, monkeypatch):
     model, vocab = tiny
-    for bad in [dict(top_k=0), dict(top_k=51), dict(variations=5), dict(variations=0), dict(temperature=0.0),
+    for bad in [dict(top_k=-1), dict(top_k=51), dict(min_p=1.0), dict(max_hold_beats=0), dict(variations=5), dict(variations=0), dict(temperature=0.0),
                 dict(top_p=1.5), dict(max_new_tokens=0), dict(seed=-1)]:
         with pytest.raises(InputError):
             list(generate(model, start(vocab), SamplingConfig(**bad), vocab))
@@ -254,7 +257,7 @@ def test_cli_generate_writes_midi_and_roll(tiny_models_dir, tiny_midi, tmp_path,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--top-k", "0"], "top-k must be 1..50"),
+        (["--top-k", "51"], "top-k must be 0..50"),
         (["--variations", "9"], "variations must be 1..4"),
         (["--tokens", "5000"], "tokens must be 1..4096"),
         (["--composer", "nobody"], "unknown composer 'nobody'"),

@@ -168,7 +168,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
 
     path = model_dir / "eval.json"
     kept = {k: v for k, v in (json.loads(path.read_text()) if path.exists() else {}).items()
-            if k in ("long_context", "lacrimosa")}  # what --long-context and training.lacrimosa added
+            if k in ("long_context", "lacrimosa", "listening", "whole_pieces")}  # what the other modes added
     path.write_text(json.dumps(_finite({**result, **kept}), indent=1))
     cfg = read_config(model_dir)  # re-read: only the metrics change
     cfg.setdefault("metrics", {}).update(
@@ -204,6 +204,31 @@ def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, dat
     result["long_context"] = out
     path.write_text(json.dumps(_finite(result), indent=1))
     return out
+
+
+def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts: int = 32, prompt_seconds: float = 12.0,
+              seconds: float = 24.0, device: str = "cpu", write: bool = True) -> tuple[dict, str]:
+    """training/listening.py's side-by-side comparison of sampling settings on held-out prompts; merged into
+    MODEL/eval.json as "listening" unless ``write`` is False. Returns (result, markdown table)."""
+    from training import listening as ls
+
+    model_dir = Path(model_dir)
+    model, vocab, cfg = load_model(model_dir, device)
+    corpus = Corpus.load(Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21"))
+    pieces = [remap_ids(p, corpus.vocab, vocab) for p in corpus.pieces("valid")]
+    cases = ls.cases(pieces, corpus.entries("valid"), vocab, prompts, prompt_seconds, seconds,
+                     lambda p, e: piece_tempo(p, e, vocab))
+    if not cases:
+        raise MaiaError(f"no held-out piece lasts {prompt_seconds + seconds:g} s")
+    result = ls.listen(model, vocab, cases, ls.parse_settings(settings_text))
+    table = ls.report(result, len(cases), prompt_seconds, seconds)
+    result = {"prompts": len(cases), "prompt_seconds": prompt_seconds, "seconds": seconds, "settings": result}
+    if write:
+        path = model_dir / "eval.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data["listening"] = result
+        path.write_text(json.dumps(_finite(data), indent=1))
+    return result, table
 
 
 def _finite(x):
@@ -271,6 +296,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--long-context", help="only score long pieces with these windows, e.g. 512,4096")
     ap.add_argument("--min-tokens", type=int, default=4096, help="with --long-context: shortest piece scored")
+    ap.add_argument("--listen", help="compare sampling settings like a listener, e.g. \"top_k=5; top_k=0,min_p=0.05\" "
+                    "(training/listening.py)")
+    ap.add_argument("--prompts", type=int, default=32, help="with --listen: held-out prompts")
+    ap.add_argument("--prompt-seconds", type=float, default=12.0, help="with --listen: seconds of each prompt")
+    ap.add_argument("--seconds", type=float, default=24.0, help="with --listen: seconds of each continuation")
     ap.add_argument("--no-write", action="store_true",
                     help="print only: leave MODEL/eval.json and config.json as they are (a trial of other settings)")
     a = ap.parse_args(argv)
@@ -283,6 +313,11 @@ def main(argv=None) -> int:
 
 def _run(a) -> int:
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.listen:
+        _, table = listening(a.model, a.listen, a.data, a.prompts, a.prompt_seconds, a.seconds, device,
+                             write=not a.no_write)
+        print(table)
+        return 0
     if a.long_context:
         windows = [int(w) for w in a.long_context.split(",")]
         r = long_context(a.model, windows, a.min_tokens, a.data, batch_size=a.batch_size or 4, device=device,

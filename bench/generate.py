@@ -2,6 +2,7 @@
 Face's GPT2LMHeadModel.generate, at the GPT's shape (6 layers, 8 heads, d=256, d_ff=1024, ~260 tokens).
 
 Usage: .venv/bin/python -m bench.generate [--threads 2] [--tokens 512] [--slow-tokens 32] [--repeats 3]
+       .venv/bin/python -m bench.generate --threads 2 --realtime   # the largest shape at >= 3x real time
 
 Steps:
 1. Build our GPT (random init: speed does not depend on the weights) with a 1024-token window, and a
@@ -59,15 +60,60 @@ def steady(make_stream, repeats: int) -> tuple[float, float]:
     return best
 
 
+def music_tokens_per_second(prompts=("lacrimosa", "bach_chorale_bwv66_6", "joplin_maple_leaf_rag"), tokens=256) -> float:
+    """Tokens per second of music in the shipped piano GPT's continuations (seed 0, default sampling) of the
+    shipped prompts: total new tokens / total seconds they add. Real time needs this many tokens/s."""
+    from maia.checkpoint import load_model
+    from maia.encoding import read
+    from maia.generate import ids_to_piece
+
+    model, vocab, _ = load_model("assets/models/piano")
+    n = secs = 0.0
+    for name in prompts:
+        prompt = build_prompt(vocab, "unknown", read(f"assets/prompts/{name}.mid", vocab.config))
+        ids = generate_ids(model, prompt.ids, SamplingConfig(max_new_tokens=tokens, seed=0), vocab)[0]
+        before = ids_to_piece(prompt.ids, vocab, prompt).duration_seconds
+        n += len(ids) - len(prompt.ids)
+        secs += ids_to_piece(ids, vocab, prompt).duration_seconds - before
+    return n / secs
+
+
+def realtime_shapes(vocab_size: int, music_tps: float, steps: int = 64, repeats: int = 2) -> None:
+    """Bare decoding speed (one stream, step after step at ~512 tokens of context) of random-weight GPTs of
+    several shapes, as a multiple of real time."""
+    print(f"real time: {music_tps:.1f} tokens per second of music (shipped piano GPT, 3 shipped prompts, seed 0)")
+    print(f"{'layers x d_model':<18} {'params':>8} {'tok/s':>8} {'x real time':>12}")
+    for n_layer, d in ((6, 256), (8, 384), (12, 512), (12, 768), (16, 1024), (24, 1024)):
+        m = GPT(GPTConfig(vocab_size=vocab_size, block_size=1024, n_layer=n_layer, n_head=d // 32, n_embd=d,
+                          d_ff=4 * d)).eval()
+        x = torch.zeros(1, 1, dtype=torch.long)
+
+        def run(m=m, x=x):
+            cache = m.init_cache(1)
+            m.step(torch.zeros(1, 512, dtype=torch.long), cache)  # a 512-token context first
+            for _ in range(steps):
+                m.step(x, cache)
+
+        with torch.inference_mode():
+            t_prime = fastest(lambda m=m: m.step(torch.zeros(1, 512, dtype=torch.long), m.init_cache(1)), repeats)
+            tps = steps / (fastest(run, repeats) - t_prime)
+        print(f"{n_layer} x {d:<13} {m.num_params() / 1e6:>7.1f}M {tps:>8.1f} {tps / music_tps:>11.1f}x")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=512, help="new tokens per stream in the cache-vs-HF runs")
     ap.add_argument("--slow-tokens", type=int, default=32, help="new tokens in the no-cache runs (slow)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--realtime", action="store_true",
+                    help="instead: the largest GPT shape that decodes at >= 3x real time (random weights)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.realtime:
+        realtime_shapes(len(Vocab(composers=COMPOSERS)), music_tokens_per_second(), repeats=a.repeats)
+        return 0
 
     # 1. the two models, same shape
     vocab = Vocab(composers=COMPOSERS)

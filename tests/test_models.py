@@ -142,3 +142,31 @@ def test_tiny_model_learns(kind):
         losses.append(loss.item())
     assert losses[0] > 4.0  # ~ln(V) at init
     assert sum(losses[-5:]) / 5 < 0.5 * math.log(7), losses[::10]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_one_token_decode_path_is_bit_identical_to_module_path(sparse):
+    """GPT.step's per-token fast path (functional calls, no nn.Module.__call__) gives the same bits as the
+    module path (_run) for every position, dense and sparse, batch of 1 and 3."""
+    from maia.models.gpt import GPT, GPTConfig
+    from maia.models.sparse_gpt import SparseGPT, SparseGPTConfig
+
+    torch.manual_seed(0)
+    if sparse:
+        model = SparseGPT(SparseGPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64,
+                                          block=8)).eval()
+    else:
+        model = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64)).eval()
+    for B in (1, 3):
+        ids = torch.randint(0, 50, (B, 40))
+        fast, slow = model.init_cache(B), model.init_cache(B)
+        with torch.no_grad():
+            model.step(ids[:, :9], fast)  # a priming chunk, then one token at a time
+            model.step(ids[:, :9], slow)
+            for t in range(9, 40):
+                a = model.step(ids[:, t : t + 1], fast)
+                b = model._run(ids[:, t : t + 1], slow.length, slow)
+                slow.length += 1
+                assert torch.equal(a, b), (B, t)
+        for i in range(len(fast.k)):
+            assert torch.equal(fast.k[i], slow.k[i]) and torch.equal(fast.v[i], slow.v[i])

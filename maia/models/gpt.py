@@ -182,11 +182,47 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         return self.lm_head(x).float()  # (B, T, V)
 
+    def _decode_one(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The per-token decoding path: idx (B, 1) at position cache.length -> (B, 1, V) float32 logits.
+
+        The same operators, in the same order and on the same tensors, as ``_run`` in eval mode (so the
+        same bits), called functionally: at one token per step the model's arithmetic is a small part of
+        the time, and nn.Module.__call__ (hooks, dropout modules that do nothing in eval) on ~60 modules
+        per token is much of the rest. Attention still goes through ``attn.attend``, the variants' hook."""
+        t = self.transformer
+        start = cache.length
+        pos = torch.arange(start, start + 1, dtype=torch.long, device=idx.device)  # (1,)
+        x = F.embedding(idx, t.wte.weight) + F.embedding(pos, t.wpe.weight)  # (B, 1, C); dropout is off in eval
+        B, T, C = x.shape
+        for i, block in enumerate(t.h):
+            attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
+            h = F.layer_norm(x, ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
+            q, k, v = F.linear(h, attn.c_attn.weight, attn.c_attn.bias).split(C, dim=2)
+            hd = C // attn.n_head
+            q = q.view(B, T, attn.n_head, hd).transpose(1, 2)  # (B, nh, 1, hd)
+            k = k.view(B, T, attn.n_head, hd).transpose(1, 2)
+            v = v.view(B, T, attn.n_head, hd).transpose(1, 2)
+            kv = (cache.k[i], cache.v[i])
+            kv[0][:, :, start : start + 1] = k
+            kv[1][:, :, start : start + 1] = v
+            y = attn.attend(q, k, v, kv, start).transpose(1, 2).contiguous().view(B, T, C)  # (B, 1, C)
+            x = x + F.linear(y, attn.c_proj.weight, attn.c_proj.bias)
+            h = F.layer_norm(x, ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
+            h = F.gelu(F.linear(h, mlp.c_fc.weight, mlp.c_fc.bias))  # (B, 1, d_ff)
+            x = x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
+        x = F.layer_norm(x, t.ln_f.normalized_shape, t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        return F.linear(x, self.lm_head.weight).float()  # (B, 1, V)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Training path: idx (B, T) with T <= block_size -> logits (B, T, V), float32."""
         if idx.shape[1] > self.config.block_size:
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds block_size {self.config.block_size}")
         return self._run(idx, 0, None)
+
+    def _hooked(self) -> bool:
+        """True if any submodule carries a forward hook (a profiler, a probe): then ``step`` takes the
+        module path, which runs them."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
 
     def init_cache(self, batch_size: int) -> KVCache:
         """A fresh, empty KV cache on the model's device and dtype."""
@@ -205,7 +241,10 @@ class GPT(nn.Module):
             raise ValueError(f"batch of {idx.shape[0]} does not match the cache's batch of {cache.batch_size}")
         if cache.length + T > self.config.block_size:
             raise ValueError(f"cache holds {cache.length} tokens, {T} more exceed block_size {self.config.block_size}")
-        logits = self._run(idx, cache.length, cache)
+        if T == 1 and not self.training and not self._hooked():
+            logits = self._decode_one(idx, cache)  # the hot path: one token per row per step
+        else:
+            logits = self._run(idx, cache.length, cache)
         cache.length += T
         return logits
 

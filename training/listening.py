@@ -58,7 +58,10 @@ def parse_settings(text: str, base: SamplingConfig | None = None) -> list[tuple[
                 continue
             if key not in names:
                 raise InputError(f"unknown sampling setting {key!r} in {part!r}")
-            kw[key] = None if value.lower() == "none" else (int(value) if key in ("top_k", "seed") else float(value))
+            try:
+                kw[key] = None if value.lower() == "none" else (int(value) if key in ("top_k", "seed") else float(value))
+            except ValueError:
+                raise InputError(f"{key} must be a number (or none), not {value!r}, in {part!r}") from None
         out.append((part, replace(base, **kw).validate()))
     return out
 
@@ -69,10 +72,11 @@ def cut_at(ids: np.ndarray, steps: int, vocab: Vocab) -> int:
     w0, mw = vocab.wait_offset, vocab.config.max_wait
     t = 0
     for i, x in enumerate(ids):
-        if t >= steps and not (w0 < x <= w0 + mw):
+        base = vocab.expand_id(int(x))  # a merge token stands for a run of base tokens
+        waits = [b - w0 for b in base if w0 < b <= w0 + mw]
+        if t >= steps and len(waits) < len(base):  # not a wait alone
             return i
-        if w0 < x <= w0 + mw:
-            t += int(x) - w0
+        t += sum(waits)
     return len(ids)
 
 

@@ -1,5 +1,5 @@
 # maia: two commands on a fresh Debian machine with Python 3.11.
-#   make demo   install everything and start the playground on http://127.0.0.1:7860
+#   make demo   install everything, compose maia's works for the gallery, start the playground on http://127.0.0.1:7860
 #   make test   install everything and run the whole test suite
 PYTHON ?= python3.11
 VENV   := .venv
@@ -21,6 +21,7 @@ install: $(STAMP)
 
 demo: install
 	@scripts/sysdeps.sh audio
+	-$(BIN)/python -m maia gallery seed  # a gallery that cannot be used is one line; the page starts anyway
 	$(BIN)/python app.py
 
 test: install

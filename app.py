@@ -2,7 +2,8 @@
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 
-This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py.
+This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py, and the
+Gallery and Listen tabs in maia/gallery/page.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import gradio as gr
 from maia import playground
 from maia.encoding import MIDI_SUFFIXES
 from maia.errors import MaiaError
+from maia.gallery import open_gallery
+from maia.gallery import page as gallery_page
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE
 from maia.limits import Limits
 from maia.web import ROLL_TEMPLATE, roll_js
@@ -25,10 +28,13 @@ try:
 except MaiaError as e:
     raise SystemExit(f"maia: {e}") from None
 playground.use(LIMITS)
+GALLERY, GALLERY_PROBLEM = open_gallery(LIMITS)  # None and one line when its database cannot be used
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
 LOG = logging.getLogger("maia")
+if GALLERY is None:
+    LOG.warning("the gallery is off: %s", GALLERY_PROBLEM)
 
 
 def refused(e: MaiaError) -> gr.Error:
@@ -184,68 +190,74 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
         "composed; click the roll to jump, and switch to the sheet music when it is done. maia picks each "
         "next token among the *top-k* likeliest."
     )
-    with gr.Row():
-        with gr.Column(scale=1):
-            prompt_midi = gr.File(label="Prompt (MIDI)", file_types=sorted(MIDI_SUFFIXES), type="filepath")
-            examples = [[str(p)] for p in playground.example_prompts()]
-            if examples:
-                gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
-            lacrimosa = gr.Button("Complete the Lacrimosa (Mozart)", visible=playground.LACRIMOSA.is_file())
-            composer_list = playground.composer_choices(DEFAULT_MODEL)
-            composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
-                                   allow_custom_value=True)
-            model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
-            tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
-            seconds = gr.Markdown(length_hint(512))
-            top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
-            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
-                randomise = gr.Button("🎲 Randomise", size="sm")
-            variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
-            with gr.Accordion("Steering", open=False):
-                key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
-                                  info="hold the notes to a key's scale")
-                key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
-                                         info="1: never outside the scale; 0: no effect")
+    token = gallery_page.browser_token(demo)  # this browser's gallery token, kept in its local storage
+    with gr.Tabs():
+        with gr.Tab("Compose"), gr.Row():
+            with gr.Column(scale=1):
+                prompt_midi = gr.File(label="Prompt (MIDI)", file_types=sorted(MIDI_SUFFIXES), type="filepath")
+                examples = [[str(p)] for p in playground.example_prompts()]
+                if examples:
+                    gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
+                lacrimosa = gr.Button("Complete the Lacrimosa (Mozart)", visible=playground.LACRIMOSA.is_file())
+                composer_list = playground.composer_choices(DEFAULT_MODEL)
+                composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
+                                       allow_custom_value=True)
+                model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
+                tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
+                seconds = gr.Markdown(length_hint(512))
+                top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
+                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
                 with gr.Row():
-                    lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
-                    highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
-                density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
-                                    info="notes against moving on in time: above 1 more notes per second, below fewer")
-            with gr.Row():
-                compose = gr.Button("Compose", variant="primary")
-                stop = gr.Button("Stop", variant="stop")
-            with gr.Row():
-                link_button = gr.Button("🔗 Permalink", size="sm")
-            link = gr.Textbox(label="Permalink: opening it restores these settings; Compose then gives the same music",
-                              buttons=["copy"], interactive=False)
-        with gr.Column(scale=2):
-            status = gr.Markdown()
-            slots, outputs, continues = [], [], []
-            for i in range(MAX_VARIATIONS):
-                with gr.Group(visible=i == 0) as slot:
-                    live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
-                                   elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
-                    files = gr.File(label="Downloads: MIDI, then WAV, MusicXML and PNG roll when done",
-                                    file_count="multiple", interactive=False, height=120)
-                    analysis = gr.Markdown()
-                    cont = gr.Button("Continue from this variation", size="sm")
-                slots.append(slot)
-                outputs += [live, files, analysis]
-                continues.append((cont, files))
-                if i == 0:
-                    with gr.Group():
-                        gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
-                                    "one, or type its beats (quarter notes from 0). maia rewrites only that span "
-                                    "and keeps everything before and after it note for note.")
-                        with gr.Row():
-                            from_beat = gr.Number(label="From beat", value=0, minimum=0)
-                            to_beat = gr.Number(label="To beat", value=4, minimum=0)
-                            regen = gr.Button("Regenerate passage", variant="secondary")
-                        with gr.Row():
-                            undo = gr.Button("↶ Undo", size="sm", interactive=False)
-                            redo = gr.Button("↷ Redo", size="sm", interactive=False)
+                    seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                    randomise = gr.Button("🎲 Randomise", size="sm")
+                variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+                with gr.Accordion("Steering", open=False):
+                    key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
+                                      info="hold the notes to a key's scale")
+                    key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
+                                             info="1: never outside the scale; 0: no effect")
+                    with gr.Row():
+                        lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
+                        highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
+                    density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
+                                        info="notes against moving on in time: above 1 more notes per second, below fewer")
+                with gr.Row():
+                    compose = gr.Button("Compose", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+                with gr.Row():
+                    link_button = gr.Button("🔗 Permalink", size="sm")
+                link = gr.Textbox(label="Permalink: opening it restores these settings; Compose then gives the same music",
+                                  buttons=["copy"], interactive=False)
+            with gr.Column(scale=2):
+                status = gr.Markdown()
+                slots, outputs, continues = [], [], []
+                for i in range(MAX_VARIATIONS):
+                    with gr.Group(visible=i == 0) as slot:
+                        live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
+                                       elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
+                        files = gr.File(label="Downloads: MIDI, then WAV, MusicXML and PNG roll when done",
+                                        file_count="multiple", interactive=False, height=120)
+                        analysis = gr.Markdown()
+                        cont = gr.Button("Continue from this variation", size="sm")
+                    slots.append(slot)
+                    outputs += [live, files, analysis]
+                    continues.append((cont, files))
+                    if i == 0:
+                        gallery_page.save_controls(GALLERY, token, files, [
+                            prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
+                            key_strength, lowest, highest, density])  # variation 1 with the settings it was made with
+                        with gr.Group():
+                            gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
+                                        "one, or type its beats (quarter notes from 0). maia rewrites only that span "
+                                        "and keeps everything before and after it note for note.")
+                            with gr.Row():
+                                from_beat = gr.Number(label="From beat", value=0, minimum=0)
+                                to_beat = gr.Number(label="To beat", value=4, minimum=0)
+                                regen = gr.Button("Regenerate passage", variant="secondary")
+                            with gr.Row():
+                                undo = gr.Button("↶ Undo", size="sm", interactive=False)
+                                redo = gr.Button("↷ Redo", size="sm", interactive=False)
+        gallery_page.build_tabs(GALLERY, GALLERY_PROBLEM, token)  # the Gallery and Listen tabs
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
               highest, density]
@@ -295,4 +307,5 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=LIMITS.max_input_bytes,  # larger uploads are refused before they reach the handler
+        allowed_paths=gallery_page.allowed_paths(GALLERY),  # the gallery's stored files
     )

@@ -95,3 +95,20 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 settings.register_profile("maia", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", parent=settings.get_profile("maia"), max_examples=5000)
 settings.load_profile("maia")  # the hypothesis plugin loads --hypothesis-profile after this, when given
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gallery_data_dir(tmp_path_factory):
+    """MAIA_DATA_DIR for the whole run: app.py opens the gallery when imported or served, and a test run
+    must never write into the user's own gallery (~/.local/share/maia). Tests that need an empty gallery
+    make their own."""
+    import os
+
+    folder = tmp_path_factory.mktemp("gallery-data")
+    before = os.environ.get("MAIA_DATA_DIR")
+    os.environ["MAIA_DATA_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("MAIA_DATA_DIR", None)
+    else:
+        os.environ["MAIA_DATA_DIR"] = before

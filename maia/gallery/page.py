@@ -15,16 +15,19 @@ browser except ``files``, the playground's own output component.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import random
+import re
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl
 
 import gradio as gr
 
 from maia.errors import MaiaError
-from maia.gallery.shelf import PROMPTS, prompt_of, variant_of
+from maia.gallery.shelf import prompt_of, variant_of
 
 ALL = "(all)"
 SETTING_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
@@ -52,6 +55,7 @@ def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -
     """Saves variation 1 (``files``: the playground's downloads) with its settings; returns the line to show."""
     if gallery is None:
         raise gr.Error("the gallery is not available on this server")
+    from maia import playground
     from maia.encoding import read
     from maia.metrics import estimate_key, key_name
 
@@ -63,35 +67,34 @@ def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -
         raise gr.Error("compose a piece first: there is no MIDI to save yet")
     try:
         piece = read(kinds["midi"])
-        example = upload = None
-        if prompt_midi:
-            data = Path(prompt_midi).read_bytes()
-            same = PROMPTS / Path(prompt_midi).name
-            if same.is_file() and same.read_bytes() == data:
-                example = same.name
-            else:
-                upload = hashlib.sha256(data).hexdigest()[:32]
-        query = {k: v for k, v in values.items() if v not in (None, "")}
-        query.update({"example": example} if example else {"upload": upload} if upload else {})
+        # the playground's own permalink: an example by name, an upload by its hash (its file kept where the
+        # playground's links find it)
+        link = playground.permalink("", prompt_midi, values).partition("?")[2]
+        query = dict(parse_qsl(link))
+        example, upload = query.get("example"), query.get("upload")
         settings_kept = {k: values[k] for k in SETTING_FIELDS if k not in ("composer", "model", "seed")}
         uid = gallery.save(title, token, {k: v for k, v in kinds.items() if v is not None},
                            composer=str(values["composer"]), model=str(values["model"]),
                            key=key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "",
                            seconds=piece.duration_seconds, notes=len(piece), settings=settings_kept,
-                           seed=int(values["seed"]) if values["seed"] is not None else None, link=urlencode(query),
+                           seed=int(values["seed"]) if values["seed"] is not None else None, link=link,
                            prompt=prompt_of(str(values["composer"]), example, upload),
                            variant=variant_of(str(values["model"]), settings_kept))
     except MaiaError as e:
         raise gr.Error(str(e)) from None
+    except OSError as e:  # the prompt is gone, or the temp folder is full
+        raise gr.Error(f"cannot save: {e.strerror or e}") from None
     return f"saved to the gallery as {uid}"
 
 
 def save_controls(gallery, token, files, inputs) -> None:
     """A title box and a Save to gallery button (in the current layout); ``inputs``: [prompt_midi, *settings]."""
     with gr.Row():
-        title = gr.Textbox(label="Title", max_length=120, placeholder="a title for the gallery", scale=3)
-        button = gr.Button("Save to gallery", size="sm", scale=1, interactive=gallery is not None)
-    saved = gr.Textbox(label="Gallery", interactive=False, visible=True)
+        title = gr.Textbox(label="Title", max_length=120, placeholder="a title for the gallery", scale=3,
+                           elem_id="gallery-save-title")
+        button = gr.Button("Save to gallery", size="sm", scale=1, interactive=gallery is not None,
+                           elem_id="gallery-save")
+    saved = gr.Textbox(label="Gallery", interactive=False, elem_id="gallery-saved")
     button.click(lambda t, tok, f, *rest: save_from_playground(gallery, t, tok, f, *rest),
                  [title, token, files, *inputs], saved, api_visibility="private")
 
@@ -117,10 +120,31 @@ def show(gallery, uid, token, base_url=""):
         return "", "", None, None, None, "", gr.update(interactive=False)
     about = (f"{p.composer} · model {p.model} · {p.key} · {p.notes} notes · {p.seconds:.1f} s · seed {p.seed} · "
              f"{p.variant}" + (" · maia's works" if p.shelf else ""))
-    files = [str(p.files[k]) for k in ("midi", "wav", "musicxml", "roll") if k in p.files]
+    files = [str(f) for f in named_copies(p).values()]
     return (p.title, about, str(p.files["wav"]) if "wav" in p.files else None,
             str(p.files["roll"]) if "roll" in p.files else None, files, base_url.split("?")[0] + "?" + p.link,
             gr.update(interactive=p.owned_by(token)))
+
+
+DOWNLOADS = Path(tempfile.gettempdir()) / "maia-gallery-downloads"  # stored files under their titles, by hash
+SUFFIXES = {"midi": ".mid", "wav": ".wav", "musicxml": ".musicxml", "roll": "-roll.png"}
+
+
+def named_copies(p) -> dict[str, Path]:
+    """The piece's stored files (named by their hashes) as copies named after its title, so that a download is
+    "Nocturne.mid", not a hash: one folder per stored file (its content hash), made once and reused."""
+    name = re.sub(r"[^\w\-., ]", "_", p.title).strip(" ._")[:80] or "maia"
+    out = {}
+    for kind, source in p.files.items():
+        folder = DOWNLOADS / source.stem  # the file's sha256: the same name never holds other content
+        target = folder / f"{name}{SUFFIXES.get(kind, source.suffix)}"
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            part = folder / f".{secrets.token_hex(8)}.part"  # another request may be copying it too
+            shutil.copyfile(source, part)
+            os.replace(part, target)
+        out[kind] = target
+    return {k: out[k] for k in SUFFIXES if k in out}
 
 
 def delete(gallery, uid, token) -> str:
@@ -158,7 +182,8 @@ def vote(gallery, pair, choice, token) -> str:
 def board(gallery):
     from maia.gallery.ratings import leaderboard
 
-    rows = [[r.variant, r.rating, f"[{r.low:.0f}, {r.high:.0f}]", r.games, r.score] for r in leaderboard(gallery.games())]
+    rows = [[r.variant, round(r.rating), f"[{r.low:.0f}, {r.high:.0f}]", r.games, round(r.score, 2)]
+            for r in leaderboard(gallery.games())]
     return rows or [["(no votes yet)", 0.0, "", 0, 0.0]]
 
 
@@ -179,12 +204,14 @@ def build_tabs(gallery, problem: str, token) -> None:
             pieces = gr.Radio([], label="Pieces (★: maia's works)", elem_id="gallery-pieces")
             title = gr.Textbox(label="Title", interactive=False, elem_id="gallery-title")
             about = gr.Textbox(label="About", interactive=False)
-            audio = gr.Audio(label="Listen", type="filepath", interactive=False)
+            audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="gallery-audio")
             roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
             downloads = gr.File(label="MIDI, WAV, MusicXML, roll", file_count="multiple", interactive=False)
-            link = gr.Textbox(label="Permalink: opens the playground with this piece's settings", interactive=False)
-            remove = gr.Button("Delete (your own pieces only)", variant="stop", size="sm", interactive=False)
-            deleted = gr.Markdown()
+            link = gr.Textbox(label="Permalink: opens the playground with this piece's settings", interactive=False,
+                              elem_id="gallery-link")
+            remove = gr.Button("Delete (your own pieces only)", variant="stop", size="sm", interactive=False,
+                               elem_id="gallery-delete")
+            deleted = gr.Markdown(elem_id="gallery-deleted")
             filters = [sort, composer, model, key, page_no]
             for c in filters:
                 c.change(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
@@ -201,7 +228,7 @@ def build_tabs(gallery, problem: str, token) -> None:
             refresh = gr.Button("Refresh", size="sm")
             refresh.click(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
             gallery_tab.select(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
-    with gr.Tab("Listen"):
+    with gr.Tab("Listen") as listen_tab:
         if gallery is None:
             gr.Textbox(value=f"The listening room is not available: {problem}", label="Listen", interactive=False)
             return
@@ -209,16 +236,17 @@ def build_tabs(gallery, problem: str, token) -> None:
         line = gr.Markdown("Two continuations of the same prompt, by two models or settings, in random order.")
         start = gr.Button("Next pair", variant="primary")
         with gr.Row():
-            audio_a = gr.Audio(label="A", type="filepath", interactive=False)
-            audio_b = gr.Audio(label="B", type="filepath", interactive=False)
+            audio_a = gr.Audio(label="A", type="filepath", interactive=False, elem_id="listen-a")
+            audio_b = gr.Audio(label="B", type="filepath", interactive=False, elem_id="listen-b")
         with gr.Row():
             buttons = [(gr.Button("A is better"), "a"), (gr.Button("The same"), "same"), (gr.Button("B is better"), "b")]
-        reveal = gr.Textbox(label="Which was which", interactive=False)
+        reveal = gr.Textbox(label="Which was which", interactive=False, elem_id="listen-reveal")
         table = gr.Dataframe(headers=["model and settings", "rating (Elo)", "95% interval", "votes", "score"],
-                             label="Leaderboard (Bradley–Terry, ties as half wins)", interactive=False,
+                             label="Leaderboard (Bradley–Terry, ties as half wins)", interactive=False, elem_id="listen-board",
                              datatype=["str", "number", "str", "number", "number"])
         start.click(lambda tok: next_pair(gallery, tok), token, [pair, audio_a, audio_b, line], api_visibility="private")
         for button, choice in buttons:
             button.click(lambda p, tok, c=choice: vote(gallery, p, c, tok), [pair, token], reveal,
                          api_visibility="private").then(lambda: board(gallery), None, table, api_visibility="private")
         start.click(lambda: board(gallery), None, table, api_visibility="private")
+        listen_tab.select(lambda: board(gallery), None, table, api_visibility="private")

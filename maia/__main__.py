@@ -197,33 +197,54 @@ def _numbered(path: str, i: int) -> Path:
 def cmd_generate(a) -> int:
     from tqdm import tqdm
 
-    from maia import outputs
+    from maia import form, outputs
     from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
 
-    config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
-                            seed=a.seed, variations=a.variations).validate(a.limits.max_tokens)
+    config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                            temperature=a.temperature, seed=a.seed, variations=a.variations).validate(a.limits.max_tokens)
+    if (a.end or a.form) and a.bars is None and a.seconds is None:
+        raise InputError(f"{'--end' if a.end else '--form'} needs a length: add --bars N (or --seconds S)")
     model, vocab, _, name, device = _load(a)
     piece = _read(a, a.prompt, vocab) if a.prompt else None
     prompt = build_prompt(vocab, a.composer, piece, max_tokens=a.limits.max_prompt_tokens)
     if prompt.message:
         print(f"maia: {prompt.message}", file=sys.stderr)
-
-    rows = [list(prompt.ids) for _ in range(config.variations)]
-    with tqdm(total=config.max_new_tokens, unit="tok", desc=f"{name} ({device})", disable=None) as bar:
-        for step in generate(model, prompt.ids, config, vocab, controls=_controls(a)):
-            for row, t in zip(rows, step, strict=True):
-                if t is not None:
-                    row.append(t)
-            bar.update()
-    for i, ids in enumerate(rows):
-        piece = ids_to_piece(ids, vocab, prompt)
+    controls = _controls(a)
+    whole = a.bars is not None or a.seconds is not None
+    with tqdm(total=None if whole else config.max_new_tokens, unit="tok", desc=f"{name} ({device})",
+              disable=None) as bar:
+        if whole:  # a length in bars or seconds, and perhaps an ending (maia/form.py)
+            results = form.compose(model, vocab, prompt, config, a.bars, a.seconds, a.end, controls, piece,
+                                   a.limits.max_tokens, on_step=lambda _: bar.update(), form=a.form,
+                                   theme_bars=a.theme_bars)
+        else:
+            rows = [list(prompt.ids) for _ in range(config.variations)]
+            for step in generate(model, prompt.ids, config, vocab, controls=controls):
+                for row, t in zip(rows, step, strict=True):
+                    if t is not None:
+                        row.append(t)
+                bar.update()
+            results = [(ids_to_piece(ids, vocab, prompt), None) for ids in rows]
+    for i, (out, ending) in enumerate(results):
         # The same door as the playground's downloads (maia/outputs.py).
-        files = outputs.write(piece, midi=_numbered(a.output, i), wav=a.wav and _numbered(a.wav, i),
+        files = outputs.write(out, midi=_numbered(a.output, i), wav=a.wav and _numbered(a.wav, i),
                               roll=a.roll and _numbered(a.roll, i), musicxml=a.musicxml and _numbered(a.musicxml, i),
                               title=f"maia — {prompt.composer}", subtitle=f"model {name}, seed {config.seed}, "
                               f"variation {i + 1}", prompt_steps=prompt.steps, soundfont=a.limits.soundfont or None)
-        print(f"wrote {files.midi}: {len(piece)} notes, {piece.duration_seconds:.1f} s "
-              f"({len(ids) - len(prompt.ids)} new tokens) · {files.analysis}", file=sys.stderr)
+        bars = ""
+        if whole:
+            per_bar = form.bar_steps(prompt.time_signature, out.steps_per_quarter)
+            bars = f", {(out.end_step - prompt.steps) / per_bar:.2f} bars after the prompt"
+        print(f"wrote {files.midi}: {len(out)} notes, {out.duration_seconds:.1f} s{bars} · {files.analysis}",
+              file=sys.stderr)
+        if ending is not None:
+            from maia.metrics import PITCH_NAMES
+
+            print(f"ending: tonic chord of {PITCH_NAMES[ending.key[0]]} {ending.key[1]} on the last downbeat; "
+                  f"{ending.rewritten_bars} bar(s) before it rewritten (best of {len(ending.candidate_bits)} by "
+                  f"likelihood), {ending.bits_per_note:.2f} bits per note", file=sys.stderr)
+            if ending.message:
+                print(f"maia: {ending.message}", file=sys.stderr)
         for path in (files.roll, files.musicxml, files.audio):
             if path is not None:
                 print(f"wrote {path}", file=sys.stderr)
@@ -254,9 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="MIDI or score file to continue")
     p.add_argument("--composer", help="composer to condition on (bach, mozart, ...)")
     p.add_argument("--model", default=None, help="gpt, lstm, sparse, or a model folder")
-    p.add_argument("--tokens", type=int, default=512, help="tokens to generate (at most MAIA_MAX_TOKENS, 4,096 by default)")
+    p.add_argument("--bars", type=int, help="compose exactly N bars after the prompt, in its metre (4/4 without one)")
+    p.add_argument("--seconds", type=float, help="compose exactly S seconds after the prompt")
+    p.add_argument("--end", action="store_true", help="close with a cadence in the home key (the prompt's, or --key's)")
+    p.add_argument("--form", help="bring the opening theme back: ABA, AABA, ABACA or rondo (with --bars)")
+    p.add_argument("--theme-bars", type=int, default=4, help="with --form: bars of the opening theme (default 4)")
+    p.add_argument("--tokens", type=int, default=512, help="tokens to generate without --bars/--seconds (at most "
+                   "MAIA_MAX_TOKENS, 4,096 by default)")
     p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50; 0: no cut, for --top-p or --min-p)")
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None, help="nucleus: keep the likeliest tokens up to this probability")
+    p.add_argument("--min-p", type=float, default=None, help="keep tokens at least this fraction as likely as the likeliest")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variations", type=int, default=1, help="continuations sampled together (1..4)")

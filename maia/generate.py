@@ -287,7 +287,14 @@ def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Ten
     if fill is not None:
         bias = fill.bias(bias, tokens_left)
     if guards is not None:  # hanging keys, loops, and keys still down when the piece must close
-        found = guards.bias(tokens_left, None if fill is None else fill.left == 0)
+        closing = None
+        if fill is not None:  # the held keys are released once the time is spent, or earlier when the tokens
+            # left only just cover their releases, the waits to the end and the stop; when they cannot cover
+            # all three, the time wins (the fill's own rule)
+            down = torch.tensor([len(h) for h in guards.held], device=fill.left.device)
+            need = down + (fill.left + fill.max_wait - 1) // fill.max_wait + 1
+            closing = ((fill.left == 0) | (need >= tokens_left)) & (need <= tokens_left)
+        found = guards.bias(tokens_left if fill is None else None, closing)
         if found is not None:
             extra, replace_rows = found
             guarded = torch.where(replace_rows[:, None], extra, bias + extra)

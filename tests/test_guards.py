@@ -48,10 +48,6 @@ def pushes(g: Guards, row: int = 0, **kw) -> dict:
     return {int(i): float(b[i]) for i in torch.nonzero(b).flatten() if int(i) != VOCAB.end_id}
 
 
-END_WITH_KEYS_DOWN = pytest.mark.xfail(strict=True, reason=(
-    "maia/guards.py bars no <end> while a key is down, so a model that samples <end> early leaves keys "
-    "unreleased (Guards stores end_id but never uses it); reported to the lead with a two-line fix"))
-
 
 # ---- hanging keys --------------------------------------------------------------------------------------
 def test_a_key_held_past_the_limit_gets_a_growing_release_bias():
@@ -82,7 +78,6 @@ def test_a_key_struck_again_counts_from_its_new_strike():
     assert pushes(g) == {off(60): RAMP / 2}
 
 
-@END_WITH_KEYS_DOWN
 def test_the_piece_cannot_end_while_a_key_is_down():
     g = guards(hold=8.0, loop=4.0)
     play(g, "p60", "wait3")
@@ -210,7 +205,6 @@ def test_the_guards_leave_no_key_down_at_the_end(tiny):
     assert min(raw) > 0  # the random model alone leaves keys down: the guards did the releasing
 
 
-@END_WITH_KEYS_DOWN
 def test_a_model_keen_to_end_releases_its_keys_first(tiny):
     """A model that likes <end>: alone it ends with keys down; guarded, <end> waits for their note-offs."""
     model, vocab = tiny

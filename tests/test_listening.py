@@ -148,12 +148,6 @@ def test_listen_end_to_end_on_a_tiny_model(tiny_models_dir):
     assert "| | top_k=5 | guards=off | real |" in table
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with the guards on, the closing rule (tokens left <= held keys + 1: note-offs only) overrides the time "
-    "fill's last waits and its stop token, so a continuation that strikes many keys ends short of its span "
-    "without <end> (the same conflict fails tests/test_fim.py::test_infill_fills_the_span_exactly...[1]); "
-    "maia/generate.py's _step, reported to the lead"))
-@pytest.mark.usefixtures("one_torch_thread")
 def test_a_guarded_continuation_spans_its_time(tiny_models_dir):
     model, vocab, _ = load_model(tiny_models_dir / "gpt", dtype=torch.float32)
     ids = [encode_ids(held_out_piece(0), vocab, "bach")]

@@ -168,7 +168,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
 
     path = model_dir / "eval.json"
     kept = {k: v for k, v in (json.loads(path.read_text()) if path.exists() else {}).items()
-            if k in ("long_context", "lacrimosa", "listening", "whole_pieces")}  # what the other modes added
+            if k in ("long_context", "lacrimosa", "listening", "endings", "lacrimosa_complete", "whole_pieces")}  # what the other modes added
     path.write_text(json.dumps(_finite({**result, **kept}), indent=1))
     cfg = read_config(model_dir)  # re-read: only the metrics change
     cfg.setdefault("metrics", {}).update(
@@ -206,13 +206,10 @@ def long_context(model_dir: str | Path, windows: list[int], min_tokens: int, dat
     return out
 
 
-def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts: int = 32, prompt_seconds: float = 12.0,
-              seconds: float = 24.0, device: str = "cpu", write: bool = True) -> tuple[dict, str]:
-    """training/listening.py's side-by-side comparison of sampling settings on held-out prompts; merged into
-    MODEL/eval.json as "listening" unless ``write`` is False. Returns (result, markdown table)."""
+def held_out_cases(model_dir: Path, data_dir, prompts: int, prompt_seconds: float, seconds: float, device: str):
+    """(model, vocab, cases): ``prompts`` held-out prompts and their real continuations (training/listening.py)."""
     from training import listening as ls
 
-    model_dir = Path(model_dir)
     model, vocab, cfg = load_model(model_dir, device)
     corpus = Corpus.load(Path(data_dir or cfg.get("data", {}).get("data_dir") or "data/music21"))
     pieces = [remap_ids(p, corpus.vocab, vocab) for p in corpus.pieces("valid")]
@@ -220,6 +217,35 @@ def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts:
                      lambda p, e: piece_tempo(p, e, vocab))
     if not cases:
         raise MaiaError(f"no held-out piece lasts {prompt_seconds + seconds:g} s")
+    return model, vocab, cases
+
+
+def endings(model_dir: str | Path, n: int, bars: int = 8, data_dir=None, device: str = "cpu", top_k: int | None = None,
+            write: bool = True) -> tuple[dict, str]:
+    """training/endings.py on ``n`` held-out prompts: each way of closing a piece, side by side; merged into
+    MODEL/eval.json as "endings" unless ``write`` is False."""
+    from training import endings as en
+
+    model_dir = Path(model_dir)
+    model, vocab, cases = held_out_cases(model_dir, data_dir, n, 12.0, bars * 2.0, device)
+    cfg = SamplingConfig() if top_k is None else SamplingConfig(top_k=top_k)
+    result = en.endings(model, vocab, cases, cfg, bars)
+    if write:
+        path = model_dir / "eval.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data["endings"] = {"bars": bars, **result}
+        path.write_text(json.dumps(_finite(data), indent=1))
+    return result, en.report(result, bars)
+
+
+def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts: int = 32, prompt_seconds: float = 12.0,
+              seconds: float = 24.0, device: str = "cpu", write: bool = True) -> tuple[dict, str]:
+    """training/listening.py's side-by-side comparison of sampling settings on held-out prompts; merged into
+    MODEL/eval.json as "listening" unless ``write`` is False. Returns (result, markdown table)."""
+    from training import listening as ls
+
+    model_dir = Path(model_dir)
+    model, vocab, cases = held_out_cases(model_dir, data_dir, prompts, prompt_seconds, seconds, device)
     result = ls.listen(model, vocab, cases, ls.parse_settings(settings_text))
     table = ls.report(result, len(cases), prompt_seconds, seconds)
     result = {"prompts": len(cases), "prompt_seconds": prompt_seconds, "seconds": seconds, "settings": result}
@@ -301,6 +327,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=32, help="with --listen: held-out prompts")
     ap.add_argument("--prompt-seconds", type=float, default=12.0, help="with --listen: seconds of each prompt")
     ap.add_argument("--seconds", type=float, default=24.0, help="with --listen: seconds of each continuation")
+    ap.add_argument("--endings", type=int, help="close N held-out continuations each way (training/endings.py)")
+    ap.add_argument("--bars", type=int, default=8, help="with --endings: bars of each continuation")
     ap.add_argument("--no-write", action="store_true",
                     help="print only: leave MODEL/eval.json and config.json as they are (a trial of other settings)")
     a = ap.parse_args(argv)
@@ -313,6 +341,10 @@ def main(argv=None) -> int:
 
 def _run(a) -> int:
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.endings:
+        _, table = endings(a.model, a.endings, a.bars, a.data, device, write=not a.no_write)
+        print(table)
+        return 0
     if a.listen:
         _, table = listening(a.model, a.listen, a.data, a.prompts, a.prompt_seconds, a.seconds, device,
                              write=not a.no_write)

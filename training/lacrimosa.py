@@ -2,6 +2,11 @@
 
 Usage:
     python -m training.lacrimosa --model assets/models/piano [--seeds 10] [--tokens 512] [--top-k 5]
+    python -m training.lacrimosa --model assets/models/piano --complete 22 [--form ABA] [--seeds 10]
+
+With ``--complete BARS`` each seed composes the whole piece instead (maia/form.py, as the app's Lacrimosa
+button does): the eight bars, then BARS more ending with a cadence in D minor, the opening theme coming
+back before it as ``--form`` asks; the table adds whether the final chord stands on D.
 
 Steps:
   1. the prompt is assets/prompts/lacrimosa.mid (D minor), with the model's composer token for mozart
@@ -50,6 +55,46 @@ def lacrimosa_keys(model, vocab, seeds: int = 10, tokens: int = 512, top_k: int 
             "mean_pc_correlation": float(np.nanmean([r["pc_correlation"] for r in rows]))}
 
 
+def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name: str | None = "ABA",
+                       config: SamplingConfig | None = None) -> dict:
+    """Whole Lacrimosas: per seed, the continuation's key, whether it is D minor or F major, and whether the
+    final chord's lowest note is D."""
+    from maia import form
+
+    piece = read(PROMPT, vocab.config)
+    composer = "mozart" if vocab.find_composer("mozart") else None
+    prompt = build_prompt(vocab, composer, piece)
+    prompt_key = metrics.estimate_key(piece)
+    rows = []
+    for seed in range(seeds):
+        cfg = replace(config or SamplingConfig(), seed=seed, variations=1)
+        ((full, ending),) = form.compose(model, vocab, prompt, cfg, bars=bars, end=True, prompt_piece=piece,
+                                         form=form_name)
+        cont = full.notes[full.notes[:, 0] >= prompt.steps]
+        key = metrics.estimate_key(cont)
+        home = metrics.same_key_or_relative(prompt_key, key)
+        on_d = form.ends_on_tonic(full, (prompt_key[0], prompt_key[1]))
+        rows.append({"seed": seed, "notes": len(cont), "key": metrics.key_name(key), "key_r": round(key[2], 3),
+                     "home": home, "ends_on_tonic": on_d, "seconds": round(full.duration_seconds, 1),
+                     "ending_bits_per_note": round(ending.bits_per_note, 3)})
+    return {"prompt_key": metrics.key_name(prompt_key), "composer": composer or "unknown", "bars": bars,
+            "form": form_name, "seeds": seeds, "home": sum(r["home"] for r in rows),
+            "ends_on_tonic": sum(r["ends_on_tonic"] for r in rows),
+            "both": sum(r["home"] and r["ends_on_tonic"] for r in rows), "rows": rows}
+
+
+def report_complete(r: dict) -> str:
+    lines = [f"Lacrimosa completed (prompt in {r['prompt_key']}): {r['bars']} bars more, form {r['form'] or 'none'}, "
+             f"ending in the home key: {r['home']} of {r['seeds']} in D minor or F major, {r['ends_on_tonic']} end on "
+             f"a {r['prompt_key'].split()[0]} bass, {r['both']} both", "",
+             "| seed | notes | seconds | key of the continuation | D minor or F major | ends on the tonic | "
+             "ending bits/note |", "|---:|---:|---:|---|---|---|---:|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['seed']} | {x['notes']} | {x['seconds']} | {x['key']} | {'yes' if x['home'] else 'no'} | "
+                     f"{'yes' if x['ends_on_tonic'] else 'no'} | {x['ending_bits_per_note']:.2f} |")
+    return "\n".join(lines)
+
+
 def report(r: dict) -> str:
     lines = [f"Lacrimosa (prompt in {r['prompt_key']}), composer {r['composer']}, {r['tokens']} new tokens, top-k "
              f"{r['top_k']}: {r['home']} of {r['seeds']} continuations in D minor or F major; mean pitch-class "
@@ -68,13 +113,25 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--complete", type=int, metavar="BARS", help="compose BARS more bars, ending in D minor")
+    ap.add_argument("--form", default="ABA", help="with --complete: ABA, AABA, rondo, or none")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave MODEL/eval.json as it is")
     a = ap.parse_args(argv)
     model, vocab, _ = load_model(a.model)
-    r = lacrimosa_keys(model, vocab, a.seeds, a.tokens, a.top_k)
-    print(report(r))
+    if a.complete:
+        r = lacrimosa_complete(model, vocab, a.seeds, a.complete, None if a.form == "none" else a.form,
+                               SamplingConfig(top_k=a.top_k))
+        print(report_complete(r))
+        entry = "lacrimosa_complete"
+    else:
+        r = lacrimosa_keys(model, vocab, a.seeds, a.tokens, a.top_k)
+        print(report(r))
+        entry = "lacrimosa"
+    if a.no_write:
+        return 0
     path = Path(a.model) / "eval.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data["lacrimosa"] = r
+    data[entry] = r
     path.write_text(json.dumps(data, indent=1))
     return 0
 

@@ -1,0 +1,78 @@
+"""Endings measured: does a continuation of N bars close in its home key, and what does the close cost?
+
+Usage:
+    python -m training.evaluate --model assets/models/piano --data data/piano --endings 10 [--bars 8]
+
+For each of ``n`` held-out prompts (their first 12 s, spread over the split) one continuation of ``bars``
+bars is sampled (maia/form.py's time fill: it ends on the bar line with every key released), then closed
+each way below, on the same continuation:
+
+- ``none``: as sampled (the baseline);
+- ``chord``: the last bar becomes the home key's tonic chord, nothing rewritten;
+- ``fim``: the chord, and the two bars before it rewritten toward it by fill-in-the-middle (1 candidate);
+- ``fim+rerank``: the same with 4 candidates, the one whose ending the model finds least surprising kept.
+
+Per way: the share whose final chord has the home key's tonic as its lowest note, the share whose
+continuation stays in the key (same or relative), and the bits per note (left to right) of the last three
+bars, next to the baseline's over the same bars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from tqdm import tqdm
+
+from maia import form
+from maia.generate import SamplingConfig, ids_to_piece
+from maia.metrics import estimate_key, same_key_or_relative
+
+WAYS = ("none", "chord", "fim", "fim+rerank")
+
+
+def close(model, vocab, case, piece, key, cfg, way: str, end: int):
+    """``piece`` closed the ``way`` named (one of WAYS)."""
+    if way == "none":
+        return piece
+    bars, candidates = {"chord": (0, 1), "fim": (2, 1), "fim+rerank": (2, 4)}[way]
+    out, _ = form.end_in_key(model, vocab, case.prompt.composer, piece, key, cfg, case.prompt.steps, bars, candidates,
+                             end=end)
+    return out
+
+
+def endings(model, vocab, cases, cfg: SamplingConfig, bars: int = 8) -> dict:
+    """{way: {"tonic_bass": share, "key_kept": share, "ending_bits_per_note": mean}} over ``cases``."""
+    found = {w: {"tonic_bass": [], "key_kept": [], "ending_bits_per_note": []} for w in WAYS}
+    spq = vocab.config.steps_per_quarter
+    for k, case in enumerate(tqdm(cases, desc="endings", leave=False)):
+        prompt = case.prompt
+        bar = form.bar_steps(prompt.time_signature, spq)
+        steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, None, spq)
+        budget = form.token_budget(prompt.ids, prompt.steps, steps, 4096)
+        c = replace(cfg, seed=k, variations=1, max_new_tokens=budget)
+        ids = form.continue_for(model, vocab, prompt.ids, c, steps)[0]
+        piece = ids_to_piece(ids, vocab, prompt)
+        key = form.home_key(case.prompt_piece, None, piece)
+        end = prompt.steps + steps
+        tail_from = end - 3 * bar
+        for way in WAYS:
+            out = close(model, vocab, case, piece, key, c, way, end)
+            cont = out.notes[out.notes[:, 0] >= prompt.steps]
+            found[way]["tonic_bass"].append(form.ends_on_tonic(out, key))
+            found[way]["key_kept"].append(same_key_or_relative((*key, 1.0), estimate_key(cont)))
+            found[way]["ending_bits_per_note"].append(
+                form.tail_bits_per_note(model, vocab, out, prompt.composer, tail_from))
+    return {w: {m: float(np.nanmean(v)) for m, v in d.items()} | {"n": len(cases)} for w, d in found.items()}
+
+
+def report(result: dict, bars: int) -> str:
+    lines = [f"{result['none']['n']} held-out prompts (their first 12 s), each continued for {bars} bars, then closed "
+             "each way on the same continuation",
+             "", "| | " + " | ".join(WAYS) + " |", "|---|" + "---:|" * len(WAYS)]
+    for m, label in (("tonic_bass", "final chord's lowest note is the home tonic"),
+                     ("key_kept", "continuation in the home key (same or relative)"),
+                     ("ending_bits_per_note", "bits per note of the last 3 bars")):
+        fmt = "{:.2f}"
+        lines.append(f"| {label} | " + " | ".join(fmt.format(result[w][m]) for w in WAYS) + " |")
+    return "\n".join(lines)

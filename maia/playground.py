@@ -29,12 +29,14 @@ device) are set once by ``use(Limits.from_env())`` in app.py; the defaults hold 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import math
 import os  # cpu_count
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -295,6 +297,58 @@ def time_budget() -> float:
     return LIMITS.time_budget
 
 
+class Stops:
+    """The page's Stop, per browser session (app.py holds one): it asks the session's compositions to end
+    and finish what they made, where cancelling Gradio's event would drop the stream mid-update (no WAV, no
+    sheet, a player left waiting, and an "Error" badge on the roll).
+
+    ``arm(session)`` when a composition is asked for (Compose, before the queue), ``running(session)`` around
+    it (the event its ``stream`` watches), ``stop(session)`` from the Stop button: it sets the events of the
+    session's running compositions, and one still in the queue finds its stop waiting when it starts."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: dict[str, list[threading.Event]] = {}
+        self._waiting: set[str] = set()  # sessions whose Stop came while their composition was queued
+
+    def arm(self, session: str | None) -> None:
+        """A new composition was asked for: a Stop meant for an earlier one no longer applies."""
+        with self._lock:
+            self._waiting.discard(session)
+
+    @contextlib.contextmanager
+    def running(self, session: str | None) -> Iterator[threading.Event]:
+        """The stop event of one composition of ``session`` (None: one nothing can stop but its own end)."""
+        event = threading.Event()
+        if session is None:
+            yield event
+            return
+        with self._lock:
+            if session in self._waiting:
+                self._waiting.discard(session)
+                event.set()
+            self._running.setdefault(session, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                events = self._running.get(session, [])
+                if event in events:
+                    events.remove(event)
+                if not events:
+                    self._running.pop(session, None)
+
+    def stop(self, session: str | None) -> bool:
+        """Stops ``session``'s running compositions (True), or the one it has queued when it starts (False)."""
+        with self._lock:
+            events = self._running.get(session)
+            for event in events or []:
+                event.set()
+            if not events and session is not None:
+                self._waiting.add(session)
+            return bool(events)
+
+
 def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool, warnings: list[str]):
     """The request's LiveView (maia/live.py), with audio when asked for and FluidSynth and the SoundFont load;
     otherwise without, and ``warnings`` says why."""
@@ -374,13 +428,15 @@ def steering(key, key_strength, lowest, highest, density, prompt: Prompt, vocab:
 
 def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=KEY_OFF,
            key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, *,
-           interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
+           interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None,
+           stop: threading.Event | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
     sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
     to ``budget`` seconds (default: time_budget()): sampling stops early enough for the finishing, and
     the sheet music is left out when even that would not fit. ``key``, ``key_strength``, ``lowest``,
-    ``highest`` and ``density`` steer the sampling (``steering``, maia/controls.py). Raises InputError for
-    a bad request."""
+    ``highest`` and ``density`` steer the sampling (``steering``, maia/controls.py). Once ``stop`` is set
+    (the page's Stop, through ``Stops``) sampling ends and what was made is finished like a whole piece.
+    Raises InputError for a bad request."""
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
     deadline = started + budget
@@ -402,7 +458,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
                stop_id=vocab.end_id, base=len(prompt.ids),
-               key=controls.key if controls is not None and controls.key_strength > 0 else None)
+               key=controls.key if controls is not None and controls.key_strength > 0 else None, stop=stop)
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, notices)
     finally:  # also when the client goes away mid-stream (Gradio closes the generator)
@@ -410,11 +466,12 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
 
 
 def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperature, seed, *,
-               interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None) -> Iterator[Update]:
+               interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None,
+               stop: threading.Event | None = None) -> Iterator[Update]:
     """Rewrites the passage of ``source_midi`` between two quarter-note beats with a fill-in-the-middle
     model and streams it like ``stream`` (one variation): everything before and after the passage is
     kept bit for bit (maia/infill.py). Raises InputError for a bad request (no file, a span outside
-    the music, a model without fill-in-the-middle)."""
+    the music, a model without fill-in-the-middle). ``stop``: as for ``stream``."""
     from maia.generate import resolve_composer
     from maia.infill import beats_to_steps, join_span, split_span
 
@@ -456,7 +513,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     job = _Job(steps=steps,
                rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
                title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
-               stop_id=vocab.fim_end_id, base=prompt_len)
+               stop_id=vocab.fim_end_id, base=prompt_len, stop=stop)
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, [])
     finally:
@@ -600,6 +657,7 @@ class _Job:
     stop_id: int
     base: int = 0  # tokens in each row before sampling
     key: tuple[int, str] | None = None  # a key lock: the key the line names and the sheet notates
+    stop: threading.Event | None = None  # set: sampling ends, and what was made is finished (the page's Stop)
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
@@ -642,8 +700,11 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         yield snapshot(k)
         k += 1
     next_at = time.monotonic() + (interval if k else min(interval, FIRST_UPDATE))
-    out_of_time = False
+    out_of_time = stopped = False
     while True:
+        if job.stop is not None and job.stop.is_set():
+            stopped = True  # a normal end: what was made is finished as a whole piece
+            break
         notes = max(len(ids) for ids in job.rows) // 2  # about two tokens per note
         if time.monotonic() + finish_seconds(notes, variations) > deadline:
             out_of_time = True  # keep what was made, and the time to finish it
@@ -679,6 +740,8 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         if heard is not None and len(heard):  # the WAV is the audio as heard on the page
             out.audio = outputs.write_audio(heard, folder / f"maia-{i + 1}.wav", live.rate)
     status = "done: " + _status(made, config, ended, sampling, job.model)
+    if stopped:
+        status += " · stopped: the music made so far is the piece"
     warned = []
     if out_of_time:
         status += " · stopped at the time limit"

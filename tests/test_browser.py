@@ -327,3 +327,64 @@ def test_defect_05_the_tempo_marks_note_is_drawn_in_verovios_font(page, tiny_mid
     page.locator("#live-1 button.tab-sheet").click()
     page.wait_for_function("[...document.fonts].some(f => f.family.replace(/['\"]/g, '') === 'Leipzig' && "
                            "f.status === 'loaded')", timeout=15_000)
+
+
+def long_piece_seed(page):
+    """Seed 1: the tiny gpt writes 2,886 tokens of the arpeggio's continuation before its <end> (seed 0: 488,
+    done before a Stop could come), so a Stop lands mid-way."""
+    page.get_by_label("Seed").fill("1")
+    page.get_by_label("Seed").press("Enter")
+
+
+def errors_shown(page) -> int:
+    """Gradio's red "Error" badges (status trackers) on the page."""
+    return page.locator("[data-testid=status-tracker] .error").count()
+
+
+def test_defect_03_stop_leaves_no_error_badge(page, tiny_midi):
+    """Stop is a normal action: at any moment of the composing, it leaves no "Error" on the roll (before the fix
+    Gradio's cancel did, 4 times in 7)."""
+    from playwright.sync_api import expect
+
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_disabled()  # nothing runs yet
+    long_piece_seed(page)
+    request = None
+    for k, delay in enumerate((0.1, 0.5, 1.2)):
+        compose(page, tiny_midi if k == 0 else None, 4096)  # the prompt stays for the next ones
+        page.wait_for_function(f"{STATS} && {STATS}.request !== {json.dumps(request)} && {STATS}.updates > 0",
+                               timeout=60_000)
+        time.sleep(delay)
+        stop.click()
+        request = wait_done(page, request)
+        time.sleep(0.5)  # Gradio shows its badge once the event has ended
+        assert errors_shown(page) == 0, f"an Error badge after a Stop {delay} s into the composing"
+        expect(page.get_by_text("stopped:")).to_be_visible()
+        expect(stop).to_be_disabled()
+
+
+def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tiny_midi):
+    """After Stop: the sheet music, the WAV and the MusicXML of what was made, and a player that simply ends
+    (no "waiting for maia…")."""
+    from playwright.sync_api import expect
+
+    long_piece_seed(page)
+    compose(page, tiny_midi, 4096)
+    page.wait_for_function(f"{STATS} && {STATS}.playStarts >= 1 && {STATS}.notePixels().orange > 50", timeout=60_000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    wait_done(page, None)
+    assert stats(page)["done"] is True
+    expect(page.get_by_text("stopped:")).to_be_visible()
+    expect(page.locator("#live-1 button.tab-sheet")).to_be_enabled()
+    for suffix in (".mid", ".wav", ".musicxml", "-roll.png"):
+        expect(page.locator(f"a[href$='maia-1{suffix}']")).to_be_attached()
+    # the player plays to the end and stops there, ready to play again
+    end = page.evaluate(f"{STATS}.notes().reduce((t, n) => Math.max(t, n[2]), 0)")
+    page.evaluate(f"{STATS}.seek({end} - 0.4)")
+    if not page.evaluate(f"{STATS}.playing()"):
+        page.locator("#live-1 button.play").click()
+    page.wait_for_function(f"{STATS}.playing()", timeout=5_000)
+    page.wait_for_function(f"!({STATS}).playing()", timeout=15_000)
+    time.sleep(0.3)
+    assert page.evaluate(f"{STATS}.state()") == "", "the player ended instead of waiting for more music"
+    assert page.evaluate(f"{STATS}.position()") == 0

@@ -203,3 +203,43 @@ def test_defect_13_a_permalink_keeps_the_uploads_name_and_drops_an_unknown_compo
     assert Path(back["prompt_midi"]).name == "My Sonata.mid" and back["composer"] == "mozart"
     assert "composer" not in playground.from_link({"composer": "zzz", "model": "gpt"})
     assert "composer" not in playground.from_link({"composer": "zzz"})
+
+
+def test_defect_04_stop_finishes_what_was_made(models):
+    """Stop (the stream's stop event set mid-way) is a normal end: the last update is a finished piece, with its
+    WAV, MusicXML and sheet music, and the status says it was stopped."""
+    import json
+    import threading
+
+    stop = threading.Event()
+    updates = []
+    for update in playground.stream(None, "bach", "gpt", 4096, 5, 1.0, 1, 1, interval=0.0, stop=stop):
+        updates.append(update)
+        if len(updates) == 3:
+            stop.set()
+    last = updates[-1]
+    assert last.done and "stopped" in last.status and "/4096 tokens" in last.status
+    out = last.outputs[0]
+    assert out.midi.is_file() and out.musicxml is not None and out.musicxml.is_file()
+    assert out.audio is not None and out.audio.read_bytes()[:4] == b"RIFF"
+    message = json.loads(out.live)
+    assert message["done"] and message.get("sheet"), "the roll gets the sheet music of what was made"
+    assert int(last.status.split("done: ")[1].split("/")[0]) < 4096
+
+
+def test_defect_03_04_stop_reaches_the_sessions_running_composition_only():
+    """Stops: a Stop sets the running composition's event of that session only; a Stop while the composition waits
+    in the queue stops it when it starts; a new Compose (arm) forgets a Stop meant for an earlier one."""
+    stops = playground.Stops()
+    with stops.running("a") as a, stops.running("b") as b:
+        assert stops.stop("a") is True
+        assert a.is_set() and not b.is_set()
+    assert stops.stop("a") is False  # nothing runs: it waits for the queued composition
+    with stops.running("a") as queued:
+        assert queued.is_set()
+    stops.stop("a")
+    stops.arm("a")  # Compose clicked again: the old Stop does not apply
+    with stops.running("a") as fresh:
+        assert not fresh.is_set()
+    with stops.running(None) as alone:  # a call from Python: nothing can stop it
+        assert stops.stop(None) is False and not alone.is_set()

@@ -44,6 +44,8 @@
   const othersPlaying = () => Object.entries(players).some(([k, p]) => k !== slot && p.playing());
   stats.playing = () => P.playing;
   stats.position = () => position();
+  stats.seek = (t) => seek(t);
+  stats.state = () => stateEl.textContent;
   stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS });
   stats.notes = () => S.notes;
   stats.notePixels = () => { // canvas pixels right of the keyboard in the prompt's blue or maia's orange
@@ -87,6 +89,7 @@
     S.notes = m.notes; S.now = m.now; S.done = m.done; S.mine = m.mine;
     S.beat = m.beat; S.meter = m.meter; S.rate = m.rate;
     if (m.audio) addAudio(m.audio);
+    if (S.done && P.buffering) ended(); // the player waited for more music, and the piece ended (e.g. Stop) with none
     if (m.sheet) showSheet(m.sheet);
     if (stats.firstNoteMs === null && S.notes.length) {
       stats.firstNoteMs = performance.now(); stats.firstNoteSeq = m.seq; stats.firstNoteDone = S.done;
@@ -179,6 +182,12 @@
     draw();
   }
 
+  function ended() { // the end of a finished piece: the player stops, ready to play it again from the start
+    if (P.playing) pause(false);
+    P.buffering = false; P.pos = 0; stateEl.textContent = "";
+    draw();
+  }
+
   function seek(t) {
     t = Math.max(0, Math.min(t, duration()));
     if (P.playing) play(Math.min(t, S.have / S.rate), "seek"); else P.pos = t;
@@ -189,7 +198,7 @@
     if (!P.playing) return;
     const pos = position(), end = S.have / S.rate;
     if (pos >= end - 0.005) {
-      if (S.done) { pause(false); P.pos = 0; stateEl.textContent = ""; }
+      if (S.done) ended();
       else { pause(false); P.pos = end; P.buffering = true; stateEl.textContent = "waiting for maia…"; }
     } else stateEl.textContent = "";
     if (stats.positions.length < 5000) stats.positions.push([performance.now(), position()]);

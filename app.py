@@ -33,6 +33,7 @@ MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
 LOG = logging.getLogger("maia")
+STOPS = playground.Stops()  # the Stop button's requests, per browser session
 if GALLERY is None:
     LOG.warning("the gallery is off: %s", GALLERY_PROBLEM)
 
@@ -56,8 +57,12 @@ def upload(value) -> str | None:
     return value.get("path") if isinstance(value, dict) else value
 
 
+def session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
-             key_strength=1.0, lowest=21, highest=108, density=1.0):
+             key_strength=1.0, lowest=21, highest=108, density=1.0, request: gr.Request = None):
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
     steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
     (lowest and highest MIDI keys) and a note density factor (0.25..4).
@@ -65,38 +70,42 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     Streams. Each update holds, for each of 4 variation slots: the live piano roll's message (JSON:
     notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
     so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
-    slots are empty. Then a status line."""
+    slots are empty. Then a status line. The page's Stop ends the sampling and the music made so far is
+    finished like a whole piece."""
     try:
-        for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed, variations,
-                                        key, key_strength, lowest, highest, density):
-            for text in update.warnings:
-                gr.Warning(text)
-            for text in update.notices:
-                gr.Info(text)
-            values = []
-            for i in range(MAX_VARIATIONS):
-                o = update.outputs[i] if i < len(update.outputs) else None
-                files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f] if o else []
-                values += [o.live if o else "", files or None, o.analysis if o else ""]
-            yield [*values, update.status]
+        with STOPS.running(session(request)) as stop:
+            for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed,
+                                            variations, key, key_strength, lowest, highest, density, stop=stop):
+                for text in update.warnings:
+                    gr.Warning(text)
+                for text in update.notices:
+                    gr.Info(text)
+                values = []
+                for i in range(MAX_VARIATIONS):
+                    o = update.outputs[i] if i < len(update.outputs) else None
+                    files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f] if o else []
+                    values += [o.live if o else "", files or None, o.analysis if o else ""]
+                yield [*values, update.status]
     except MaiaError as e:
         raise refused(e) from None
     except Exception as e:  # a bug
         raise failed(e) from None
 
 
-def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed):
+def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed, request: gr.Request = None):
     """Rewrite the passage of a MIDI file between two quarter-note beats (from 0) with a
     fill-in-the-middle model, keeping everything before and after it bit for bit.
 
     Streams, like /generate for one variation: the live roll's message, the files (MIDI so far; when done
     also WAV, MusicXML, PNG roll), an analysis line, and a status line."""
     try:
-        for update in playground.regenerate(upload(source), from_beat, to_beat, composer, model, top_k, temperature, seed):
-            for text in update.warnings:
-                gr.Warning(text)
-            o = update.outputs[0]
-            yield o.live, [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f], o.analysis, update.status
+        with STOPS.running(session(request)) as stop:
+            for update in playground.regenerate(upload(source), from_beat, to_beat, composer, model, top_k,
+                                                temperature, seed, stop=stop):
+                for text in update.warnings:
+                    gr.Warning(text)
+                o = update.outputs[0]
+                yield o.live, [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f], o.analysis, update.status
     except MaiaError as e:
         raise refused(e) from None
     except Exception as e:  # a bug
@@ -107,13 +116,15 @@ def current_midi(files):
     return next((f for f in files or [] if str(f).endswith(".mid")), None)
 
 
-def regenerate_current(files, from_beat, to_beat, composer, model, top_k, temperature, seed):
-    yield from regenerate(current_midi(files), from_beat, to_beat, composer, model, top_k, temperature, seed)
+def regenerate_current(files, from_beat, to_beat, composer, model, top_k, temperature, seed,
+                       request: gr.Request = None):
+    yield from regenerate(current_midi(files), from_beat, to_beat, composer, model, top_k, temperature, seed, request)
 
 
 def remember(history, live, files, status):
+    """After a composition: variation 1's piece goes into the session's history; Stop is off again."""
     history = playground.remember(history, live, files, status)
-    return history, *history_buttons(history)
+    return history, *history_buttons(history), disarm()
 
 
 def history_buttons(history):
@@ -172,8 +183,20 @@ def composers_for(model, composer):
     return gr.update(choices=playground.composer_choices(model), value=value)
 
 
-def stopped(status):
-    return f"stopped: {status or 'nothing composed yet'}"
+def arm(request: gr.Request):
+    """A composition was asked for: Stop applies to it (and is enabled while it runs)."""
+    STOPS.arm(session(request))
+    return gr.update(interactive=True)
+
+
+def disarm():
+    return gr.update(interactive=False)
+
+
+def stop_composing(request: gr.Request):
+    """Stop: the running composition ends and finishes what it made (its stream's last updates)."""
+    STOPS.stop(session(request))
+    return gr.update(interactive=False)
 
 
 def continue_from(files):
@@ -223,7 +246,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                         info="notes against moving on in time: above 1 more notes per second, below fewer")
                 with gr.Row():
                     compose = gr.Button("Compose", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                    stop = gr.Button("Stop", variant="stop", interactive=False)  # enabled while composing
                 with gr.Row():
                     link_button = gr.Button("🔗 Permalink", size="sm")
                 link = gr.Textbox(label="Permalink: opening it restores these settings; Compose then gives the same music",
@@ -266,19 +289,27 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     # The API's two endpoints take their values as sent (preprocess=False): maia checks each one and says in one
     # line what is wrong, where Gradio's own checks fail on e.g. tokens="abc" with a generic error, and round a
     # seed through a float.
-    composing = compose.click(generate, inputs, [*outputs, status], api_name="generate", preprocess=False)
-    composing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
-    completing = lacrimosa.click(
+    # Each composition arms Stop first (outside the queue, so a Stop while it waits in the queue counts), and
+    # disarms it when done. Stop asks the stream to finish what it made (STOPS): no Gradio cancel, which would
+    # drop the stream mid-update, leave the player waiting and put an "Error" badge on the roll.
+    composing = compose.click(arm, None, stop, queue=False, api_visibility="private").then(
+        generate, inputs, [*outputs, status], api_name="generate", preprocess=False)
+    composing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
+                   api_visibility="private")
+    completing = lacrimosa.click(arm, None, stop, queue=False, api_visibility="private").then(
         lambda: (str(playground.LACRIMOSA), "mozart"), None, [prompt_midi, composer], api_visibility="private"
     ).then(generate, inputs, [*outputs, status], api_visibility="private", preprocess=False)
-    completing.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
+    completing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
+                    api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
     infill_api = gr.Button(visible=False)
     infill_api.click(regenerate, [prompt_midi, from_beat, to_beat, composer, model, top_k, temperature, seed],
                      [*first, status], api_name="infill", preprocess=False)
-    regenerating = regen.click(regenerate_current, [first[1], from_beat, to_beat, composer, model, top_k, temperature,
-                                                    seed], [*first, status], api_visibility="private")
-    regenerating.then(remember, [history, first[0], first[1], status], [history, undo, redo], api_visibility="private")
+    regenerating = regen.click(arm, None, stop, queue=False, api_visibility="private").then(
+        regenerate_current, [first[1], from_beat, to_beat, composer, model, top_k, temperature, seed],
+        [*first, status], api_visibility="private")
+    regenerating.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
+                      api_visibility="private")
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
@@ -286,8 +317,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 density]  # in playground.LINK_FIELDS order
     link_button.click(make_link, [prompt_midi, *settings], link, api_visibility="private")
     demo.load(restore, None, [prompt_midi, *settings], api_visibility="private")
-    # Stop cancels the stream; the last update (roll, audio, MIDI so far) stays on the page.
-    stop.click(stopped, status, status, cancels=[composing, completing, regenerating], api_visibility="private")
+    stop.click(stop_composing, None, stop, queue=False, api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")

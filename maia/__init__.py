@@ -1,4 +1,12 @@
-"""maia: an AI composer of piano music. The public API:
+"""maia: an AI composer of piano music. The public API, pieces in and pieces out (maia/library.py):
+
+    import maia
+
+    piano = maia.load("piano")                               # a shipped model's name, or a model folder
+    piece = piano.continue_("assets/prompts/lacrimosa.mid", composer="mozart", bars=8, end=True)
+    piece.write_midi("lacrimosa_continued.mid")              # also piano.infill(piece, 4, 8), piano.score(piece)
+
+and the functional layer underneath it, tokens and ids:
 
     from maia import read, encode, decode, load_model, generate, SamplingConfig
 
@@ -12,10 +20,11 @@ Imports are lazy, so ``import maia`` stays cheap and loads torch only when a mod
 
 from __future__ import annotations
 
-__all__ = ["Piece", "SamplingConfig", "build_prompt", "decode", "encode", "generate", "generate_ids",
+__all__ = ["Maia", "Piece", "SamplingConfig", "build_prompt", "decode", "encode", "generate", "generate_ids", "load",
            "load_model", "read"]
 
-_WHERE = {"Piece": "maia.encoding", "read": "maia.encoding", "encode": "maia.encoding", "decode": "maia.encoding",
+_WHERE = {"load": "maia.library", "Maia": "maia.library",
+          "Piece": "maia.encoding", "read": "maia.encoding", "encode": "maia.encoding", "decode": "maia.encoding",
           "load_model": "maia.checkpoint", "generate": "maia.generate", "generate_ids": "maia.generate",
           "SamplingConfig": "maia.generate", "build_prompt": "maia.generate"}
 

@@ -23,7 +23,7 @@ from maia.errors import InputError, MaiaError
 
 def _vocab_for(a):
     """The vocabulary of the chosen model, or the default one when no model is installed."""
-    from maia.checkpoint import default_model, models_root, read_vocab, resolve_model
+    from maia.registry import default_model, models_root, read_vocab, resolve_model  # torch-free: no weights loaded
     from maia.vocab import Vocab
 
     name = a.model or default_model(a.limits.models_dir)
@@ -73,7 +73,7 @@ def cmd_decode(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from maia.checkpoint import installed_models, read_config
+    from maia.registry import installed_models, read_config
     from maia.vocab import END, PAD, START
 
     vocab = _vocab_for(a)

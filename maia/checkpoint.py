@@ -5,6 +5,9 @@ by the weights; nothing is ever unpickled:
 
     {"format": "maia-model/1", "kind": "gpt", "model": {...GPTConfig...}, "vocab": {...Vocab.to_dict()...},
      ...extra: training settings, data summary, metrics}
+
+Reading config.json and finding the installed models need no torch: they live in maia.registry, and are
+re-exported here for the callers that load weights too.
 """
 
 from __future__ import annotations
@@ -19,18 +22,24 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from maia.errors import MaiaError
 from maia.models import MODELS, build_model
+from maia.registry import (  # the torch-free half, re-exported: reading configs and finding installed models
+    CONFIG,
+    DEFAULT_ROOT,
+    FORMAT,
+    PREFERRED_MODELS,
+    REQUIRED_KEYS,
+    WEIGHTS,
+    CheckpointError,
+    default_model,
+    installed_models,
+    list_models,
+    models_root,
+    read_config,
+    read_vocab,
+    resolve_model,
+)
 from maia.vocab import Vocab
-
-FORMAT = "maia-model/1"
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
-REQUIRED_KEYS = ("format", "kind", "model", "vocab")
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "assets" / "models"  # the shipped checkpoints
-
-
-class CheckpointError(MaiaError, ValueError):
-    """A model folder that cannot be loaded; the message names the folder and the problem."""
 
 
 def _distinct_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -96,42 +105,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_config(folder: str | Path) -> dict:
-    """Parse and check a model folder's config.json; CheckpointError if it is missing or malformed."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"model folder {folder} does not exist")
-    path = folder / CONFIG
-    if not path.is_file():
-        raise CheckpointError(f"model folder {folder} has no {CONFIG}")
-    try:
-        cfg = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, not {type(cfg).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in cfg]
-    if missing:
-        raise CheckpointError(f"{path} lacks the keys {missing}")
-    if cfg["format"] != FORMAT:
-        raise CheckpointError(f"{path} has format {cfg['format']!r}; this version of maia reads {FORMAT!r}")
-    if cfg["kind"] not in MODELS:
-        raise CheckpointError(f"{path}: unknown model kind {cfg['kind']!r}; known: {', '.join(sorted(MODELS))}")
-    if not isinstance(cfg["model"], dict) or not isinstance(cfg["vocab"], dict):
-        raise CheckpointError(f"{path}: 'model' and 'vocab' must be JSON objects")
-    return cfg
-
-
-def read_vocab(folder: str | Path, cfg: dict | None = None) -> Vocab:
-    """A model folder's vocabulary, without the weights; CheckpointError naming the folder if invalid.
-    ``cfg``: its config.json, when already read."""
-    cfg = read_config(folder) if cfg is None else cfg
-    try:
-        return Vocab.from_dict(cfg["vocab"])
-    except ValueError as e:
-        raise CheckpointError(f"model folder {folder}: {e}") from None
-
-
 def load_model(
     folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[nn.Module, Vocab, dict]:
@@ -174,43 +147,6 @@ def load_model(
     return model.to(device=device, dtype=dtype).eval(), vocab, cfg
 
 
-def list_models(root: str | Path = DEFAULT_ROOT) -> dict[str, Path]:
-    """Model folders under `root` (those holding a config.json), by folder name, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG).is_file()}
-
-
-def resolve_model(name_or_dir: str | Path, root: str | Path = DEFAULT_ROOT) -> Path:
-    """A model folder from a path to one or from the name of one under `root`."""
-    path = Path(name_or_dir)
-    if path.is_dir():
-        return path
-    models = list_models(root)
-    if str(name_or_dir) in models:
-        return models[str(name_or_dir)]
-    known = ", ".join(models) or "none"
-    raise CheckpointError(f"no model folder {name_or_dir!r}, and no model of that name in {root} (found: {known})")
-
-
-PREFERRED_MODELS = ("piano", "gpt", "sparse", "lstm")  # offered in this order; the default is the first installed
-
-
-def models_root(folder: str | Path | None = None) -> Path:
-    """Where installed models live: ``folder`` (the operator's, maia.limits' MAIA_MODELS_DIR) if given, else the
-    shipped assets/models/. Requests name a model, never a path."""
-    return Path(folder).expanduser() if folder else DEFAULT_ROOT
-
-
-def installed_models(root: str | Path | None = None) -> dict[str, Path]:
-    """The model folders under ``models_root(root)`` by name, in the order they are offered: piano, gpt,
-    sparse, lstm when installed, then the rest by name. The one registry of the app and the CLI."""
-    models = list_models(models_root(root))
-    order = [m for m in PREFERRED_MODELS if m in models] + [m for m in models if m not in PREFERRED_MODELS]
-    return {m: models[m] for m in order}
-
-
-def default_model(root: str | Path | None = None) -> str | None:
-    """The model used when none is named: the first installed one (``installed_models``), or None."""
-    return next(iter(installed_models(root)), None)
+__all__ = ["CONFIG", "DEFAULT_ROOT", "FORMAT", "PREFERRED_MODELS", "REQUIRED_KEYS", "WEIGHTS", "CheckpointError",
+           "atomic_write_text", "default_model", "installed_models", "list_models", "load_model", "models_root",
+           "read_config", "read_vocab", "resolve_model", "save_model"]

@@ -3,10 +3,11 @@
 Usage:
     python -m training.model_card --model assets/models/piano --notes training/cards/piano.md
 
-Every figure in the card is read from the model folder: the training settings and compute from
-config.json (written by training.train), the held-out figures from eval.json (written by
-training.evaluate, training.lacrimosa and training.compare), so no number is typed by hand. ``--notes``
-adds the prose: what the model is for and its known limits.
+The card opens with Hugging Face front matter: the weights' license (CC BY-NC-SA 4.0, that of their data)
+and the datasets they learnt from. Every figure in the card is read from the model folder: the training
+settings and compute from config.json (written by training.train), the held-out figures from eval.json
+(written by training.evaluate, training.lacrimosa and training.compare), so no number is typed by hand.
+``--notes`` adds the prose: what the model is for and its known limits.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ SOURCES = {
     "pop909": ("POP909 (music-x-lab/POP909-Dataset @ d83e6ed): 909 pop piano arrangements", "MIT"),
     "music21": ("the corpus that ships inside music21 (the warm start's data)", "BSD-3 (music21) / public domain scores"),
 }
+# Where each source lives, for the card's `datasets:` front matter. They are GitHub repositories, not Hub
+# datasets; the owner/name form is the one the Hub's field takes.
+DATASETS = {"asap": "fosfrancesco/asap-dataset", "asap-performances": "fosfrancesco/asap-dataset",
+            "kern-beethoven": "craigsapp/beethoven-piano-sonatas", "kern-mozart": "craigsapp/mozart-piano-sonatas",
+            "kern-chopin": "craigsapp/chopin-humdrum-nifc", "pop909": "music-x-lab/POP909-Dataset",
+            "music21": "cuthbertLab/music21"}
+LICENSE = "cc-by-nc-sa-4.0"  # the weights take the most restrictive terms of their data (ASAP, the Mozart kern scores)
+
+
+def front_matter(sources: list[str]) -> list[str]:
+    """The Hugging Face model card metadata: the weights' license and the datasets they learnt from."""
+    datasets = list(dict.fromkeys(DATASETS[s] for s in sources if s in DATASETS))
+    return ["---", f"license: {LICENSE}", *(["datasets:", *(f"- {d}" for d in datasets)] if datasets else []),
+            "tags:", "- music", "- symbolic-music", "- midi", "- piano", "---", ""]
 
 
 def card(folder: Path, notes: str = "") -> str:
@@ -39,7 +54,7 @@ def card(folder: Path, notes: str = "") -> str:
     index_sources = (cfg.get("data", {}).get("sources")
                      or sorted({e.get("source") or "music21" for e in _index(data.get("data_dir"))})
                      or ["(corpus not found here)"])
-    lines = [f"# maia `{folder.name}` — {cfg['kind']}", ""]
+    lines = [*front_matter(index_sources), f"# maia `{folder.name}` — {cfg['kind']}", ""]
     if notes:
         lines += [notes.strip(), ""]
     lines += ["## Model", "",

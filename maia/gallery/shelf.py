@@ -18,8 +18,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from maia.gallery.store import Gallery
-
-PROMPTS = Path(__file__).resolve().parents[2] / "assets" / "prompts"
+from maia.registry import PROMPTS_DIR as PROMPTS  # assets/prompts/, or maia/assets/prompts/ when pip-installed
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,31 @@ def test_a_varied_line_is_left_alone():
         assert g.bias() is None
 
 
+def test_a_figure_repeated_with_the_odd_other_note_is_penalised():
+    """Six pitches (an arpeggiated D minor figure) with a seventh note every 12.5 beats: the exact loop rules
+    never fire, the stagnation rule does once the figure carries 90% of 32 beats' onsets."""
+    from maia.guards import STAGNATION
+
+    g = guards(loop=4.0)
+    figure = [50, 57, 62, 65, 69, 74]
+    beats, fired_at = 0.0, None
+    for i in range(20):  # each round 3 beats; every fourth round one E5 more (12.5 beats between them)
+        extra = [77] if i % 4 == 0 else []
+        for p in figure + extra:
+            play(g, f"p{p}", "wait6", f"endp{p}")
+        beats += 3 + len(extra) / 2
+        found = pushes(g)
+        if found:
+            fired_at = beats
+            assert found == {on(p): -RAMP for p in figure}
+            break
+    assert fired_at is not None and fired_at >= STAGNATION[1] * 4.0  # not before the window is full
+    varied = guards(loop=4.0)
+    for p in list(range(48, 84)) * 2:  # 36 pitches, 36 beats
+        play(varied, f"p{p}", "wait6", f"endp{p}")
+        assert varied.bias() is None
+
+
 # ---- closing -------------------------------------------------------------------------------------------
 def test_closing_allows_only_the_held_keys_note_offs():
     g = guards(rows=2, hold=8.0)

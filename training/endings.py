@@ -1,7 +1,9 @@
-"""Endings measured: does a continuation of N bars close in its home key, and what does the close cost?
+"""Endings and forms measured: does a continuation of N bars close in its home key, and what does the close
+cost? Does the theme come back, at what cost?
 
 Usage:
     python -m training.evaluate --model assets/models/piano --data data/piano --endings 10 [--bars 8]
+    python -m training.evaluate --model assets/models/piano --data data/piano --forms 16 [--bars 16]
 
 For each of ``n`` held-out prompts (their first 12 s, spread over the split) one continuation of ``bars``
 bars is sampled (maia/form.py's time fill: it ends on the bar line with every key released), then closed
@@ -64,6 +66,60 @@ def endings(model, vocab, cases, cfg: SamplingConfig, bars: int = 8) -> dict:
             found[way]["ending_bits_per_note"].append(
                 form.tail_bits_per_note(model, vocab, out, prompt.composer, tail_from))
     return {w: {m: float(np.nanmean(v)) for m, v in d.items()} | {"n": len(cases)} for w, d in found.items()}
+
+
+FORMS = ("none", "ABA", "rondo")
+
+
+def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: int = 4) -> dict:
+    """{way: per-piece means} for each of FORMS applied to the same continuation of ``bars`` bars, and for
+    the real continuations over the same span: motif recurrence, key kept, two-pitch run, distinct pitches,
+    and the model's bits per note of the continuation read left to right."""
+    from maia import listener
+
+    found: dict[str, list[dict]] = {w: [] for w in (*FORMS, "real")}
+    spq = vocab.config.steps_per_quarter
+    for k, case in enumerate(tqdm(cases, desc="forms", leave=False)):
+        prompt = case.prompt
+        bar = form.bar_steps(prompt.time_signature, spq)
+        steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, None, spq)
+        c = replace(cfg, seed=k, variations=1, max_new_tokens=form.token_budget(prompt.ids, prompt.steps, steps, 4096))
+        piece = ids_to_piece(form.continue_for(model, vocab, prompt.ids, c, steps)[0], vocab, prompt)
+        origin = prompt.steps + (-prompt.steps) % bar
+        tb = max(1, min(theme_bars, prompt.steps // bar))
+        src = case.prompt_piece.notes
+        theme = src[src[:, 0] < tb * bar]
+        shift = np.array([prompt.steps, 0, 0, 0])
+        real = replace(piece, notes=np.concatenate([case.prompt_piece.notes, case.real.notes + shift]))
+        for way in (*FORMS, "real"):
+            if way == "real":
+                out = real
+            elif way == "none":
+                out = piece
+            else:
+                plan = form.plan(way, (prompt.steps + steps - origin) // bar, tb, False)
+                out = form.apply_form(model, vocab, prompt.composer, piece, replace(piece, notes=theme), origin, plan,
+                                      c, prompt.steps + steps)
+            cont = replace(out, notes=out.notes[out.notes[:, 0] >= prompt.steps] - shift)
+            row = listener.per_piece(case.prompt_piece, cont)
+            row["bits_per_note"] = form.tail_bits_per_note(model, vocab, out, prompt.composer, prompt.steps)
+            found[way].append(row)
+    keys = ("motif_recurrence", "key_kept", "two_pitch_run", "distinct_pitches_10s", "bits_per_note")
+    return {w: {m: float(np.nanmean([r[m] for r in rows])) for m in keys} | {"n": len(rows)} for w, rows in found.items()}
+
+
+def report_forms(result: dict, bars: int) -> str:
+    ways = (*FORMS, "real")
+    lines = [f"{result['none']['n']} held-out prompts (their first 12 s), each continued for {bars} bars; the same "
+             "continuation with the prompt's opening bars brought back as each form asks (fill-in-the-middle joins), "
+             "and the real continuation over the same span", "", "| | " + " | ".join(ways) + " |",
+             "|---|" + "---:|" * len(ways)]
+    for m, label in (("motif_recurrence", "motif recurrence (4-note top-line patterns of the prompt)"),
+                     ("key_kept", "key kept (same or relative)"), ("two_pitch_run", "longest two-pitch run, s"),
+                     ("distinct_pitches_10s", "distinct pitches per 10 s"),
+                     ("bits_per_note", "bits per note of the continuation (the model, left to right)")):
+        lines.append(f"| {label} | " + " | ".join(f"{result[w][m]:.2f}" for w in ways) + " |")
+    return "\n".join(lines)
 
 
 def report(result: dict, bars: int) -> str:

@@ -168,7 +168,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path | None = None, continua
 
     path = model_dir / "eval.json"
     kept = {k: v for k, v in (json.loads(path.read_text()) if path.exists() else {}).items()
-            if k in ("long_context", "lacrimosa", "listening", "endings", "lacrimosa_complete", "whole_pieces")}  # what the other modes added
+            if k in ("long_context", "lacrimosa", "listening", "endings", "forms", "lacrimosa_complete", "whole_pieces")}  # what the other modes added
     path.write_text(json.dumps(_finite({**result, **kept}), indent=1))
     cfg = read_config(model_dir)  # re-read: only the metrics change
     cfg.setdefault("metrics", {}).update(
@@ -236,6 +236,23 @@ def endings(model_dir: str | Path, n: int, bars: int = 8, data_dir=None, device:
         data["endings"] = {"bars": bars, **result}
         path.write_text(json.dumps(_finite(data), indent=1))
     return result, en.report(result, bars)
+
+
+def forms(model_dir: str | Path, n: int, bars: int = 16, data_dir=None, device: str = "cpu",
+          write: bool = True) -> tuple[dict, str]:
+    """training/endings.py's forms on ``n`` held-out prompts, side by side with the real continuations;
+    merged into MODEL/eval.json as "forms" unless ``write`` is False."""
+    from training import endings as en
+
+    model_dir = Path(model_dir)
+    model, vocab, cases = held_out_cases(model_dir, data_dir, n, 12.0, bars * 2.0, device)
+    result = en.forms(model, vocab, cases, SamplingConfig(), bars)
+    if write:
+        path = model_dir / "eval.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data["forms"] = {"bars": bars, **result}
+        path.write_text(json.dumps(_finite(data), indent=1))
+    return result, en.report_forms(result, bars)
 
 
 def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts: int = 32, prompt_seconds: float = 12.0,
@@ -328,7 +345,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-seconds", type=float, default=12.0, help="with --listen: seconds of each prompt")
     ap.add_argument("--seconds", type=float, default=24.0, help="with --listen: seconds of each continuation")
     ap.add_argument("--endings", type=int, help="close N held-out continuations each way (training/endings.py)")
-    ap.add_argument("--bars", type=int, default=8, help="with --endings: bars of each continuation")
+    ap.add_argument("--forms", type=int, help="bring the theme back in N held-out continuations (training/endings.py)")
+    ap.add_argument("--bars", type=int, help="with --endings (default 8) or --forms (default 16): bars per continuation")
     ap.add_argument("--no-write", action="store_true",
                     help="print only: leave MODEL/eval.json and config.json as they are (a trial of other settings)")
     a = ap.parse_args(argv)
@@ -341,8 +359,12 @@ def main(argv=None) -> int:
 
 def _run(a) -> int:
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if a.forms:
+        _, table = forms(a.model, a.forms, a.bars or 16, a.data, device, write=not a.no_write)
+        print(table)
+        return 0
     if a.endings:
-        _, table = endings(a.model, a.endings, a.bars, a.data, device, write=not a.no_write)
+        _, table = endings(a.model, a.endings, a.bars or 8, a.data, device, write=not a.no_write)
         print(table)
         return 0
     if a.listen:

@@ -217,17 +217,24 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     with gr.Tabs():
         with gr.Tab("Compose"), gr.Row():
             with gr.Column(scale=1):
-                prompt_midi = gr.File(label="Prompt (MIDI)", file_types=sorted(MIDI_SUFFIXES), type="filepath")
+                # The main actions first, where the eye lands (issue 21): prompt, composer, length, Compose;
+                # the finer settings below them.
+                prompt_midi = gr.File(label="Prompt (MIDI): optional", file_types=sorted(MIDI_SUFFIXES),
+                                      type="filepath", height=130)
+                with gr.Row():
+                    composer_list = playground.composer_choices(DEFAULT_MODEL)
+                    composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
+                                           allow_custom_value=True, min_width=120)
+                    model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model", min_width=120)
+                tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
+                seconds = gr.Markdown(length_hint(512))
+                with gr.Row():
+                    compose = gr.Button("Compose", variant="primary", min_width=100)
+                    stop = gr.Button("Stop", variant="stop", interactive=False, min_width=80)  # enabled while composing
                 examples = [[str(p)] for p in playground.example_prompts()]
                 if examples:
                     gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
                 lacrimosa = gr.Button("Complete the Lacrimosa (Mozart)", visible=playground.LACRIMOSA.is_file())
-                composer_list = playground.composer_choices(DEFAULT_MODEL)
-                composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
-                                       allow_custom_value=True)
-                model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model")
-                tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
-                seconds = gr.Markdown(length_hint(512))
                 top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
                 with gr.Row():
@@ -244,9 +251,6 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                         highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
                     density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
                                         info="notes against moving on in time: above 1 more notes per second, below fewer")
-                with gr.Row():
-                    compose = gr.Button("Compose", variant="primary")
-                    stop = gr.Button("Stop", variant="stop", interactive=False)  # enabled while composing
                 with gr.Row():
                     link_button = gr.Button("🔗 Permalink", size="sm")
                 link = gr.Textbox(label="Permalink: opening it restores these settings; Compose then gives the same music",

@@ -388,3 +388,40 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
     time.sleep(0.3)
     assert page.evaluate(f"{STATS}.state()") == "", "the player ended instead of waiting for more music"
     assert page.evaluate(f"{STATS}.position()") == 0
+
+
+@pytest.mark.parametrize("width, height", [(1400, 1000), (1280, 800)])
+def test_friction_compose_and_the_roll_are_above_the_fold(server, width, height):
+    """Issue 21's first friction: Compose and Stop where the eye lands, with the roll in view, without scrolling."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(server)
+            for button in ("Compose", "Stop"):
+                box = page.get_by_role("button", name=button, exact=True).bounding_box()
+                assert box and box["y"] + box["height"] <= height, (button, box)
+            roll = page.locator("#live-1 canvas.roll").bounding_box()
+            assert roll and roll["y"] + roll["height"] / 2 <= height, roll
+        finally:
+            browser.close()
+
+
+def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(server)
+            minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
+            assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
+        finally:
+            browser.close()

@@ -19,7 +19,7 @@
       <span class="grow"></span>
       <label title="Start playing with the first notes"><input type="checkbox" class="autoplay" checked> play while composing</label>
       <label title="Keep the playhead (or the newest notes) in view"><input type="checkbox" class="follow" checked> follow</label>
-      <button class="zoom-out" title="Zoom out">−</button><button class="zoom-in" title="Zoom in">+</button>
+      <span class="zoom"><button class="zoom-out" title="Zoom out">−</button><button class="zoom-in" title="Zoom in">+</button></span>
       <span class="tabs"><button class="tab-roll on">Piano roll</button><button class="tab-sheet" disabled>Sheet music</button></span>
     </div>
     <div class="view roll-view"><canvas class="roll" aria-label="piano roll"></canvas>

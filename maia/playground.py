@@ -513,7 +513,8 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     job = _Job(steps=steps,
                rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
                title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
-               stop_id=vocab.fim_end_id, base=prompt_len, stop=stop)
+               stop_id=vocab.fim_end_id, base=prompt_len, stop=stop,
+               ended="filled the passage: the music after it follows unchanged")
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, [])
     finally:
@@ -658,6 +659,7 @@ class _Job:
     base: int = 0  # tokens in each row before sampling
     key: tuple[int, str] | None = None  # a key lock: the key the line names and the sheet notates
     stop: threading.Event | None = None  # set: sampling ends, and what was made is finished (the page's Stop)
+    ended: str = "reached the end of the piece"  # what the status line says of a row that sampled its stop_id
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
@@ -692,7 +694,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         if k >= 2:  # Gradio has copied update k-2's files into its cache by now
             shutil.rmtree(folder / f"u{k - 2:04d}", ignore_errors=True)
         first = k == 0
-        return Update(outs, _status(made, config, ended, sampling, job.model), warnings if first else [],
+        return Update(outs, _status(made, config, ended, sampling, job.model, job.ended), warnings if first else [],
                       notices if first else [])
 
     k = 0
@@ -739,7 +741,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         heard = live.audio(i)
         if heard is not None and len(heard):  # the WAV is the audio as heard on the page
             out.audio = outputs.write_audio(heard, folder / f"maia-{i + 1}.wav", live.rate)
-    status = "done: " + _status(made, config, ended, sampling, job.model)
+    status = "done: " + _status(made, config, ended, sampling, job.model, job.ended)
     if stopped:
         status += " · stopped: the music made so far is the piece"
     warned = []
@@ -789,12 +791,13 @@ def _finish(piece: Piece, out: Output, mine: tuple[int, int], title: str, subtit
         return None
 
 
-def _status(made: int, config: SamplingConfig, ended: list[bool], sampling: float, model: str) -> str:
+def _status(made: int, config: SamplingConfig, ended: list[bool], sampling: float, model: str,
+            ending: str = "reached the end of the piece") -> str:
     rate = made / sampling if sampling > 0 else 0.0
     text = f"{made}/{config.max_new_tokens} tokens · sampled at {rate:.0f} tokens/s · {model} on {device()}"
     finished = [str(i + 1) for i, e in enumerate(ended) if e]
     if finished:
-        text += f" · variation {', '.join(finished)} reached the end of the piece"
+        text += f" · variation {', '.join(finished)} {ending}"
     return text
 
 

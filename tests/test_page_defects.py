@@ -243,3 +243,9 @@ def test_defect_03_04_stop_reaches_the_sessions_running_composition_only():
         assert not fresh.is_set()
     with stops.running(None) as alone:  # a call from Python: nothing can stop it
         assert stops.stop(None) is False and not alone.is_set()
+
+
+def test_friction_a_regenerated_passage_does_not_read_like_a_truncation(models, tiny_midi):
+    last = list(playground.regenerate(str(tiny_midi), 2, 5, "bach", "fim", 5, 1.0, 1, interval=0.0, audio=False))[-1]
+    assert last.done and "reached the end of the piece" not in last.status
+    assert "filled the passage" in last.status, last.status

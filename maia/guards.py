@@ -11,7 +11,8 @@ stretch of onsets on two pitches averages 0.9 s. So, while sampling (``maia.gene
 - **Loops are broken.** Once the onsets since some moment have used at most two pitches for longer than
   ``max_loop_beats`` (or at most four, a chord struck over and over, for twice that, or six for four times), striking them again
   costs ``RAMP`` nats per beat past the limit: another pitch, or a rest, becomes the likelier move. A
-  figure repeated with the odd different note (six pitches carrying 90% of 32 beats' onsets) costs RAMP.
+  figure repeated with the odd different note (six pitches carrying 90% of 32 beats' onsets) costs RAMP,
+  and RAMP more per ``max_loop_beats`` that it goes on (at most four times RAMP).
 - **The piece ends with every key released.** ``<end>`` waits while a key is down; when the tokens left
   would not cover the held keys' note-offs, or the time budget of a fixed length is spent (``closing``), only note-offs are allowed.
 
@@ -30,7 +31,7 @@ RAMP = 3.0  # nats of bias per quarter note past a limit
 # ways of getting stuck). In the held-out piano music each limit is passed at about 0.3-0.6% of onsets.
 LOOPS = ((2, 1.0), (4, 2.0), (6, 4.0))
 # (pitches, window as a multiple of max_loop_beats, share): when six pitches carry 90% of the onsets of the
-# last 32 beats, striking them costs RAMP nats. Real piano music does this at 0.3% of its onsets; the piano
+# last 32 beats, striking them costs RAMP nats, and RAMP more per max_loop_beats while it lasts. Real piano music does this at 0.3% of its onsets; the piano
 # model continuing the Lacrimosa did it at 37% (a chord figure repeated for a minute, with the odd other note).
 STAGNATION = (6, 8.0, 0.9)
 
@@ -64,6 +65,7 @@ class Guards:
         self.now = [0] * rows  # grid step of each row
         self.held: list[dict[int, int]] = [{} for _ in range(rows)]  # pitch -> onset step
         self.onsets: list[list[tuple[int, int]]] = [[] for _ in range(rows)]  # (step, pitch), recent first kept
+        self.stuck_since: list[int | None] = [None] * rows  # step since which the stagnation rule has fired
         for tok in prompt_ids:  # the prompt's state: its held keys and its last onsets
             if vocab.fim and int(tok) == vocab.suffix_id:  # a fill-in-the-middle prompt: the music before the gap
                 break
@@ -158,6 +160,13 @@ class Guards:
                             at(r, self.on0 + p, -RAMP * over / self.spq)
                         break
                 else:
-                    for p in self.stagnant(r):
-                        at(r, self.on0 + p, -RAMP)
+                    stuck = self.stagnant(r)
+                    if not stuck:
+                        self.stuck_since[r] = None
+                    else:  # RAMP nats at once, and RAMP more per max_loop_beats it goes on (at most 4 RAMP)
+                        if self.stuck_since[r] is None:
+                            self.stuck_since[r] = self.now[r]
+                        push = RAMP * min(4.0, 1.0 + (self.now[r] - self.stuck_since[r]) / self.loop)
+                        for p in stuck:
+                            at(r, self.on0 + p, -push)
         return None if out is None else (out.to(self.device), replace.to(self.device))

@@ -144,6 +144,14 @@ def test_a_figure_repeated_with_the_odd_other_note_is_penalised():
             assert found == {on(p): -RAMP for p in figure}
             break
     assert fired_at is not None and fired_at >= STAGNATION[1] * 4.0  # not before the window is full
+    elapsed = 0.0
+    for j in range(i + 1, i + 9):  # the same figure goes on: RAMP more per 4 beats, at most four times RAMP
+        extra = [77] if j % 4 == 0 else []
+        for p in figure + extra:
+            play(g, f"p{p}", "wait6", f"endp{p}")
+        elapsed += 3 + len(extra) / 2
+        assert pushes(g) == {on(p): -RAMP * min(4.0, 1 + elapsed / 4) for p in figure}
+    assert elapsed >= 12  # the cap was reached
     varied = guards(loop=4.0)
     for p in list(range(48, 84)) * 2:  # 36 pitches, 36 beats
         play(varied, f"p{p}", "wait6", f"endp{p}")

@@ -159,7 +159,7 @@ def cmd_infill(a) -> int:
     window = getattr(model, "max_context", None)
     middle = min(a.tokens, (window or 2 * a.tokens) // 2)
     span = split_span(piece, vocab, composer, start, end, window, middle)
-    config = SamplingConfig(max_new_tokens=middle, top_k=a.top_k, top_p=a.top_p, temperature=a.temperature,
+    config = SamplingConfig(max_new_tokens=middle, top_k=_top_k(a), top_p=a.top_p, temperature=a.temperature,
                             seed=a.seed).validate(a.limits.max_tokens)
     ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab, _controls(a))
            if t[0] is not None]
@@ -169,6 +169,13 @@ def cmd_infill(a) -> int:
     print(f"wrote {a.output}: beats {a.from_beat:g}-{a.to_beat:g} rewritten with {new} notes "
           f"({len(ids)} tokens), {len(span.kept)} notes kept", file=sys.stderr)
     return 0
+
+
+def _top_k(a) -> int:
+    """--top-k, or SamplingConfig's default (chosen on held-out music: docs/models.md, "Whole pieces")."""
+    from maia.generate import SamplingConfig
+
+    return SamplingConfig.top_k if a.top_k is None else a.top_k
 
 
 def _controls(a):
@@ -200,7 +207,7 @@ def cmd_generate(a) -> int:
     from maia import form, outputs
     from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
 
-    config = SamplingConfig(max_new_tokens=a.tokens, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+    config = SamplingConfig(max_new_tokens=a.tokens, top_k=_top_k(a), top_p=a.top_p, min_p=a.min_p,
                             temperature=a.temperature, seed=a.seed, variations=a.variations).validate(a.limits.max_tokens)
     if (a.end or a.form) and a.bars is None and a.seconds is None:
         raise InputError(f"{'--end' if a.end else '--form'} needs a length: add --bars N (or --seconds S)")
@@ -282,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theme-bars", type=int, default=4, help="with --form: bars of the opening theme (default 4)")
     p.add_argument("--tokens", type=int, default=512, help="tokens to generate without --bars/--seconds (at most "
                    "MAIA_MAX_TOKENS, 4,096 by default)")
-    p.add_argument("--top-k", type=int, default=5, help="sample among the k likeliest tokens (1..50; 0: no cut, for --top-p or --min-p)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (1..50; 0: no cut, "
+                   "for --top-p or --min-p; default 20, chosen in docs/models.md; the original maia's is 5)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus: keep the likeliest tokens up to this probability")
     p.add_argument("--min-p", type=float, default=None, help="keep tokens at least this fraction as likely as the likeliest")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -301,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--composer", help="composer to condition on (default: unknown)")
     p.add_argument("--model", default=None, help="a fill-in-the-middle model (the default piano model is one)")
     p.add_argument("--tokens", type=int, default=512, help="most tokens for the passage")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=None, help="as for generate (default 20)")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)

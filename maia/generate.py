@@ -41,7 +41,7 @@ class SamplingConfig:
     max_new_tokens: int = 512  # tokens sampled per variation, not counting the prompt
     # The defaults were chosen on held-out prompts by listener measures and bits per note (docs/models.md,
     # "Whole pieces"); the original maia's top-k 1..5 is top_k=5, top_p=None, min_p=None.
-    top_k: int = 5  # sample among the k likeliest tokens (0: no cut)
+    top_k: int = 20  # sample among the k likeliest tokens (0: no cut); 20 is closest to real music
     temperature: float = 1.0  # divides the logits: below 1 plays safer, above 1 takes more risks
     top_p: float | None = None  # nucleus: of the top k, keep the fewest whose probabilities reach top_p
     min_p: float | None = None  # keep the tokens at least min_p times as likely as the likeliest

@@ -70,16 +70,17 @@ class Maia:
         return read(piece, self.vocab.config, max_bytes=self.limits.max_input_bytes,
                     max_quarters=self.limits.max_quarters)
 
-    def _sampling(self, tokens: int, seed: int | None, top_k: int, top_p: float | None, min_p: float | None,
+    def _sampling(self, tokens: int, seed: int | None, top_k: int | None, top_p: float | None, min_p: float | None,
                   temperature: float, variations: int):
         from maia.generate import SamplingConfig
 
-        return SamplingConfig(max_new_tokens=tokens, top_k=top_k, top_p=top_p, min_p=min_p, temperature=temperature,
+        k = SamplingConfig.top_k if top_k is None else top_k  # None: the default chosen in docs/models.md
+        return SamplingConfig(max_new_tokens=tokens, top_k=k, top_p=top_p, min_p=min_p, temperature=temperature,
                               seed=seed, variations=variations).validate(self.limits.max_tokens)
 
     def continue_(self, prompt: Piece | str | Path | None = None, *, composer: str | None = None,
                   bars: int | None = None, seconds: float | None = None, end: bool = False, form: str | None = None,
-                  theme_bars: int = 4, tokens: int = 512, seed: int | None = 0, top_k: int = 5,
+                  theme_bars: int = 4, tokens: int = 512, seed: int | None = 0, top_k: int | None = None,
                   top_p: float | None = None, min_p: float | None = None, temperature: float = 1.0,
                   variations: int = 1, controls=None) -> Piece | list[Piece]:
         """``prompt`` (a Piece, a file, or None: from nothing) followed by its continuation, as one Piece;
@@ -111,7 +112,7 @@ class Maia:
         return pieces[0] if variations == 1 else pieces
 
     def infill(self, piece: Piece | str | Path, start: float, end: float, *, composer: str | None = None,
-               tokens: int = 512, seed: int | None = 0, top_k: int = 5, top_p: float | None = None,
+               tokens: int = 512, seed: int | None = 0, top_k: int | None = None, top_p: float | None = None,
                temperature: float = 1.0, variations: int = 1, controls=None) -> Piece | list[Piece]:
         """``piece`` with the music from beat ``start`` to beat ``end`` (quarter notes from 0, end exclusive)
         written anew, everything else kept note for note; ``variations`` > 1 gives a list. Needs a model

@@ -286,7 +286,8 @@ def test_a_two_pitch_loop_is_broken(tiny):
     prompt = build_prompt(vocab, "bach").ids + vocab.ids(["v5", "p60", "wait3", "endp60"])
     runs, strikes = {}, {}
     for loop in (1.0, None):
-        cfg = SamplingConfig(max_new_tokens=300, min_new_tokens=300, seed=1, max_hold_beats=None, max_loop_beats=loop)
+        cfg = SamplingConfig(max_new_tokens=300, min_new_tokens=300, seed=1, top_k=5, max_hold_beats=None,
+                             max_loop_beats=loop)
         ids = generate_ids(habit, prompt, cfg, vocab)[0]
         piece = ids_to_piece(ids, vocab)
         runs[loop] = listener.longest_two_pitch_run(piece), piece.duration_seconds
@@ -320,9 +321,9 @@ def test_without_limits_generation_is_the_model_alone(tiny):
     n = model.max_context - len(prompt) if model.max_context else 60  # the GPT's window never slides here
     differs = 0
     for seed in range(3):
-        raw = generate_ids(model, prompt, SamplingConfig(max_new_tokens=n, seed=seed, **OFF), vocab)[0]
+        raw = generate_ids(model, prompt, SamplingConfig(max_new_tokens=n, seed=seed, top_k=5, **OFF), vocab)[0]
         assert raw == reference(model, vocab, prompt, n, seed)
-        guarded = generate_ids(model, prompt, SamplingConfig(max_new_tokens=n, seed=seed), vocab)[0]
+        guarded = generate_ids(model, prompt, SamplingConfig(max_new_tokens=n, seed=seed, top_k=5), vocab)[0]
         differs += guarded != raw
     assert differs  # the comparison can tell: with the guards on, some continuation changes
 

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=512)
-    ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--top-k", type=int, default=SamplingConfig.top_k)
     ap.add_argument("--complete", type=int, metavar="BARS", help="compose BARS more bars, ending in D minor")
     ap.add_argument("--form", default="ABA", help="with --complete: ABA, AABA, rondo, or none")
     ap.add_argument("--no-write", action="store_true", help="print only; leave MODEL/eval.json as it is")

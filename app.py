@@ -30,6 +30,7 @@ except MaiaError as e:
 playground.use(LIMITS)
 GALLERY, GALLERY_PROBLEM = open_gallery(LIMITS)  # None and one line when its database cannot be used
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
+DEFAULT_BARS = 16  # a page's first piece: about 20 s of sampling and shaping on 2 CPU cores (README)
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
 LOG = logging.getLogger("maia")
@@ -62,10 +63,15 @@ def session(request: gr.Request | None) -> str | None:
 
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
-             key_strength=1.0, lowest=21, highest=108, density=1.0, request: gr.Request = None):
+             key_strength=1.0, lowest=21, highest=108, density=1.0, bars=None, seconds=None, end=False, form="none",
+             request: gr.Request = None):
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
     steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
     (lowest and highest MIDI keys) and a note density factor (0.25..4).
+
+    Its length is ``tokens``, or with ``bars`` (or ``seconds``) exactly that many bars (seconds) after the
+    prompt, in its metre; then ``end=True`` closes the piece with a cadence in its home key (the key lock's,
+    else the prompt's), and ``form`` ("ABA", "AABA", "rondo"; "none") brings the prompt's opening back.
 
     Streams. Each update holds, for each of 4 variation slots: the live piano roll's message (JSON:
     notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
@@ -75,7 +81,8 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     try:
         with STOPS.running(session(request)) as stop:
             for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed,
-                                            variations, key, key_strength, lowest, highest, density, stop=stop):
+                                            variations, key, key_strength, lowest, highest, density, bars, seconds,
+                                            end, form, stop=stop):
                 for text in update.warnings:
                     gr.Warning(text)
                 for text in update.notices:
@@ -90,6 +97,17 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
         raise refused(e) from None
     except Exception as e:  # a bug
         raise failed(e) from None
+
+
+def compose_page(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
+                 lowest, highest, density, length_unit, length, end, form, request: gr.Request = None):
+    """The page's Compose: its length control (bars, seconds or tokens, and a number) as /generate's values."""
+    try:
+        bars, seconds, end, form = playground.page_length(length_unit, length, end, form)
+    except MaiaError as e:
+        raise refused(e) from None
+    yield from generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
+                        lowest, highest, density, bars, seconds, end, form, request)
 
 
 def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed, request: gr.Request = None):
@@ -151,9 +169,10 @@ def span_selected(evt: gr.EventData):
 
 
 def make_link(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
-              highest, density, request: gr.Request):
+              highest, density, length_unit, length, end, form, request: gr.Request):
     """A permalink to the page with these settings and this prompt."""
-    values = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest, density]
+    values = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest, density,
+              length_unit, length, end, form]
     base = request.headers.get("referer") or f"http://{request.headers.get('host', '127.0.0.1:7860')}/"
     try:
         return playground.permalink(base, prompt_midi, dict(zip(playground.LINK_FIELDS, values, strict=True)))
@@ -173,6 +192,13 @@ def show_slots(n):
 
 def length_hint(tokens):
     return f"≈ {playground.approx_seconds(tokens):.0f} s of music"
+
+
+def length_unit_changed(unit):
+    """Bars or seconds: the number, End and Form; tokens: the slider under Advanced (opened), no End or Form."""
+    whole = unit != "tokens"
+    return (gr.update(visible=whole, precision=0 if unit == "bars" else None), gr.update(visible=not whole),
+            gr.update(visible=whole), gr.update(open=not whole))
 
 
 def composers_for(model, composer):
@@ -226,8 +252,18 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
                                            allow_custom_value=True, min_width=120)
                     model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model", min_width=120)
-                tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)")
-                seconds = gr.Markdown(length_hint(512))
+                with gr.Row(equal_height=True):
+                    length = gr.Number(value=DEFAULT_BARS, label="Length", minimum=0, precision=0, min_width=90,
+                                       elem_id="length")
+                    tokens_note = gr.Markdown("the number of tokens is set under Advanced, below",
+                                              visible=False, min_height=0)
+                    length_unit = gr.Dropdown(list(playground.LENGTH_UNITS), value="bars", label="in", min_width=90,
+                                              elem_id="length-unit")
+                with gr.Row(equal_height=True) as whole_row:
+                    end = gr.Checkbox(value=True, label="End in the home key", min_width=160, elem_id="end",
+                                      info="a cadence on the last downbeat")
+                    form = gr.Dropdown(list(playground.FORMS), value="none", label="Form", allow_custom_value=True,
+                                       min_width=90, info="the opening comes back", elem_id="form")
                 with gr.Row():
                     compose = gr.Button("Compose", variant="primary", min_width=100)
                     stop = gr.Button("Stop", variant="stop", interactive=False, min_width=80)  # enabled while composing
@@ -241,6 +277,10 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
                     randomise = gr.Button("🎲 Randomise", size="sm")
                 variations = gr.Slider(*VARIATIONS_RANGE, value=1, step=1, label="Variations")
+                with gr.Accordion("Advanced: length in tokens", open=False) as advanced:
+                    tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)",
+                                       info="used when the length is in tokens: no ending or form then")
+                    seconds = gr.Markdown(length_hint(512))
                 with gr.Accordion("Steering", open=False):
                     key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
                                       info="hold the notes to a key's scale")
@@ -272,7 +312,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     if i == 0:
                         gallery_page.save_controls(GALLERY, token, files, [
                             prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
-                            key_strength, lowest, highest, density])  # variation 1 with the settings it was made with
+                            key_strength, lowest, highest, density, length_unit, length, end,
+                            form])  # variation 1 with the settings it was made with
                         with gr.Group():
                             gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
                                         "one, or type its beats (quarter notes from 0). maia rewrites only that span "
@@ -288,6 +329,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
               highest, density]
+    page_inputs = [*inputs, length_unit, length, end, form]  # the page's length control, End and Form
     history = gr.State(playground.new_history())  # per browser session: undo never crosses users
     first = outputs[:3]  # variation 1: live roll, files, analysis
     # The API's two endpoints take their values as sent (preprocess=False): maia checks each one and says in one
@@ -296,13 +338,22 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     # Each composition arms Stop first (outside the queue, so a Stop while it waits in the queue counts), and
     # disarms it when done. Stop asks the stream to finish what it made (STOPS): no Gradio cancel, which would
     # drop the stream mid-update, leave the player waiting and put an "Error" badge on the roll.
+    # The API's /generate takes bars, seconds, end and form as values of their own (no value: a length in tokens,
+    # as before they came), where the page has one length control.
+    with gr.Group(visible=False):
+        api_length = [gr.Number(value=None, label="bars"), gr.Number(value=None, label="seconds"),
+                      gr.Checkbox(value=False, label="end"), gr.Textbox(value="none", label="form")]
+    generate_api = gr.Button(visible=False)
+    generate_api.click(generate, [*inputs, *api_length], [*outputs, status], api_name="generate", preprocess=False)
     composing = compose.click(arm, None, stop, queue=False, api_visibility="private").then(
-        generate, inputs, [*outputs, status], api_name="generate", preprocess=False)
+        compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
     composing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                    api_visibility="private")
+    # the whole Lacrimosa: Mozart's 8 bars, then maia's 22 (the completed movement's length), ABA, ending in D minor
     completing = lacrimosa.click(arm, None, stop, queue=False, api_visibility="private").then(
-        lambda: (str(playground.LACRIMOSA), "mozart"), None, [prompt_midi, composer], api_visibility="private"
-    ).then(generate, inputs, [*outputs, status], api_visibility="private", preprocess=False)
+        lambda: (str(playground.LACRIMOSA), "mozart", "bars", playground.LACRIMOSA_BARS, True, "ABA"), None,
+        [prompt_midi, composer, length_unit, length, end, form], api_visibility="private"
+    ).then(compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
     completing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                     api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
@@ -318,12 +369,14 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
-                density]  # in playground.LINK_FIELDS order
+                density, length_unit, length, end, form]  # in playground.LINK_FIELDS order
     link_button.click(make_link, [prompt_midi, *settings], link, api_visibility="private")
     demo.load(restore, None, [prompt_midi, *settings], api_visibility="private")
     stop.click(stop_composing, None, stop, queue=False, api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
+    length_unit.change(length_unit_changed, length_unit, [length, tokens_note, whole_row, advanced],
+                       api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")
     model.change(composers_for, [model, composer], composer, api_visibility="private")
     for cont, files in continues:

@@ -119,12 +119,13 @@ class LiveView:
         for player, piece, step in zip(self.players, pieces, steps, strict=True):
             player.advance(piece, step)
 
-    def update(self, pieces: list[Piece], steps: list[int]) -> list[str]:
-        """Messages for the music so far (``steps``: each variation's sampling position, in grid steps)."""
+    def update(self, pieces: list[Piece], steps: list[int], heard: list[int] | None = None) -> list[str]:
+        """Messages for the music so far (``steps``: each variation's sampling position, in grid steps);
+        the audio is rendered up to ``heard`` when given (music after it may still change)."""
         if self.pool is not None and (self.pending is None or self.pending.done()):
             if self.pending is not None:
                 self.pending.result()  # re-raise a rendering error here
-            self.pending = self.pool.submit(self._render, pieces, steps)
+            self.pending = self.pool.submit(self._render, pieces, steps if heard is None else heard)
         return self._messages(pieces, steps, done=False)
 
     def finish(self, pieces: list[Piece], sheets: list[dict | None] | None = None) -> list[str]:

@@ -58,11 +58,13 @@ from maia.generate import (
     time_steps,
 )
 from maia.limits import Limits
+from maia.metrics import key_name
 from maia.sampler import SamplerPool
 from maia.vocab import Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 LACRIMOSA = PROMPTS_DIR / "lacrimosa.mid"
+LACRIMOSA_BARS = 22  # maia's bars after Mozart's 8: the completed movement is 30 bars long
 SAMPLE_RATE = 44100  # the finished audio
 PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at half the rate
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
@@ -152,13 +154,14 @@ def load(name: str):
     return model, vocab
 
 
-def _sample(name: str, net, prompt_ids, config: SamplingConfig, vocab: Vocab, controls=None):
+def _sample(name: str, net, prompt_ids, config: SamplingConfig, vocab: Vocab, controls=None,
+            fill_steps: int | None = None):
     """maia.generate's steps for the model called ``name`` (loaded here as ``net``): in a sampler process
-    when serving with them, else in this thread."""
+    when serving with them, else in this thread. ``fill_steps``: every variation fills exactly that span."""
     if _POOL is not None:
         folder, mtime = _resolve(name)
-        return _POOL.generate(folder, prompt_ids, config, controls, mtime=mtime)
-    return generate(net, prompt_ids, config, vocab, controls=controls)
+        return _POOL.generate(folder, prompt_ids, config, controls, mtime=mtime, fill_steps=fill_steps)
+    return generate(net, prompt_ids, config, vocab, fill_steps=fill_steps, controls=controls)
 
 
 def _sample_middle(name: str, net, span, config: SamplingConfig, vocab: Vocab):
@@ -426,24 +429,180 @@ def steering(key, key_strength, lowest, highest, density, prompt: Prompt, vocab:
     return controls if controls.active else None
 
 
+FORMS = ("none", "ABA", "AABA", "rondo")  # the page's Form dropdown (maia/form.py plans any letters from A)
+LENGTH_UNITS = ("bars", "seconds", "tokens")  # the page's length control
+ENDING_CANDIDATES = 4  # endings written per variation; the model's likeliest is kept (maia/form.py)
+SHAPING_SECONDS_PER_TOKEN = 0.003  # form and ending, per token of a variation: 6.6 s for the Lacrimosa's 2,700
+#                                    tokens (8 + 22 bars, ABA, ending) on one thread of a 2-core CPU
+
+
+def length_settings(bars, seconds, end, form_name) -> tuple[int | None, float | None, bool, str | None]:
+    """The length, ending and form as sent by the page or an API client -> (bars, seconds, end, form), with
+    None for no bars, no seconds, no form; InputError in one line for a bad value or a form or an ending
+    without a length."""
+    bars = None if bars is None or bars == "" else whole_number(bars, "bars")
+    seconds = None if seconds is None or seconds == "" else real_number(seconds, "seconds")
+    if isinstance(end, str) and end.strip().lower() in ("true", "false", "1", "0", ""):
+        end = end.strip().lower() in ("true", "1")
+    if end is None or (isinstance(end, int) and end in (0, 1)):  # (True and False are ints)
+        end = bool(end)
+    else:
+        raise InputError(f"end must be true or false, not {_shown(end)}")
+    if form_name is not None and not isinstance(form_name, str):
+        raise InputError(f"form must be a name such as ABA, AABA or rondo, not {_shown(form_name)}")
+    form_name = None if form_name is None or form_name.strip().lower() in ("", "none") else form_name.strip()
+    if bars is None and seconds is None and (end or form_name):
+        asked = "an ending in the home key" if end else f"form {form_name}"
+        raise InputError(f"{asked} needs a length: give it in bars (or seconds)")
+    return bars, seconds, end, form_name
+
+
+@dataclass
+class WholePiece:
+    """A composition of a set length (maia/form.py): the span every variation fills, its token budget, and
+    what is done to each variation once sampled (the theme brought back as ``sections`` plan, the cadence
+    in the home key). ``hold``: the first grid step that may change then; the live audio waits there."""
+
+    net: object
+    vocab: Vocab
+    prompt: Prompt
+    heard: Piece  # the prompt as the model reads it
+    steps: int  # grid steps composed after the prompt
+    budget: int  # tokens
+    bars: int | None
+    seconds: float | None
+    end: bool
+    form: str | None
+    sections: list | None
+    origin: int  # the first bar line after the prompt (after the theme, from nothing)
+    theme_bars: int
+    hold: int
+    controls: object = None
+
+    @property
+    def lock(self) -> tuple[int, str] | None:
+        return self.controls.key if self.controls is not None else None
+
+    @property
+    def shaped(self) -> bool:
+        return self.end or self.sections is not None
+
+    def length(self) -> str:
+        return f"{self.bars} bars" if self.bars is not None else f"{self.seconds:g} s"
+
+    def key(self, piece: Piece) -> tuple[int, str]:
+        from maia.form import home_key
+
+        return home_key(self.heard if len(self.heard) else None, self.lock, piece)
+
+    def doing(self, pieces: list[Piece]) -> str:
+        """What shaping is about to do, for the status line."""
+        parts = [f"bringing the theme back ({self.form})"] if self.sections is not None else []
+        if self.end:
+            keys = {self.key(p) for p in pieces}
+            name = key_name((*next(iter(keys)), 0.0)) if len(keys) == 1 else "each one's home key"
+            parts.append(f"writing the ending in {name}")
+        return " and ".join(parts) + "…"
+
+    def estimate(self, tokens: int, variations: int) -> float:
+        """Seconds shaping ``variations`` variations of ``tokens`` tokens is expected to take."""
+        return SHAPING_SECONDS_PER_TOKEN * tokens * variations if self.shaped else 0.0
+
+    def shape(self, piece: Piece, config: SamplingConfig) -> tuple[Piece, tuple[int, str] | None]:
+        """One sampled variation with the theme back and the ending, as maia.form.compose makes them; and
+        the key it ends in (None without an ending)."""
+        from maia import form
+
+        bar = form.bar_steps(self.prompt.time_signature, self.vocab.config.steps_per_quarter)
+        end = self.prompt.steps + self.steps
+        composer = self.prompt.composer
+        if self.sections is not None:
+            source = self.heard if len(self.heard) else piece
+            start = source.notes[0, 0] // bar * bar if len(source) else 0  # the theme's first bar line
+            notes = source.notes
+            theme = notes[(notes[:, 0] >= start) & (notes[:, 0] < start + self.theme_bars * bar)].copy()
+            theme[:, 0] -= start
+            piece = form.apply_form(self.net, self.vocab, composer, piece, replace(piece, notes=theme), self.origin,
+                                    self.sections, config, end, self.lock, self.controls)
+        if not self.end:
+            return piece, None
+        key = self.key(piece)
+        piece, _ = form.end_in_key(self.net, self.vocab, composer, piece, key, config, self.prompt.steps,
+                                   1 if self.sections is not None else 2, ENDING_CANDIDATES, self.controls, end=end)
+        return piece, key
+
+
+def whole_piece(net, vocab: Vocab, prompt: Prompt, bars: int | None, seconds: float | None, end: bool,
+                form_name: str | None, controls=None, theme_bars: int = 4) -> WholePiece:
+    """The plan of a composition ``bars`` bars or ``seconds`` long after ``prompt`` (maia.form.compose's):
+    with ``end`` the span is whole bars (the nearest to ``seconds``); InputError for a form that does not fit."""
+    from maia import form
+
+    spq = vocab.config.steps_per_quarter
+    bar = form.bar_steps(prompt.time_signature, spq)
+    steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, seconds, spq)
+    if end and seconds is not None:  # an ending falls on a bar line: the whole bars nearest the time asked
+        steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, max(2, round(steps / bar)),
+                                  None, spq)
+    total = prompt.steps + steps
+    origin = prompt.steps + (-prompt.steps) % bar
+    heard = ids_to_piece(prompt.ids, vocab, prompt)
+    sections = None
+    hold = total
+    if form_name:
+        theme_bars = max(1, min(theme_bars, heard.end_step // bar)) if len(heard) else theme_bars
+        if not len(heard):
+            origin += theme_bars * bar  # from nothing, the first bars composed are the theme
+        sections = form.plan(form_name, (total - origin) // bar, theme_bars, end)
+        first_a = min(origin + first * bar for letter, first, _ in sections if letter == "A")
+        hold = min(hold, max(origin, first_a - bar))  # the bar leading into the theme is rewritten
+    if end:
+        hold = min(hold, max(prompt.steps, total - bar - (1 if sections is not None else 2) * bar))
+    budget = form.token_budget(prompt.ids, prompt.steps, steps, LIMITS.max_tokens)
+    return WholePiece(net, vocab, prompt, heard, steps, budget, bars, seconds, end, form_name, sections, origin,
+                      theme_bars, hold, controls)
+
+
+def page_length(unit, length, end, form_name) -> tuple:
+    """The page's length control (``unit`` one of LENGTH_UNITS, and a number) with its End and Form -> the
+    (bars, seconds, end, form) ``stream`` takes; in tokens (the tokens setting) there is no end or form."""
+    if unit not in LENGTH_UNITS:
+        raise InputError(f"the length is in {', '.join(LENGTH_UNITS)}, not {_shown(unit)}")
+    if unit == "tokens":
+        return None, None, False, None
+    if length is None or length == "":
+        raise InputError(f"give the length in {unit}")
+    return (length, None, end, form_name) if unit == "bars" else (None, length, end, form_name)
+
+
 def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=KEY_OFF,
-           key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, *,
-           interval: float = UPDATE_INTERVAL, audio: bool = True, budget: float | None = None,
-           stop: threading.Event | None = None) -> Iterator[Update]:
+           key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, bars=None, seconds=None,
+           end=False, form=None, *, interval: float = UPDATE_INTERVAL, audio: bool = True,
+           budget: float | None = None, stop: threading.Event | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
     sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
     to ``budget`` seconds (default: time_budget()): sampling stops early enough for the finishing, and
     the sheet music is left out when even that would not fit. ``key``, ``key_strength``, ``lowest``,
     ``highest`` and ``density`` steer the sampling (``steering``, maia/controls.py). Once ``stop`` is set
     (the page's Stop, through ``Stops``) sampling ends and what was made is finished like a whole piece.
-    Raises InputError for a bad request."""
+
+    ``bars`` (or ``seconds``) sets the length instead of ``tokens``: every variation composes exactly that
+    span after the prompt, in its metre, and releases every key on the last bar line. Then, with ``end``, it
+    closes with a cadence in the home key (the key lock's, else the prompt's), and with ``form`` (ABA, AABA,
+    rondo or other letters from A) the prompt's opening bars come back (maia/form.py; with the model in this
+    process, a few seconds, said in the status line). Raises InputError for a bad request."""
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
     deadline = started + budget
     config = settings(tokens, top_k, temperature, seed, variations)
+    bars, seconds, end, form = length_settings(bars, seconds, end, form)
     net, vocab = load(model)
     prompt = prepare_prompt(prompt_midi, composer, vocab)
     controls = steering(key, key_strength, lowest, highest, density, prompt, vocab)
+    whole = None
+    if bars is not None or seconds is not None:
+        whole = whole_piece(net, vocab, prompt, bars, seconds, end, form, controls)
+        config = replace(config, max_new_tokens=whole.budget)
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
     notices = []
@@ -451,14 +610,16 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
-    steps = _sample(model, net, prompt.ids, config, vocab, controls)  # a sampler process starts at once, while
-    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # FluidSynth loads
+    fill = whole.steps if whole is not None else None
+    steps = _sample(model, net, prompt.ids, config, vocab, controls, fill)  # a sampler process starts at once,
+    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # while FluidSynth loads
     job = _Job(steps=steps,
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
                stop_id=vocab.end_id, base=len(prompt.ids),
-               key=controls.key if controls is not None and controls.key_strength > 0 else None, stop=stop)
+               key=controls.key if controls is not None and controls.key_strength > 0 else None, stop=stop,
+               whole=whole, ended=f"composed its {whole.length()}" if whole is not None else "reached the end of the piece")
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, notices)
     finally:  # also when the client goes away mid-stream (Gradio closes the generator)
@@ -544,7 +705,7 @@ def show(entry: dict | None) -> Update:
 
 # ---- permalinks: the page's settings in a URL's query string ----------------------------------------
 LINK_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
-               "lowest", "highest", "density")
+               "lowest", "highest", "density", "length_unit", "length", "end", "form")
 UPLOADS_DIR = Path(tempfile.gettempdir()) / "maia-links"  # uploads named in links, by content hash
 
 
@@ -581,9 +742,18 @@ def from_link(query: dict) -> dict:
             if k in ("tokens", "top_k", "seed", "variations", "lowest", "highest"):
                 if re.fullmatch(r"\d{1,9}", v):
                     out[k] = int(v)
-            elif k in ("temperature", "key_strength", "density"):
+            elif k in ("temperature", "key_strength", "density", "length"):
                 if re.fullmatch(r"\d{1,3}(\.\d{1,6})?", v):  # plain decimals: no nan, inf or exponents
                     out[k] = float(v)
+            elif k == "end":
+                if v.lower() in ("true", "false", "1", "0"):
+                    out[k] = v.lower() in ("true", "1")
+            elif k == "length_unit":
+                if v in LENGTH_UNITS:
+                    out[k] = v
+            elif k == "form":
+                if re.fullmatch(r"[A-Za-z]{1,12}", v):  # letters (maia.form.plan checks them when composing)
+                    out[k] = v
             else:
                 out[k] = v[:64]
     examples = {p.name: p for p in example_prompts()}
@@ -660,6 +830,7 @@ class _Job:
     key: tuple[int, str] | None = None  # a key lock: the key the line names and the sheet notates
     stop: threading.Event | None = None  # set: sampling ends, and what was made is finished (the page's Stop)
     ended: str = "reached the end of the piece"  # what the status line says of a row that sampled its stop_id
+    whole: WholePiece | None = None  # a set length: each variation is shaped (form, ending) once sampled
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
@@ -687,7 +858,9 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
         ps = pieces()
-        messages = live.update(ps, [job.position(ids) for ids in job.rows])
+        now = [job.position(ids) for ids in job.rows]
+        hold = job.whole.hold if job.whole is not None and job.whole.shaped else None  # shaping may change the rest
+        messages = live.update(ps, now, heard=None if hold is None else [min(n, hold) for n in now])
         outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
                        analysis=f"{len(p)} notes · {p.duration_seconds:.1f} s")
                 for i, (p, m) in enumerate(zip(ps, messages, strict=True))]
@@ -707,8 +880,9 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         if job.stop is not None and job.stop.is_set():
             stopped = True  # a normal end: what was made is finished as a whole piece
             break
-        notes = max(len(ids) for ids in job.rows) // 2  # about two tokens per note
-        if time.monotonic() + finish_seconds(notes, variations) > deadline:
+        tokens = max(len(ids) for ids in job.rows)
+        shaping = job.whole.estimate(tokens, variations) if job.whole is not None else 0.0
+        if time.monotonic() + finish_seconds(tokens // 2, variations) + shaping > deadline:  # ~2 tokens a note
             out_of_time = True  # keep what was made, and the time to finish it
             break
         t0 = time.monotonic()
@@ -728,9 +902,30 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     if hasattr(job.steps, "close"):  # a generator: release the model's cache now
         job.steps.close()
 
+    # A set length: the theme comes back and the piece ends in its home key (maia/form.py), with the model
+    # in this process, while the page shows the music sampled and says what is being written.
+    final = pieces()
+    shaped = ""
+    if job.whole is not None and job.whole.shaped:
+        tokens = max(len(ids) for ids in job.rows)
+        if stopped or out_of_time:
+            shaped = " · no ending: the music stopped before its last bar"
+        elif time.monotonic() + job.whole.estimate(tokens, variations) + finish_seconds(tokens // 2, variations) \
+                > deadline:
+            shaped = " · no ending: no time was left to write it"
+        else:
+            update = snapshot(k)
+            k += 1
+            update.status += " · " + job.whole.doing(final)
+            yield update
+            final, keys = map(list, zip(*[job.whole.shape(p, config) for p in final], strict=True))
+            said = [f"form {job.whole.form}"] if job.whole.sections is not None else []
+            if job.whole.end:
+                said.append("ends in " + " / ".join(dict.fromkeys(key_name((*k, 0.0)) for k in keys)))
+            shaped = " · " + ", ".join(said)
+
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.
-    final = pieces()
     outs = []
     for i, piece in enumerate(final):
         files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", key=job.key)
@@ -741,7 +936,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         heard = live.audio(i)
         if heard is not None and len(heard):  # the WAV is the audio as heard on the page
             out.audio = outputs.write_audio(heard, folder / f"maia-{i + 1}.wav", live.rate)
-    status = "done: " + _status(made, config, ended, sampling, job.model, job.ended)
+    status = "done: " + _status(made, config, ended, sampling, job.model, job.ended) + shaped
     if stopped:
         status += " · stopped: the music made so far is the piece"
     warned = []

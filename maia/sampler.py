@@ -2,7 +2,7 @@
 
     pool = SamplerPool(2, device="cpu", threads=1)      # once, when the server starts
     pool.preload(folder)                                 # each process loads the model before the first click
-    steps = pool.generate(folder, prompt_ids, config, controls=controls)   # like maia.generate(...)
+    steps = pool.generate(folder, prompt_ids, config, controls=controls)   # like maia.generate(...), fill_steps too
     steps = pool.infill(folder, prefix_ids, suffix_ids, n_steps, config)  # like maia.generate.infill(...)
     for step in steps: ...                               # one list of token ids (or None) per step
     steps.close()                                        # the process stops sampling and is free again
@@ -173,9 +173,12 @@ class SamplerPool:
             for _ in steps:
                 pass
 
-    def generate(self, folder, prompt_ids: Sequence[int], config, controls=None, mtime: float = 0.0) -> Steps:
-        """maia.generate.generate(model in ``folder``, prompt_ids, config, vocab, controls=controls)."""
-        return self._start("generate", folder, mtime, (list(map(int, prompt_ids)), config, controls))
+    def generate(self, folder, prompt_ids: Sequence[int], config, controls=None, mtime: float = 0.0,
+                 fill_steps: int | None = None) -> Steps:
+        """maia.generate.generate(model in ``folder``, prompt_ids, config, vocab, fill_steps=fill_steps,
+        controls=controls)."""
+        fill = None if fill_steps is None else int(fill_steps)
+        return self._start("generate", folder, mtime, (list(map(int, prompt_ids)), config, controls, fill))
 
     def infill(self, folder, prefix_ids: Sequence[int], suffix_ids: Sequence[int], steps: int, config,
                mtime: float = 0.0) -> Steps:
@@ -217,8 +220,8 @@ def _serve(conn: Connection, device: str) -> None:
                 models[folder, mtime] = load_model(folder, device=device)[:2]
             model, vocab = models[folder, mtime]
             if kind == "generate":
-                prompt_ids, config, controls = args
-                steps = generate(model, prompt_ids, config, vocab, controls=controls)
+                prompt_ids, config, controls, fill_steps = args
+                steps = generate(model, prompt_ids, config, vocab, fill_steps=fill_steps, controls=controls)
             elif kind == "infill":
                 prefix_ids, suffix_ids, n_steps, config = args
                 steps = infill(model, prefix_ids, suffix_ids, n_steps, config, vocab)

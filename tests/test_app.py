@@ -309,7 +309,8 @@ def test_permalinks_round_trip_settings_examples_and_uploads(models, tiny_midi, 
     from urllib.parse import parse_qsl, urlsplit
 
     values = dict(composer="chopin", model="gpt", tokens=96, top_k=7, temperature=0.9, seed=42, variations=2,
-                  key="D minor", key_strength=0.8, lowest=36, highest=96, density=1.5)
+                  key="D minor", key_strength=0.8, lowest=36, highest=96, density=1.5, length_unit="bars", length=12.0,
+                  end=True, form="AABA")
     url = playground.permalink("http://127.0.0.1:7860/?old=1", str(tiny_midi), values)
     assert url.startswith("http://127.0.0.1:7860/?") and "old=1" not in url
     back = playground.from_link(dict(parse_qsl(urlsplit(url).query)))
@@ -320,11 +321,14 @@ def test_permalinks_round_trip_settings_examples_and_uploads(models, tiny_midi, 
     assert "example=lacrimosa.mid" in url and playground.from_link({"example": "lacrimosa.mid"})["prompt_midi"] == str(lacrimosa)
     # a forged link sets nothing it should not
     bad = playground.from_link({"tokens": "1e9", "seed": "-1", "upload": "../../etc/passwd", "example": "/etc/passwd",
-                                "temperature": "nan", "density": "1e3", "evil": "1"})
+                                "temperature": "nan", "density": "1e3", "evil": "1", "length_unit": "beats",
+                                "length": "inf", "end": "maybe", "form": "A<script>"})
     assert bad == {}
+    assert playground.from_link({"end": "False", "length_unit": "seconds"}) == {"end": False, "length_unit": "seconds"}
     # and the same link composes the same music
-    first = run(back["prompt_midi"], **{k: back[k] for k in values if k not in ("variations",)})
-    again = run(back["prompt_midi"], **{k: back[k] for k in values if k not in ("variations",)})
+    page = ("length_unit", "length", "end", "form", "variations")
+    first = run(back["prompt_midi"], **{k: back[k] for k in values if k not in page})
+    again = run(back["prompt_midi"], **{k: back[k] for k in values if k not in page})
     assert first[-1].outputs[0].midi.read_bytes() == again[-1].outputs[0].midi.read_bytes()
 
 
@@ -381,8 +385,116 @@ def test_app_api_is_named_generate_with_the_documented_parameters(app):
     endpoint = info["named_endpoints"]["/generate"]
     names = [p["parameter_name"] for p in endpoint["parameters"]]
     assert names == ["prompt_midi", "composer", "model", "tokens", "top_k", "temperature", "seed", "variations",
-                     "key", "key_strength", "lowest", "highest", "density"]
+                     "key", "key_strength", "lowest", "highest", "density", "bars", "seconds", "end", "form"]
     assert all(p["parameter_has_default"] for p in endpoint["parameters"][8:])  # old calls keep working
     assert list(info["named_endpoints"]) == ["/generate", "/infill"]  # the page's helpers are not part of the API
     infill = [p["parameter_name"] for p in info["named_endpoints"]["/infill"]["parameters"]]
     assert infill == ["source", "from_beat", "to_beat", "composer", "model", "top_k", "temperature", "seed"]
+
+
+# ---- whole pieces: a length in bars or seconds, an ending, a form (issue 20) ---------------------------------
+def test_generate_with_bars_composes_exactly_that_many_bars_in_the_prompts_metre(app, tiny_midi):
+    """/generate bars=2 after the 2-bar 3/4 arpeggio: the piece ends on the bar line 2 bars after the prompt,
+    every key released there; seconds=3 at 90 qpm is 54 grid steps."""
+    from maia.encoding import read
+
+    prompt = read(tiny_midi)
+    bar = 36  # 3/4 at 12 steps per quarter
+    for variations in (1, 2):
+        last = list(app.generate(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, variations, bars=2))[-1]
+        for i in range(variations):
+            piece = read(last[3 * i + 1][0])
+            assert piece.time_signature == (3, 4) and prompt.end_step == 2 * bar
+            assert piece.end_step == prompt.end_step + 2 * bar, "exactly 2 bars after the prompt"
+            assert piece.notes[:, 0].max() < piece.end_step and len(piece) > len(prompt)
+        assert "composed its 2 bars" in last[-1]
+    update = run(str(tiny_midi), seconds=3.0)[-1]
+    assert read(update.outputs[0].midi).end_step == prompt.end_step + 54
+
+
+def test_generate_with_end_closes_on_the_home_keys_tonic_chord(app, tiny_midi):
+    """end=True with the fill-in-the-middle model: the last sound is a chord struck on the last bar's downbeat,
+    its lowest note the tonic of the prompt's key (C major), held to the bar line, and nothing after it."""
+    from maia.encoding import read
+
+    statuses = []
+    for update in app.generate(str(tiny_midi), "bach", "fim", 32, 5, 1.0, 3, 1, bars=4, end=True):
+        statuses.append(update[-1])
+    piece = read(update[1][0])
+    downbeat = 2 * 36 + 3 * 36  # the prompt's 2 bars, then 3 of maia's: the 4th is the cadence's
+    assert piece.end_step == downbeat + 36
+    chord = piece.notes[piece.notes[:, 0] == piece.notes[:, 0].max()]
+    assert chord[0, 0] == downbeat and len(chord) >= 3 and chord[:, 2].min() % 12 == 0  # C in the bass
+    assert (chord[:, 0] + chord[:, 1] == downbeat + 36).all()  # held to the end, released there
+    before = piece.notes[piece.notes[:, 0] < downbeat]
+    assert (before[:, 0] + before[:, 1] <= downbeat).all(), "every earlier note is released by the chord"
+    assert any("writing the ending in C major…" in s for s in statuses) and "ends in C major" in statuses[-1]
+
+
+def test_a_form_brings_the_opening_back_before_the_ending(models, tiny_midi):
+    """form=ABA over 8 bars: the prompt's 2 bars (its whole theme) come back in bars 6-7 of maia's, in C major
+    (the second rewritten to lead into the cadence), and the last bar is the cadence."""
+    from maia.encoding import read
+
+    updates = run(str(tiny_midi), model="fim", bars=8, end=True, form="ABA")
+    piece = read(updates[-1].outputs[0].midi)
+    prompt = read(tiny_midi)
+    bar = 36
+    at = prompt.end_step + 5 * bar  # plan: B for 5 bars, then A (2 bars), then the cadence's bar
+    back = piece.notes[(piece.notes[:, 0] >= at) & (piece.notes[:, 0] < at + bar)]
+    theme = prompt.notes[prompt.notes[:, 0] < bar]
+    assert (back[:, [0, 2]] - [at, 0] == theme[:, [0, 2]]).all() and len(back) == len(theme)
+    assert piece.end_step == prompt.end_step + 8 * bar
+    assert any("bringing the theme back (ABA) and writing the ending in C major…" in u.status for u in updates)
+    assert "form ABA, ends in C major" in updates[-1].status
+    # what is heard while sampling stops where shaping may change the music: the bar before the theme's return
+    # (step 216, 12 s at 90 qpm); the rest is rendered from the shaped piece, so the WAV is what was heard
+    import base64
+
+    shaping = next(i for i, u in enumerate(updates) if "bringing the theme back" in u.status)
+    heard = sum(len(base64.b64decode(m["audio"]["pcm"])) // 2 for m in messages(updates[:shaping + 1]) if m["audio"])
+    assert heard <= 12.0 * messages(updates)[0]["rate"] + 1
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(bars=0), "bars must be a whole number 1..256"),
+    (dict(bars="many"), "bars must be a whole number"),
+    (dict(bars=2.5), "bars must be a whole number"),
+    (dict(seconds=-1), "seconds must be in"),
+    (dict(seconds="soon"), "seconds must be a number"),
+    (dict(bars=2, seconds=3), "not both"),
+    (dict(end=True), "needs a length"),
+    (dict(form="ABA"), "needs a length"),
+    (dict(bars=2, end="maybe"), "end must be true or false"),
+    (dict(bars=2, form="XYZ"), "form 'XYZ'"),
+    (dict(bars=2, form="ABA"), "needs 4 bars or more"),
+    (dict(bars=2, form=7), "form must be a name"),
+])
+def test_bad_lengths_endings_and_forms_are_one_line_errors(app, tiny_midi, kw, message):
+    import gradio as gr
+
+    with pytest.raises(InputError, match=message) as e:
+        run(str(tiny_midi), **kw)
+    assert "\n" not in str(e.value)
+    with pytest.raises(gr.Error, match=message):
+        list(app.generate(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, 1, **kw))
+
+
+def test_the_pages_length_control_and_stop_before_the_ending(app, tiny_midi):
+    """The page's bars / seconds / tokens choice maps onto /generate's values (tokens: no ending or form); a Stop
+    keeps the music made and writes no ending."""
+    import threading
+
+    assert playground.page_length("bars", 8, True, "ABA") == (8, None, True, "ABA")
+    assert playground.page_length("seconds", 20.5, False, "none") == (None, 20.5, False, "none")
+    assert playground.page_length("tokens", 8, True, "ABA") == (None, None, False, None)
+    with pytest.raises(InputError, match="the length is in bars, seconds, tokens"):
+        playground.page_length("beats", 8, False, None)
+    last = list(app.compose_page(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, 1, "off", 1.0, 21, 108, 1.0, "tokens",
+                                 8, True, "ABA"))[-1]
+    assert last[-1].startswith("done: 32/32 tokens")
+    stop = threading.Event()
+    stop.set()
+    last = list(playground.stream(str(tiny_midi), **SETTINGS, variations=1, bars=4, end=True, interval=0.0,
+                                  stop=stop))[-1]
+    assert last.done and "no ending" in last.status and "stopped" in last.status

@@ -48,13 +48,22 @@ def page(server):
             browser.close()
 
 
+def choose(page, elem_id: str, option: str):
+    """Picks ``option`` in the page's dropdown ``#elem_id``."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
 def compose(page, midi: Path | None, tokens: int):
+    """Compose ``tokens`` tokens (the length in tokens, under Advanced) after ``midi``."""
     from playwright.sync_api import expect
 
     if midi is not None:
         page.locator("input[type=file]").first.set_input_files(str(midi))
         expect(page.locator(f"a[href$='/{midi.name}']").first).to_be_attached(timeout=30_000)
+    choose(page, "length-unit", "tokens")
     length = page.get_by_label("number input for Length (tokens)")
+    expect(length).to_be_visible()  # the Advanced panel opens
     length.fill(str(tokens))
     length.press("Enter")
     page.get_by_role("button", name="Compose", exact=True).click()
@@ -425,3 +434,34 @@ def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server):
             assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
         finally:
             browser.close()
+
+
+def test_a_whole_piece_in_bars_with_an_ending(page, tiny_midi):
+    """Issue 20 as a user meets it: a length of 2 bars, End ticked, the fill-in-the-middle model; the finished
+    piece is exactly 2 bars after the 2-bar 3/4 prompt and ends on a chord on the last downbeat with C (the
+    prompt's tonic) in the bass."""
+    from playwright.sync_api import expect
+
+    page.locator("input[type=file]").first.set_input_files(str(tiny_midi))
+    expect(page.locator(f"a[href$='/{tiny_midi.name}']").first).to_be_attached(timeout=30_000)
+    choose(page, "length-unit", "bars")
+    length = page.locator("#length input")
+    length.fill("2")
+    length.press("Enter")
+    end = page.get_by_label("End in the home key")
+    end.set_checked(False)
+    end.set_checked(True)
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="fim", exact=True).click()
+    page.get_by_role("button", name="Compose", exact=True).click()
+    wait_done(page)
+    expect(page.get_by_text("composed its 2 bars · ends in C major")).to_be_visible()
+    beat = 60 / 90  # the arpeggio's tempo
+    last_bar = (6 + 3) * beat  # the prompt's 2 bars and maia's first, in seconds
+    ns = notes(page)
+    assert max(n[2] for n in ns) == pytest.approx(last_bar + 3 * beat, abs=1e-3), "exactly 2 bars after the prompt"
+    chord = [n for n in ns if abs(n[1] - max(m[1] for m in ns)) < 1e-6]
+    assert chord[0][1] == pytest.approx(last_bar, abs=1e-3) and len(chord) >= 3
+    assert min(n[0] for n in chord) % 12 == 0, "the tonic in the bass"
+    for suffix in (".mid", ".wav", ".musicxml", "-roll.png"):
+        expect(page.locator(f"a[href$='maia-1{suffix}']")).to_be_attached()

@@ -43,6 +43,17 @@ def test_steps_are_those_of_maia_generate(pool, tiny_models_dir):
     assert list(pool.generate(folder, ids, config)) == _local(folder, ids, config)
 
 
+def test_a_set_length_is_filled_as_maia_generate_fills_it(pool, tiny_models_dir):
+    """fill_steps (the page's length in bars) reaches the process: the same steps, each row ending on <end>."""
+    folder = tiny_models_dir / "gpt"
+    model, vocab, _ = load_model(folder)
+    ids = build_prompt(vocab, "bach").ids
+    config = SamplingConfig(max_new_tokens=200, seed=2, variations=2)
+    want = list(generate(model, ids, config, vocab, fill_steps=96))
+    assert list(pool.generate(folder, ids, config, fill_steps=96)) == want
+    assert all(vocab.end_id in [s[i] for s in want] for i in range(2)) and len(want) < 200
+
+
 def test_infill_steps_are_those_of_maia_infill(pool, tiny_models_dir):
     folder = tiny_models_dir / "fim"
     model, vocab, _ = load_model(folder)

@@ -31,7 +31,8 @@ from maia.gallery.shelf import prompt_of, variant_of
 
 ALL = "(all)"
 SETTING_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
-                  "lowest", "highest", "density")  # the order of app.py's settings (playground.LINK_FIELDS)
+                  "lowest", "highest", "density", "length_unit", "length", "end",
+                  "form")  # the order of app.py's settings (playground.LINK_FIELDS)
 
 
 def allowed_paths(gallery) -> list[str]:

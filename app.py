@@ -19,7 +19,7 @@ from maia.encoding import MIDI_SUFFIXES
 from maia.errors import MaiaError
 from maia.gallery import open_gallery
 from maia.gallery import page as gallery_page
-from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE
+from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, SamplingConfig
 from maia.limits import Limits
 from maia.web import ROLL_TEMPLATE, roll_js
 
@@ -271,7 +271,10 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 if examples:
                     gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
                 lacrimosa = gr.Button("Complete the Lacrimosa (Mozart)", visible=playground.LACRIMOSA.is_file())
-                top_k = gr.Slider(*TOP_K_RANGE, value=5, step=1, label="Top-k")
+                with gr.Row():
+                    top_k = gr.Slider(*TOP_K_RANGE, value=SamplingConfig.top_k, step=1, label="Top-k",
+                                      info="20: closest to real music (docs/models.md); 0: no cut")
+                    original = gr.Button("Original maia (top-k 5)", size="sm", elem_id="original-top-k")
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
@@ -374,6 +377,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     demo.load(restore, None, [prompt_midi, *settings], api_visibility="private")
     stop.click(stop_composing, None, stop, queue=False, api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
+    original.click(lambda: 5, None, top_k, queue=False, api_visibility="private")  # the original maia's top-k
     tokens.change(length_hint, tokens, seconds, api_visibility="private")
     length_unit.change(length_unit_changed, length_unit, [length, tokens_note, whole_row, advanced],
                        api_visibility="private")

@@ -498,3 +498,16 @@ def test_the_pages_length_control_and_stop_before_the_ending(app, tiny_midi):
     last = list(playground.stream(str(tiny_midi), **SETTINGS, variations=1, bars=4, end=True, interval=0.0,
                                   stop=stop))[-1]
     assert last.done and "no ending" in last.status and "stopped" in last.status
+
+
+def test_the_page_samples_with_the_chosen_default_and_the_original_is_one_click_away(app):
+    """The Top-k slider starts at SamplingConfig's default (chosen in docs/models.md); the "Original maia"
+    button sets the original's top-k 5."""
+    from maia.generate import SamplingConfig
+
+    blocks = app.demo.blocks.values()
+    slider = next(b for b in blocks if getattr(b, "label", None) == "Top-k")
+    assert slider.value == SamplingConfig.top_k == 20
+    button = next(b for b in blocks if getattr(b, "elem_id", None) == "original-top-k")
+    (dep,) = [d for d in app.demo.fns.values() if any(t[0] == button._id for t in d.targets)]
+    assert dep.fn() == 5 and [o._id for o in dep.outputs] == [slider._id]

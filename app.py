@@ -21,7 +21,7 @@ from maia.gallery import open_gallery
 from maia.gallery import page as gallery_page
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, SamplingConfig
 from maia.limits import Limits
-from maia.web import ROLL_TEMPLATE, roll_js
+from maia.web import KEYS_TEMPLATE, ROLL_TEMPLATE, keys_js, roll_js
 
 try:
     LIMITS = Limits.from_env()  # the only reading of MAIA_* settings (maia/limits.py)
@@ -33,6 +33,7 @@ MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_BARS = 16  # a page's first piece: about 20 s of sampling and shaping on 2 CPU cores (README)
 DEFAULT_MODEL = next(iter(playground.model_choices()), None)
 ROLL_JS = roll_js()
+KEYS_JS = keys_js()
 LOG = logging.getLogger("maia")
 STOPS = playground.Stops()  # the Stop button's requests, per browser session
 if GALLERY is None:
@@ -162,6 +163,14 @@ def step_history(history, delta):
     files = [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f]
     where = f"piece {history['at'] + 1} of {len(history['items'])}"
     return history, o.live, files, o.analysis, f"{where} · {update.status}", *history_buttons(history)
+
+
+def played(evt: gr.EventData):
+    """A phrase played on the page (the instrument's Stop recording) becomes the prompt, as an upload would."""
+    try:
+        return playground.played_prompt(getattr(evt, "midi", None))
+    except MaiaError as e:
+        raise refused(e) from None
 
 
 def span_selected(evt: gr.EventData):
@@ -305,6 +314,11 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     with gr.Group(visible=i == 0) as slot:
                         live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
                                        elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
+                        if i == 0:  # the instrument: play the prompt; maia's notes to MIDI out
+                            with gr.Accordion("🎹 Play the prompt: keyboard, MIDI in and out", open=True,
+                                              elem_id="instrument"):
+                                keys = gr.HTML("", html_template=KEYS_TEMPLATE, js_on_load=KEYS_JS,
+                                               elem_id="keys", padding=False)
                         files = gr.File(label="Downloads: MIDI, then WAV, MusicXML and PNG roll when done",
                                         file_count="multiple", interactive=False, height=120)
                         analysis = gr.Markdown()
@@ -370,6 +384,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                       api_visibility="private")
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
+    keys.recorded(played, None, prompt_midi, api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
                 density, length_unit, length, end, form]  # in playground.LINK_FIELDS order

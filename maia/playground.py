@@ -29,6 +29,8 @@ device) are set once by ``use(Limits.from_env())`` in app.py; the defaults hold 
 from __future__ import annotations
 
 import atexit
+import base64
+import binascii
 import contextlib
 import functools
 import math
@@ -60,7 +62,7 @@ from maia.generate import (
 from maia.limits import Limits
 from maia.metrics import key_name
 from maia.sampler import SamplerPool
-from maia.vocab import Vocab
+from maia.vocab import EncodingConfig, Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 LACRIMOSA = PROMPTS_DIR / "lacrimosa.mid"
@@ -459,29 +461,38 @@ def length_settings(bars, seconds, end, form_name) -> tuple[int | None, float | 
 
 @dataclass
 class WholePiece:
-    """A composition of a set length (maia/form.py): the span every variation fills, its token budget, and
-    what is done to each variation once sampled (the theme brought back as ``sections`` plan, the cadence
-    in the home key). ``hold``: the first grid step that may change then; the live audio waits there."""
+    """A composition of a set length (maia/form.py's Layout): the span every variation fills, its token
+    budget, and what is done to each variation once sampled (the theme brought back, the cadence in the home
+    key). ``hold``: the first grid step that may change then; the live audio waits there."""
 
     net: object
     vocab: Vocab
     prompt: Prompt
-    heard: Piece  # the prompt as the model reads it
-    steps: int  # grid steps composed after the prompt
-    budget: int  # tokens
+    lay: object  # maia.form.Layout
     bars: int | None
     seconds: float | None
-    end: bool
     form: str | None
-    sections: list | None
-    origin: int  # the first bar line after the prompt (after the theme, from nothing)
-    theme_bars: int
-    hold: int
     controls: object = None
 
     @property
-    def lock(self) -> tuple[int, str] | None:
-        return self.controls.key if self.controls is not None else None
+    def steps(self) -> int:
+        return self.lay.steps
+
+    @property
+    def budget(self) -> int:
+        return self.lay.budget
+
+    @property
+    def end(self) -> bool:
+        return self.lay.end
+
+    @property
+    def sections(self):
+        return self.lay.sections
+
+    @property
+    def hold(self) -> int:
+        return self.lay.hold
 
     @property
     def shaped(self) -> bool:
@@ -493,7 +504,8 @@ class WholePiece:
     def key(self, piece: Piece) -> tuple[int, str]:
         from maia.form import home_key
 
-        return home_key(self.heard if len(self.heard) else None, self.lock, piece)
+        lock = self.controls.key if self.controls is not None else None
+        return home_key(self.lay.heard if len(self.lay.heard) else None, lock, piece)
 
     def doing(self, pieces: list[Piece]) -> str:
         """What shaping is about to do, for the status line."""
@@ -509,58 +521,23 @@ class WholePiece:
         return SHAPING_SECONDS_PER_TOKEN * tokens * variations if self.shaped else 0.0
 
     def shape(self, piece: Piece, config: SamplingConfig) -> tuple[Piece, tuple[int, str] | None]:
-        """One sampled variation with the theme back and the ending, as maia.form.compose makes them; and
-        the key it ends in (None without an ending)."""
+        """One sampled variation with the theme back and the ending (maia.form.shape, as the CLI makes
+        them); and the key it ends in (None without an ending)."""
         from maia import form
 
-        bar = form.bar_steps(self.prompt.time_signature, self.vocab.config.steps_per_quarter)
-        end = self.prompt.steps + self.steps
-        composer = self.prompt.composer
-        if self.sections is not None:
-            source = self.heard if len(self.heard) else piece
-            start = source.notes[0, 0] // bar * bar if len(source) else 0  # the theme's first bar line
-            notes = source.notes
-            theme = notes[(notes[:, 0] >= start) & (notes[:, 0] < start + self.theme_bars * bar)].copy()
-            theme[:, 0] -= start
-            piece = form.apply_form(self.net, self.vocab, composer, piece, replace(piece, notes=theme), self.origin,
-                                    self.sections, config, end, self.lock, self.controls)
-        if not self.end:
-            return piece, None
-        key = self.key(piece)
-        piece, _ = form.end_in_key(self.net, self.vocab, composer, piece, key, config, self.prompt.steps,
-                                   1 if self.sections is not None else 2, ENDING_CANDIDATES, self.controls, end=end)
-        return piece, key
+        piece, ending = form.shape(self.net, self.vocab, self.prompt.composer, self.lay, piece, config, self.controls,
+                                   ENDING_CANDIDATES)
+        return piece, None if ending is None else ending.key
 
 
 def whole_piece(net, vocab: Vocab, prompt: Prompt, bars: int | None, seconds: float | None, end: bool,
                 form_name: str | None, controls=None, theme_bars: int = 4) -> WholePiece:
-    """The plan of a composition ``bars`` bars or ``seconds`` long after ``prompt`` (maia.form.compose's):
+    """The plan of a composition ``bars`` bars or ``seconds`` long after ``prompt`` (maia.form.layout):
     with ``end`` the span is whole bars (the nearest to ``seconds``); InputError for a form that does not fit."""
     from maia import form
 
-    spq = vocab.config.steps_per_quarter
-    bar = form.bar_steps(prompt.time_signature, spq)
-    steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, seconds, spq)
-    if end and seconds is not None:  # an ending falls on a bar line: the whole bars nearest the time asked
-        steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, max(2, round(steps / bar)),
-                                  None, spq)
-    total = prompt.steps + steps
-    origin = prompt.steps + (-prompt.steps) % bar
-    heard = ids_to_piece(prompt.ids, vocab, prompt)
-    sections = None
-    hold = total
-    if form_name:
-        theme_bars = max(1, min(theme_bars, heard.end_step // bar)) if len(heard) else theme_bars
-        if not len(heard):
-            origin += theme_bars * bar  # from nothing, the first bars composed are the theme
-        sections = form.plan(form_name, (total - origin) // bar, theme_bars, end)
-        first_a = min(origin + first * bar for letter, first, _ in sections if letter == "A")
-        hold = min(hold, max(origin, first_a - bar))  # the bar leading into the theme is rewritten
-    if end:
-        hold = min(hold, max(prompt.steps, total - bar - (1 if sections is not None else 2) * bar))
-    budget = form.token_budget(prompt.ids, prompt.steps, steps, LIMITS.max_tokens)
-    return WholePiece(net, vocab, prompt, heard, steps, budget, bars, seconds, end, form_name, sections, origin,
-                      theme_bars, hold, controls)
+    lay = form.layout(vocab, prompt, bars, seconds, end, form_name, theme_bars, LIMITS.max_tokens)
+    return WholePiece(net, vocab, prompt, lay, bars, seconds, form_name, controls)
 
 
 def page_length(unit, length, end, form_name) -> tuple:
@@ -1001,3 +978,28 @@ def continue_from(midi: str | Path | None) -> str:
     if not midi:
         raise InputError("nothing to continue yet: compose something first")
     return str(midi)
+
+
+def played_prompt(data: str | None) -> str:
+    """A phrase played on the page (maia/web/keys.js writes it as a Standard MIDI File, base64) as a prompt:
+    written to a fresh request folder as ``played.mid`` and read back within the same limits as an upload, so
+    compose, continue, regenerate and permalinks take it as they take an uploaded file. InputError for
+    nothing played, bad base64 or a file the reader refuses."""
+    text = (data or "").strip()
+    if not text:
+        raise InputError("nothing was played: press Record, play, then Stop")
+    if len(text) > LIMITS.max_input_bytes * 4 // 3 + 4:  # the decoded file would be over the upload limit
+        raise InputError(f"the recording is too long (over {LIMITS.max_input_bytes // 1024} KiB of MIDI)")
+    try:
+        midi = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("the recording did not arrive whole (bad base64); please record again") from None
+    path = new_request_folder() / "played.mid"
+    try:
+        path.write_bytes(midi)
+    except OSError as e:
+        raise _disk_error(e) from None
+    piece = read(path, EncodingConfig(), max_bytes=LIMITS.max_input_bytes, max_quarters=LIMITS.max_quarters)
+    if not len(piece.notes):
+        raise InputError("the recording holds no notes: press Record, play, then Stop")
+    return str(path)

@@ -48,6 +48,19 @@
   stats.state = () => stateEl.textContent;
   stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS });
   stats.notes = () => S.notes;
+  stats.gain = () => (P.out ? P.out.gain.value : 1);
+  // a phrase being played (maia/web/keys.js): drawn in the prompt's colour while nothing composed is on show
+  stats.take = (notes) => {
+    if (S.request !== null && S.request !== "take" && !S.done) return; // maia is composing here
+    if (S.request !== "take") reset("take");
+    S.notes = notes.map(([p, s, e, v]) => [p, s, e, v, 0]); S.done = true; S.mine = [0, 1e9];
+    $(".empty").hidden = S.notes.length > 0;
+    fitPitches();
+    let end = 0;
+    for (const n of S.notes) end = Math.max(end, n[2]);
+    follow(end);
+    draw();
+  };
   stats.notePixels = () => { // canvas pixels right of the keyboard in the prompt's blue or maia's orange
     const d = ctx2d.getImageData(0, 0, canvas.width, canvas.height).data, x0 = KEYS * (window.devicePixelRatio || 1);
     let blue = 0, orange = 0;
@@ -112,6 +125,8 @@
       const AC = window.AudioContext || window.webkitAudioContext;
       if (!AC) return null;
       try { P.ctx = new AC({ sampleRate: S.rate }); } catch (e) { P.ctx = new AC(); }
+      // every source goes through one gain, so that the page can be muted while maia plays on MIDI out
+      P.out = P.ctx.createGain(); P.out.gain.value = window.maiaMuted ? 0 : 1; P.out.connect(P.ctx.destination);
     }
     return P.ctx;
   }
@@ -142,7 +157,7 @@
     if (c.at + c.dur <= P.from) return;
     const src = P.ctx.createBufferSource();
     src.buffer = c.buf;
-    src.connect(P.ctx.destination);
+    src.connect(P.out);
     const when = P.t0 + (c.at - P.from);
     if (when >= P.t0) src.start(when); else src.start(P.t0, P.from - c.at);
     P.sources.push(src);
@@ -383,6 +398,7 @@
   host.tabIndex = 0;
   host.addEventListener("keydown", (e) => { if (e.code === "Space") { e.preventDefault(); playBtn.click(); } });
   new ResizeObserver(() => draw()).observe(canvas);
+  window.addEventListener("maia-mute", () => { if (P.out) P.out.gain.value = window.maiaMuted ? 0 : 1; });
 
   watch("value", onValue);
   onValue();

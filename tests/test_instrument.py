@@ -1,0 +1,167 @@
+"""The page as an instrument (issue 22), end to end in Debian's chromium: a phrase played on a MIDI keyboard
+becomes the prompt note for note and maia continues it; the on-screen and computer keyboards record; maia's
+notes go to a MIDI output in order with their note-offs; a browser without Web MIDI says why in one line.
+Web MIDI is a stand-in injected before the page loads: an input whose messages the test sends, an output
+that records what it receives."""
+
+import time
+
+import pytest
+
+from bench.appserver import serve
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, STATS, choose
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+FAKE_MIDI = """
+window.__midi = { sent: [] };
+navigator.requestMIDIAccess = async () => {
+  const input = { id: "in-1", name: "Test keyboard", type: "input", state: "connected", onmidimessage: null };
+  const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
+    send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
+  window.__midi.play = (bytes, at) => input.onmidimessage && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: at });
+  return { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
+};
+"""
+REFUSED = "navigator.requestMIDIAccess = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));"
+NO_MIDI = "delete Navigator.prototype.requestMIDIAccess;"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    try:
+        with serve(tiny_models_dir, log, timeout=120) as (url, _pid):
+            yield url
+    except RuntimeError as e:
+        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(browser, server, script: str | None):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    if script:
+        page.add_init_script(script)
+    page.goto(server)
+    page.locator("#keys .piano").wait_for()
+    return page
+
+
+def prompt_notes(page) -> list[tuple[int, float, float]]:
+    """The prompt the server wrote (the prompt box's played.mid): (pitch, onset, duration) in quarter notes."""
+    from playwright.sync_api import expect
+    from symusic import Score
+
+    link = page.locator("a[href$='/played.mid']").first
+    expect(link).to_be_attached(timeout=30_000)
+    score = Score.from_midi(page.request.get(link.get_attribute("href")).body())
+    tpq = score.ticks_per_quarter
+    notes = sorted((n.time, n.pitch, n.duration) for t in score.tracks for n in t.notes)
+    return [(p, s / tpq, d / tpq) for s, p, d in notes]
+
+
+def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_midi_out(browser, server):
+    page = open_page(browser, server, FAKE_MIDI)
+    page.locator("#keys button.connect").click()
+    page.locator("#keys select.midi-out").select_option("out-1")
+    assert page.locator("#keys select.midi-in").input_value() == "in-1"  # the one keyboard is chosen
+    assert page.evaluate("window.maiaMuted") is True  # the page is muted while MIDI out is on
+    page.locator("#keys button.rec").click()
+    t0 = page.evaluate("window.maiaKeys.t0") + 1000  # the phrase starts a second after Record
+    phrase = [(60, 0.0, 0.4, 100), (64, 0.5, 0.4, 90), (67, 1.0, 0.4, 80), (72, 1.5, 0.9, 70)]  # seconds at 120 qpm
+    for p, s, d, v in phrase:
+        page.evaluate(f"window.__midi.play([0x90, {p}, {v}], {t0 + 1000 * s})")
+        page.evaluate(f"window.__midi.play([0x80, {p}, 0], {t0 + 1000 * (s + d)})")
+    assert page.evaluate(f"{STATS}.notes().length") == 4  # drawn on the roll as it is played
+    page.locator("#keys button.rec").click()  # Stop recording: the take becomes the prompt
+    # quantised to 1/16: onsets on the beats, each 0.4 s (0.8 quarter) held for 3 sixteenths
+    assert prompt_notes(page) == [(60, 0, 0.75), (64, 1, 0.75), (67, 2, 0.75), (72, 3, 1.75)]
+
+    choose(page, "length-unit", "tokens")
+    length = page.get_by_label("number input for Length (tokens)")
+    length.fill("64")
+    length.press("Enter")
+    page.get_by_role("button", name="Compose", exact=True).click()
+    page.wait_for_function(f"{STATS}.done === true && {STATS}.request !== 'take'", timeout=60_000)
+    notes = page.evaluate(f"{STATS}.notes()")
+    assert [(n[0], n[1]) for n in notes if n[4] == 0] == [(p, s) for p, s, _, _ in phrase]  # the prompt, note for note
+    assert page.evaluate(f"{STATS}.gain()") == 0
+
+    # MIDI out: maia's notes, once, in order, each with its note-off after its note-on
+    page.wait_for_function("window.maiaKeys.sent === 1", timeout=5_000)
+    sent = sorted(page.evaluate("window.__midi.sent"), key=lambda m: m[1])  # stable: sent in time order
+    maia = sorted((n for n in notes if n[4] == 1), key=lambda n: n[1])
+    assert maia, "maia wrote no notes"
+    assert [m[0][1] for m in sent if m[0][0] == 0x90] == [n[0] for n in maia]
+    open_at: dict[int, list[float]] = {}
+    for (status, pitch, _), at in sent:
+        if status == 0x90:
+            open_at.setdefault(pitch, []).append(at)
+        else:
+            assert status == 0x80 and open_at.get(pitch), (status, pitch)
+            assert at > open_at[pitch].pop(0)
+    assert not any(open_at.values()), "a note was never released"
+
+
+def test_the_on_screen_and_computer_keyboards_record(browser, server):
+    page = open_page(browser, server, FAKE_MIDI)
+    page.locator("#keys input.quantise").uncheck()  # as played
+    page.locator("#keys button.rec").click()
+    for p in (60, 64):  # mouse clicks on the on-screen keys
+        page.locator(f"#keys .key[data-p='{p}']").click()
+        time.sleep(0.15)
+    piano = page.locator("#keys .piano")
+    piano.focus()
+    for key in ("w", "x", "a"):  # C#4, an octave up, C5 (while the keyboard has focus)
+        page.keyboard.down(key)
+        time.sleep(0.15)
+        page.keyboard.up(key)
+    # typing in a text field is never captured, even with "Play with the computer keys" on
+    page.locator("#keys input.capture").check()
+    seed = page.get_by_label("Seed")
+    seed.click()
+    page.keyboard.press("d")
+    page.locator("h1").first.click()  # focus elsewhere on the page: the keys play
+    page.keyboard.down("j")
+    time.sleep(0.15)
+    page.keyboard.up("j")
+    page.locator("#keys button.rec").click()
+    assert [p for p, _, _ in prompt_notes(page)] == [60, 64, 61, 72, 83]
+
+
+@pytest.mark.parametrize("script, says", [(NO_MIDI, "No Web MIDI in this browser"), (REFUSED, "MIDI access was refused")],
+                         ids=["no-web-midi", "refused"])
+def test_without_web_midi_one_line_says_why_and_the_keyboard_still_plays(browser, server, script, says):
+    page = open_page(browser, server, script)
+    if script == REFUSED:
+        page.locator("#keys button.connect").click()
+    why = page.locator("#keys .why")
+    assert says in why.inner_text() and "\n" not in why.inner_text().strip()
+    page.locator("#keys button.rec").click()
+    page.locator("#keys .key[data-p='62']").click()
+    page.locator("#keys button.rec").click()
+    assert [p for p, _, _ in prompt_notes(page)] == [62]
+
+
+def test_a_bad_recording_is_refused_in_one_line(monkeypatch):
+    from maia import playground
+    from maia.errors import InputError
+    from maia.limits import Limits
+
+    monkeypatch.setattr(playground, "LIMITS", Limits())
+    for data, says in [("", "nothing was played"), ("%%%", "bad base64"), ("TVRoZA==", "played.mid: ")]:
+        with pytest.raises(InputError, match=says):
+            playground.played_prompt(data)

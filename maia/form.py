@@ -288,6 +288,84 @@ def continue_for(model, vocab: Vocab, prompt_ids: Sequence[int], config, steps: 
     return rows
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where a whole piece's parts fall, in grid steps: the span composed after the prompt, the first bar
+    line after it (``origin``; after the theme when composing from nothing), the sections that bring the
+    theme back (plan()'s, or None), and whether it ends with a cadence."""
+
+    prompt_steps: int
+    steps: int  # composed after the prompt
+    bar: int
+    origin: int
+    budget: int  # tokens enough for the span
+    end: bool
+    sections: list | None
+    theme_bars: int
+    heard: Piece  # the prompt as the model reads it
+
+    @property
+    def total(self) -> int:
+        return self.prompt_steps + self.steps
+
+    @property
+    def hold(self) -> int:
+        """The first step that shaping (the theme's return, the ending) may change."""
+        hold = self.total
+        if self.sections is not None:
+            first_a = min(self.origin + first * self.bar for letter, first, _ in self.sections if letter == "A")
+            hold = min(hold, max(self.origin, first_a - self.bar))  # the bar leading into the theme is rewritten
+        if self.end:
+            rewritten = 1 if self.sections is not None else 2
+            hold = min(hold, max(self.prompt_steps, self.total - self.bar - rewritten * self.bar))
+        return hold
+
+    def theme(self, piece: Piece) -> Piece:
+        """The opening ``theme_bars`` bars: the prompt's, or from nothing the first composed, from step 0."""
+        source = self.heard if len(self.heard) else piece
+        start = source.notes[0, 0] // self.bar * self.bar if len(source) else 0  # the theme's first bar line
+        notes = source.notes[(source.notes[:, 0] >= start) & (source.notes[:, 0] < start + self.theme_bars * self.bar)]
+        return replace(piece, notes=notes - np.array([start, 0, 0, 0]))
+
+
+def layout(vocab: Vocab, prompt, bars: int | None = None, seconds: float | None = None, end: bool = False,
+           form: str | None = None, theme_bars: int = 4, max_tokens: int = 4096) -> Layout:
+    """The Layout of ``bars`` bars (or ``seconds``; whole bars, the nearest, with ``end``) after ``prompt``
+    (maia.generate.Prompt); InputError for a length or form that does not fit."""
+    from maia.generate import ids_to_piece
+
+    spq = vocab.config.steps_per_quarter
+    bar = bar_steps(prompt.time_signature, spq)
+    steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, seconds, spq)
+    if end and seconds is not None:  # an ending falls on a bar line: the whole bars nearest the time asked
+        steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, max(2, round(steps / bar)), None, spq)
+    origin = prompt.steps + (-prompt.steps) % bar  # the first bar line after the prompt
+    sections, heard = None, ids_to_piece(prompt.ids, vocab, prompt)
+    if form:
+        theme_bars = max(1, min(theme_bars, heard.end_step // bar)) if len(heard) else theme_bars
+        if not len(heard):
+            origin += theme_bars * bar  # from nothing, the first bars composed are the theme
+        sections = plan(form, (prompt.steps + steps - origin) // bar, theme_bars, end)
+    return Layout(prompt.steps, steps, bar, origin, token_budget(prompt.ids, prompt.steps, steps, max_tokens), end,
+                  sections, theme_bars, heard)
+
+
+def shape(model, vocab: Vocab, composer: str, lay: Layout, piece: Piece, config, controls=None, candidates: int = 4,
+          prompt_piece: Piece | None = None) -> tuple[Piece, Ending | None]:
+    """One sampled variation (filling ``lay``'s span) with the theme brought back and the cadence written,
+    as ``lay`` says. The home key: the key lock's, else ``prompt_piece``'s (default: the prompt as read)."""
+    lock = controls.key if controls is not None else None
+    if lay.sections is not None:
+        piece = apply_form(model, vocab, composer, piece, lay.theme(piece), lay.origin, lay.sections, config, lay.total,
+                           lock, controls)
+    if not lay.end:
+        return piece, None
+    source = prompt_piece if prompt_piece is not None else (lay.heard if len(lay.heard) else None)
+    key = home_key(source, lock, piece)
+    return end_in_key(model, vocab, composer, piece, key, config, lay.prompt_steps, 1 if lay.sections else 2,
+                      candidates, controls, end=lay.total)
+
+
 def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, seconds: float | None = None,
             end: bool = False, controls=None, prompt_piece: Piece | None = None, max_tokens: int = 4096,
             candidates: int = 4, on_step: Callable[[list[int | None]], None] | None = None,
@@ -299,42 +377,13 @@ def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, second
     needs (up to ``max_tokens``)."""
     from maia.generate import ids_to_piece
 
-    spq = vocab.config.steps_per_quarter
-    steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, seconds, spq)
-    if end and seconds is not None:  # an ending falls on a bar line: the whole bars nearest the time asked
-        bar = bar_steps(prompt.time_signature, spq)
-        steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, max(2, round(steps / bar)), None, spq)
-    bar = bar_steps(prompt.time_signature, spq)
-    origin = prompt.steps + (-prompt.steps) % bar  # the first bar line after the prompt
-    sections, heard = None, ids_to_piece(prompt.ids, vocab, prompt)
-    if form:
-        theme_bars = max(1, min(theme_bars, heard.end_step // bar)) if len(heard) else theme_bars
-        if not len(heard):
-            origin += theme_bars * bar  # from nothing, the first bars composed are the theme
-        sections = plan(form, (prompt.steps + steps - origin) // bar, theme_bars, end)
-    budget = token_budget(prompt.ids, prompt.steps, steps, max_tokens)
-    cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, budget)))
-    rows = continue_for(model, vocab, prompt.ids, cfg, steps, controls, on_step)
-    out = []
-    for ids in rows:
-        piece = ids_to_piece(ids, vocab, prompt)
-        if sections is not None:
-            source = heard if len(heard) else piece
-            start = source.notes[0, 0] // bar * bar if len(source) else 0  # the theme's first bar line
-            theme = source.notes[(source.notes[:, 0] >= start) & (source.notes[:, 0] < start + theme_bars * bar)].copy()
-            theme[:, 0] -= start
-            piece = apply_form(model, vocab, prompt.composer, piece, replace(piece, notes=theme), origin, sections, cfg,
-                               prompt.steps + steps, controls.key if controls is not None else None, controls)
-        if not end:
-            out.append((piece, None))
-            continue
-        lock = controls.key if controls is not None else None
-        key = home_key(prompt_piece, lock, piece)
-        out.append(end_in_key(model, vocab, prompt.composer, piece, key, cfg, prompt.steps, 1 if form else 2,
-                              candidates, controls, end=prompt.steps + steps))
-    return out
+    lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)
+    cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, lay.budget)))
+    rows = continue_for(model, vocab, prompt.ids, cfg, lay.steps, controls, on_step)
+    return [shape(model, vocab, prompt.composer, lay, ids_to_piece(ids, vocab, prompt), cfg, controls, candidates,
+                  prompt_piece) for ids in rows]
 
 
-__all__ = ["Ending", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
-           "ends_on_tonic", "final_chord", "home_key", "length_steps", "place_cadence", "plan", "reprise", "rewrite",
+__all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
+           "ends_on_tonic", "final_chord", "home_key", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
            "tail_bits_per_note", "token_budget"]

@@ -43,3 +43,30 @@ def random_piece(seed: int, n: int = 120) -> Piece:
     pitch = rng.integers(40, 90, n)
     vel = rng.integers(20, 120, n)
     return Piece(normalize_notes(onset, onset + dur, pitch, vel, CFG), 12, 90.0, (3, 4))
+
+
+def biased_model(model, ids, amount):
+    """``model`` whose every next-token logit for ``ids`` is raised by ``amount`` (a model with a habit), with
+    the same interface (forward, init_cache, step)."""
+    import torch
+
+    class Biased(torch.nn.Module):
+        """A model whose every next-token logit for ``ids`` is raised by ``amount``: the same interface."""
+
+        def __init__(self, model, ids, amount):
+            super().__init__()
+            self.model, self.config, self.max_context = model, model.config, model.max_context
+            bias = torch.zeros(model.config.vocab_size, dtype=torch.float64)
+            bias[ids] = amount
+            self.register_buffer("bias", bias)
+
+        def forward(self, idx):
+            return self.model(idx) + self.bias
+
+        def init_cache(self, batch_size):
+            return self.model.init_cache(batch_size)
+
+        def step(self, idx, cache):
+            return self.model.step(idx, cache) + self.bias
+
+    return Biased(model, ids, amount)

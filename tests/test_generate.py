@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import biased_model
 
 from maia.checkpoint import load_model
 from maia.encoding import Piece, read
@@ -33,28 +34,8 @@ def start(vocab, composer="bach"):
     return build_prompt(vocab, composer).ids
 
 
-class Biased(torch.nn.Module):
-    """A model whose every next-token logit for ``ids`` is raised by ``amount``: the same interface."""
-
-    def __init__(self, model, ids, amount):
-        super().__init__()
-        self.model, self.config, self.max_context = model, model.config, model.max_context
-        bias = torch.zeros(model.config.vocab_size, dtype=torch.float64)
-        bias[ids] = amount
-        self.register_buffer("bias", bias)
-
-    def forward(self, idx):
-        return self.model(idx) + self.bias
-
-    def init_cache(self, batch_size):
-        return self.model.init_cache(batch_size)
-
-    def step(self, idx, cache):
-        return self.model.step(idx, cache) + self.bias
-
-
 def biased(model, vocab, ids, amount):
-    return Biased(model, ids, amount)
+    return biased_model(model, ids, amount)
 
 
 def greedy_reference(model, vocab, prompt, n, keep_fraction=0.75):

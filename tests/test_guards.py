@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from helpers import biased_model
 
 from maia import listener
 from maia.checkpoint import load_model
@@ -201,25 +202,6 @@ def tiny(request, tiny_models_dir):
     return model, vocab
 
 
-class Biased(torch.nn.Module):
-    """``model`` with ``amount`` added to the logits of ``ids``: a model that has a habit."""
-
-    def __init__(self, model, ids, amount):
-        super().__init__()
-        self.model, self.config, self.max_context = model, model.config, model.max_context
-        self.bias = torch.zeros(model.config.vocab_size, dtype=torch.float64)
-        self.bias[ids] = amount
-
-    def forward(self, idx):
-        return self.model(idx) + self.bias
-
-    def init_cache(self, batch_size):
-        return self.model.init_cache(batch_size)
-
-    def step(self, idx, cache):
-        return self.model.step(idx, cache) + self.bias
-
-
 def with_keys_down(vocab):
     """A prompt that ends with four keys down."""
     return build_prompt(vocab, "bach").ids + vocab.ids(["v5", "p60", "p64", "p67", "wait12", "p70", "wait6"])
@@ -241,7 +223,7 @@ def test_the_guards_leave_no_key_down_at_the_end(tiny):
 def test_a_model_keen_to_end_releases_its_keys_first(tiny):
     """A model that likes <end>: alone it ends with keys down; guarded, <end> waits for their note-offs."""
     model, vocab = tiny
-    keen = Biased(model, [vocab.end_id], 4.0)
+    keen = biased_model(model, [vocab.end_id], 4.0)
     prompt = with_keys_down(vocab)
     guarded, raw = [], []
     for seed in range(4):
@@ -258,7 +240,7 @@ def test_a_key_the_model_never_releases_is_released_after_the_limit(tiny):
     """A model that strikes 60 and then only waits: alone it holds the key for ever; guarded, it lets go
     a few beats after max_hold_beats (the bias grows by RAMP a beat until it outweighs the habit)."""
     model, vocab = tiny
-    habit = Biased(model, [vocab.stoi["wait12"]], 20.0)
+    habit = biased_model(model, [vocab.stoi["wait12"]], 20.0)
     habit.bias[vocab.stoi["p60"]] = 10.0  # the first token: a piece never opens with silence
     prompt = build_prompt(vocab, "bach").ids
     held_for = {}
@@ -282,7 +264,7 @@ def test_a_two_pitch_loop_is_broken(tiny):
     waits)."""
     model, vocab = tiny
     trill_ids = vocab.ids(["p60", "endp60", "p62", "endp62", "wait3"])
-    habit = Biased(model, trill_ids, 8.0)
+    habit = biased_model(model, trill_ids, 8.0)
     prompt = build_prompt(vocab, "bach").ids + vocab.ids(["v5", "p60", "wait3", "endp60"])
     runs, strikes = {}, {}
     for loop in (1.0, None):

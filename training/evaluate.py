@@ -231,10 +231,7 @@ def endings(model_dir: str | Path, n: int, bars: int = 8, data_dir=None, device:
     cfg = SamplingConfig() if top_k is None else SamplingConfig(top_k=top_k)
     result = en.endings(model, vocab, cases, cfg, bars)
     if write:
-        path = model_dir / "eval.json"
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data["endings"] = {"bars": bars, **result}
-        path.write_text(json.dumps(_finite(data), indent=1))
+        _merge_eval(model_dir, "endings", {"bars": bars, **result})
     return result, en.report(result, bars)
 
 
@@ -248,10 +245,7 @@ def forms(model_dir: str | Path, n: int, bars: int = 16, data_dir=None, device: 
     model, vocab, cases = held_out_cases(model_dir, data_dir, n, 12.0, bars * 2.0, device)
     result = en.forms(model, vocab, cases, SamplingConfig(), bars)
     if write:
-        path = model_dir / "eval.json"
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data["forms"] = {"bars": bars, **result}
-        path.write_text(json.dumps(_finite(data), indent=1))
+        _merge_eval(model_dir, "forms", {"bars": bars, **result})
     return result, en.report_forms(result, bars)
 
 
@@ -267,11 +261,16 @@ def listening(model_dir: str | Path, settings_text: str, data_dir=None, prompts:
     table = ls.report(result, len(cases), prompt_seconds, seconds)
     result = {"prompts": len(cases), "prompt_seconds": prompt_seconds, "seconds": seconds, "settings": result}
     if write:
-        path = model_dir / "eval.json"
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data["listening"] = result
-        path.write_text(json.dumps(_finite(data), indent=1))
+        _merge_eval(model_dir, "listening", result)
     return result, table
+
+
+def _merge_eval(model_dir: Path, entry: str, result: dict) -> None:
+    """Merges ``result`` into MODEL/eval.json as ``entry``, keeping the rest."""
+    path = model_dir / "eval.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[entry] = result
+    path.write_text(json.dumps(_finite(data), indent=1))
 
 
 def _finite(x):

@@ -35,11 +35,15 @@ from maia.generate import SamplingConfig, build_prompt, generate_ids, ids_to_pie
 PROMPT = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lacrimosa.mid"
 
 
-def lacrimosa_keys(model, vocab, seeds: int = 10, tokens: int = 512, top_k: int = 5) -> dict:
+def lacrimosa_prompt(vocab):
+    """(the eight bars as a Piece, the composer token's name or None, their Prompt, their key)."""
     piece = read(PROMPT, vocab.config)
     composer = "mozart" if vocab.find_composer("mozart") else None
-    prompt = build_prompt(vocab, composer, piece)
-    prompt_key = metrics.estimate_key(piece)
+    return piece, composer, build_prompt(vocab, composer, piece), metrics.estimate_key(piece)
+
+
+def lacrimosa_keys(model, vocab, seeds: int = 10, tokens: int = 512, top_k: int = 5) -> dict:
+    piece, composer, prompt, prompt_key = lacrimosa_prompt(vocab)
     rows = []
     for seed in range(seeds):
         (ids,) = generate_ids(model, prompt.ids, SamplingConfig(max_new_tokens=tokens, top_k=top_k, seed=seed), vocab)
@@ -61,10 +65,7 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
     final chord's lowest note is D."""
     from maia import form
 
-    piece = read(PROMPT, vocab.config)
-    composer = "mozart" if vocab.find_composer("mozart") else None
-    prompt = build_prompt(vocab, composer, piece)
-    prompt_key = metrics.estimate_key(piece)
+    piece, composer, prompt, prompt_key = lacrimosa_prompt(vocab)
     rows = []
     for seed in range(seeds):
         cfg = replace(config or SamplingConfig(), seed=seed, variations=1)

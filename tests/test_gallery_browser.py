@@ -80,7 +80,10 @@ def test_save_find_play_link_vote_and_delete(server, browser):
     url, gallery = server
     me = fresh_page(browser, url)
     # compose in the playground (no prompt: the composer alone), then save it with an HTML title
+    me.locator("#length-unit input").click()  # the length in tokens: the Advanced panel opens
+    me.get_by_role("option", name="tokens", exact=True).click()
     length = me.get_by_label("number input for Length (tokens)")
+    expect(length).to_be_visible()
     length.fill("64")
     length.press("Enter")
     me.get_by_label("Seed", exact=True).fill("7")  # the seed the permalink must bring back
@@ -99,6 +102,10 @@ def test_save_find_play_link_vote_and_delete(server, browser):
     assert me.evaluate("window.maiaPwned") is None
     assert me.locator("#gallery-pieces b, #gallery-pieces script, #gallery-pieces img").count() == 0
     expect(me.locator("#gallery-delete")).to_be_enabled()  # its owner may delete it
+    # its sheet music, engraved when opened: Verovio's SVG, with no markup of the title run
+    expect(me.locator("#gallery-sheet svg").first).to_be_visible(timeout=15_000)
+    assert me.locator("#gallery-sheet script, #gallery-sheet foreignObject").count() == 0
+    assert me.evaluate("window.maiaPwned") is None
     # it plays: the audio's clock moves
     expect(me.locator("#gallery-audio #duration")).not_to_have_text("0:00", timeout=15_000)
     me.locator("#gallery-audio").get_by_role("button", name="Play", exact=True).click()
@@ -126,13 +133,18 @@ def test_save_find_play_link_vote_and_delete(server, browser):
 
     # the listening room: a blind pair of the Lacrimosa, one vote, then which was which and the leaderboard
     me.get_by_role("tab", name="Listen").click()
+    votes = [me.locator(f"#listen-vote-{c}") for c in ("a", "same", "b")]
+    expect(votes[0]).to_be_disabled()  # nothing to vote on before a pair
     me.get_by_role("button", name="Next pair").click()
+    expect(votes[0]).to_be_enabled(timeout=15_000)
     for side in ("#listen-a", "#listen-b"):
         expect(me.locator(f"{side} #duration")).not_to_have_text("0:00", timeout=15_000)
     assert "gpt" not in me.locator("#listen-reveal textarea").input_value()
     me.get_by_role("button", name="A is better").click()
     reveal = me.locator("#listen-reveal textarea")
     expect(reveal).to_have_value(re.compile(r"A was (gpt|lstm) · .*; B was (gpt|lstm) · "), timeout=15_000)
+    for button in votes:  # off once voted, until the next pair: no second vote on this one
+        expect(button).to_be_disabled()
     assert gallery.games() and len(gallery.games()) == 1
     for variant in ("gpt · top-k 5 · T 1", "lstm · top-k 5 · T 1"):  # both on the leaderboard, one vote each
         expect(me.locator("#listen-board")).to_contain_text(variant, timeout=15_000)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from pathlib import Path
 
 import gradio as gr
 import pytest
 
+from maia.encoding import read
 from maia.gallery import page
 from maia.gallery.store import Gallery
+from maia.notation import musicxml
 
 ME, YOU = "a" * 32, "b" * 32
 TITLE = "<script>alert('x')</script><b>bold</b>"
+LACRIMOSA = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lacrimosa.mid"
 
 
 def _gallery(tmp_path):
@@ -36,14 +40,43 @@ def test_handlers(tmp_path):
     with pytest.raises(gr.Error):
         page.delete(g, first, YOU)
     assert page.show(g, "../../etc/passwd", ME)[0] == ""
-    state, a, b, line = page.next_pair(g, YOU)
+    state, a, b, line, *buttons = page.next_pair(g, YOU)
     assert {state["a"], state["b"]} == {first, second} and a.endswith(".wav") and b.endswith(".wav")
     assert "v0" not in line and "v1" not in line  # blind until the vote
-    revealed = page.vote(g, state, "a", YOU)
+    assert [u["interactive"] for u in buttons] == [True] * 3  # a pair waits for the vote
+    state, revealed, *buttons = page.vote(g, state, "a", YOU)
     assert revealed == f"A was {state['a_variant']}; B was {state['b_variant']}."
-    assert page.next_pair(g, YOU)[0] is None
+    assert [u["interactive"] for u in buttons] == [False] * 3  # off until the next pair
+    # a second click on the same pair (one that raced the buttons' update) is no error and no second vote
+    assert page.vote(g, state, "b", YOU)[1:] == (revealed, *buttons) and len(g.games()) == 1
+    done, *_, line, b1, b2, b3 = page.next_pair(g, YOU)
+    assert done is None and "no pair left" in line and not any(u["interactive"] for u in (b1, b2, b3))
     assert [row[0] for row in page.board(g)] == [state["a_variant"], state["b_variant"]]
     assert page.delete(g, first, ME) == "deleted"
+
+
+def test_an_opened_piece_shows_its_engraved_score(tmp_path):
+    g, (first, _) = _gallery(tmp_path)
+    xml = musicxml(read(LACRIMOSA), title=TITLE, subtitle="model piano, seed 0")
+    scored = g.save(TITLE, ME, {"midi": b"MThd", "musicxml": xml.encode()}, composer="mozart", model="piano")
+    html = page.sheet(g, scored)
+    assert html.count("<svg") >= 1 and 'class="note"' in html  # Verovio's pages, with their notes
+    assert not page.UNSAFE_SVG.search(html)  # which the guard against markup that is not music lets through
+    assert "<script" not in html and "<b>" not in html and "&lt;script&gt;" in html  # the title, as escaped text
+    assert page.sheet(g, scored) == html  # the second opening comes from the cache
+    # no MusicXML: one line says so; one Verovio cannot read: one line says that; no piece: nothing
+    assert page.sheet(g, first) == "<p>No sheet music: this piece was saved without its MusicXML.</p>"
+    bad = g.save("bad", ME, {"midi": b"MThd", "musicxml": b"<score/>"}, composer="mozart", model="piano")
+    assert page.sheet(g, bad).startswith("<p>The sheet music could not be engraved: ")
+    assert page.sheet(g, "../../etc/passwd") == "" and page.sheet(g, None) == ""
+
+
+@pytest.mark.parametrize("svg", ['<svg><script>alert(1)</script></svg>', '<svg><g onload="alert(1)"/></svg>',
+                                 '<svg><foreignObject><img src=x></foreignObject></svg>',
+                                 '<svg><a xlink:href="javascript:alert(1)"/></svg>'])
+def test_markup_that_is_not_music_is_never_shown(svg):
+    assert page.UNSAFE_SVG.search(svg)
+    assert not page.UNSAFE_SVG.search('<svg><text x="1">onload=&lt;script&gt;</text></svg>')  # text is text
 
 
 def _free_port() -> int:

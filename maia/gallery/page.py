@@ -9,12 +9,15 @@
 
 ``gallery`` may be None (its database could not be opened): the tabs then show ``problem``, one line, and the
 rest of the page composes as ever. Titles are shown in text boxes and radio labels, which Gradio renders as
-text: HTML in a title is shown as typed. Every handler names pieces by id; none takes a path from the
-browser except ``files``, the playground's own output component.
+text: HTML in a title is shown as typed; the sheet music is Verovio's SVG, in which a title is escaped text.
+Every handler names pieces by id; none takes a path from the browser except ``files``, the playground's own
+output component.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import os
 import random
 import re
@@ -148,6 +151,42 @@ def named_copies(p) -> dict[str, Path]:
     return {k: out[k] for k in SUFFIXES if k in out}
 
 
+def sheet(gallery, uid) -> str:
+    """The piece's sheet music as HTML: its stored MusicXML engraved by Verovio (maia.notation.engrave, as in
+    the playground) when it is opened, or one line saying why there is none."""
+    p = gallery.get(uid) if uid else None
+    if p is None:
+        return ""
+    if "musicxml" not in p.files:
+        return _line("No sheet music: this piece was saved without its MusicXML.")
+    try:
+        pages = engraved(str(p.files["musicxml"]))
+    except (ImportError, OSError, ValueError) as e:  # no Verovio, the file is gone, or it cannot be read
+        return _line(f"The sheet music could not be engraved: {e}")
+    # Verovio draws black on transparent: a white sheet keeps it legible in a dark theme
+    return ('<div class="gallery-sheet" style="background:#fff;overflow-x:auto;padding:4px">'
+            + "".join(pages) + "</div>")
+
+
+def _line(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+UNSAFE_SVG = re.compile(r"<\s*(script|foreignobject|iframe)|<[^>]*\son\w+\s*=|javascript:", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=16)  # keyed by the stored file's name, its content hash: an entry never goes stale
+def engraved(path: str) -> tuple[str, ...]:
+    """The SVG pages of a stored MusicXML file. Verovio writes the text of a title as escaped text; a page with
+    a script, a foreign object or an event handler anyway is refused (ValueError), never shown."""
+    from maia.notation import engrave
+
+    pages = tuple(engrave(Path(path).read_text(encoding="utf-8")))
+    if any(UNSAFE_SVG.search(svg) for svg in pages):
+        raise ValueError("the engraving holds markup that is not music")
+    return pages
+
+
 def delete(gallery, uid, token) -> str:
     try:
         gallery.delete(uid, token)
@@ -157,27 +196,41 @@ def delete(gallery, uid, token) -> str:
 
 
 # ---- the Listen tab ---------------------------------------------------------------------------------------
+VOTES = (("A is better", "a"), ("The same", "same"), ("B is better", "b"))  # the vote buttons, left to right
+
+
+def _voting(on: bool) -> tuple:
+    """The updates of the three vote buttons: on while a pair waits for this browser's vote."""
+    return tuple(gr.update(interactive=on) for _ in VOTES)
+
+
 def next_pair(gallery, token):
-    """(pair state, audio A, audio B, the line above them). The order is random; the state stays on the server."""
+    """(pair state, audio A, audio B, the line above them, *the vote buttons). The order is random; the state
+    stays on the server."""
     try:
         pair = gallery.next_pair(token)
     except MaiaError as e:
         raise gr.Error(str(e)) from None
     if pair is None:
-        return None, None, None, "no pair left for you to judge: thank you!"
+        return None, None, None, "no pair left for you to judge: thank you!", *_voting(False)
     a, b = random.sample(pair, 2)
     return ({"a": a.uid, "b": b.uid, "a_variant": a.variant, "b_variant": b.variant},
-            str(a.files["wav"]), str(b.files["wav"]), "Two continuations of the same prompt. Which is better?")
+            str(a.files["wav"]), str(b.files["wav"]), "Two continuations of the same prompt. Which is better?",
+            *_voting(True))
 
 
-def vote(gallery, pair, choice, token) -> str:
+def vote(gallery, pair, choice, token):
+    """(pair state, which was which, *the vote buttons): the vote is kept and the buttons are off until the next
+    pair. A second vote on the same pair (a click that raced the buttons' update) only says which was which."""
     if not pair:
         raise gr.Error("press Next pair first")
-    try:
-        gallery.vote(pair["a"], pair["b"], choice, token)
-    except MaiaError as e:
-        raise gr.Error(str(e)) from None
-    return f"A was {pair['a_variant']}; B was {pair['b_variant']}."
+    if not pair.get("voted"):
+        try:
+            gallery.vote(pair["a"], pair["b"], choice, token)
+        except MaiaError as e:
+            raise gr.Error(str(e)) from None
+        pair = {**pair, "voted": choice}
+    return pair, f"A was {pair['a_variant']}; B was {pair['b_variant']}.", *_voting(False)
 
 
 def board(gallery):
@@ -207,6 +260,7 @@ def build_tabs(gallery, problem: str, token) -> None:
             about = gr.Textbox(label="About", interactive=False)
             audio = gr.Audio(label="Listen", type="filepath", interactive=False, elem_id="gallery-audio")
             roll = gr.Image(label="Piano roll", type="filepath", interactive=False)
+            score = gr.HTML("", label="Sheet music", elem_id="gallery-sheet")
             downloads = gr.File(label="MIDI, WAV, MusicXML, roll", file_count="multiple", interactive=False)
             link = gr.Textbox(label="Permalink: opens the playground with this piece's settings", interactive=False,
                               elem_id="gallery-link")
@@ -222,7 +276,8 @@ def build_tabs(gallery, problem: str, token) -> None:
                 return show(gallery, uid, tok, base)
 
             pieces.change(_show, [pieces, token], [title, about, audio, roll, downloads, link, remove],
-                          api_visibility="private")
+                          api_visibility="private").then(lambda uid: sheet(gallery, uid), pieces, score,
+                                                         api_visibility="private")  # engraved after the rest shows
             remove.click(lambda uid, tok: delete(gallery, uid, tok), [pieces, token], deleted,
                          api_visibility="private").then(lambda *v: browse(gallery, *v), filters, [pieces, where],
                                                         api_visibility="private")
@@ -239,15 +294,18 @@ def build_tabs(gallery, problem: str, token) -> None:
         with gr.Row():
             audio_a = gr.Audio(label="A", type="filepath", interactive=False, elem_id="listen-a")
             audio_b = gr.Audio(label="B", type="filepath", interactive=False, elem_id="listen-b")
-        with gr.Row():
-            buttons = [(gr.Button("A is better"), "a"), (gr.Button("The same"), "same"), (gr.Button("B is better"), "b")]
+        with gr.Row():  # off until a pair waits for a vote, and again once voted
+            buttons = [(gr.Button(name, interactive=False, elem_id=f"listen-vote-{choice}"), choice)
+                       for name, choice in VOTES]
+        votes = [button for button, _ in buttons]
         reveal = gr.Textbox(label="Which was which", interactive=False, elem_id="listen-reveal")
         table = gr.Dataframe(headers=["model and settings", "rating (Elo)", "95% interval", "votes", "score"],
                              label="Leaderboard (Bradley–Terry, ties as half wins)", interactive=False, elem_id="listen-board",
                              datatype=["str", "number", "str", "number", "number"])
-        start.click(lambda tok: next_pair(gallery, tok), token, [pair, audio_a, audio_b, line], api_visibility="private")
+        start.click(lambda tok: next_pair(gallery, tok), token, [pair, audio_a, audio_b, line, *votes],
+                    api_visibility="private").then(lambda: "", None, reveal, api_visibility="private")
         for button, choice in buttons:
-            button.click(lambda p, tok, c=choice: vote(gallery, p, c, tok), [pair, token], reveal,
+            button.click(lambda p, tok, c=choice: vote(gallery, p, c, tok), [pair, token], [pair, reveal, *votes],
                          api_visibility="private").then(lambda: board(gallery), None, table, api_visibility="private")
         start.click(lambda: board(gallery), None, table, api_visibility="private")
         listen_tab.select(lambda: board(gallery), None, table, api_visibility="private")

@@ -315,7 +315,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                         live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
                                        elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
                         if i == 0:  # the instrument: play the prompt; maia's notes to MIDI out
-                            with gr.Accordion("🎹 Play the prompt: keyboard, MIDI in and out", open=True,
+                            with gr.Accordion("Play the prompt: keyboard, MIDI in and out", open=True,
                                               elem_id="instrument"):
                                 keys = gr.HTML("", html_template=KEYS_TEMPLATE, js_on_load=KEYS_JS,
                                                elem_id="keys", padding=False)

@@ -20,7 +20,13 @@ navigator.requestMIDIAccess = async () => {
   const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
     send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
   window.__midi.play = (bytes, at) => input.onmidimessage && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: at });
-  return { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
+  const access = { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
+  window.__midi.plug = () => { // a second keyboard is plugged in
+    const port = { id: "in-2", name: "Second keyboard", type: "input", state: "connected", onmidimessage: null };
+    access.inputs.set(port.id, port);
+    if (access.onstatechange) access.onstatechange({ port });
+  };
+  return access;
 };
 """
 REFUSED = "navigator.requestMIDIAccess = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));"
@@ -140,6 +146,15 @@ def test_the_on_screen_and_computer_keyboards_record(browser, server):
     page.keyboard.up("j")
     page.locator("#keys button.rec").click()
     assert [p for p, _, _ in prompt_notes(page)] == [60, 64, 61, 72, 83]
+    # the take is the prompt as an upload is: a permalink carries it
+    page.get_by_role("button", name="🔗 Permalink").click()
+    find = "[...document.querySelectorAll('textarea, input')].map(e => e.value).find(v => /upload=[0-9a-f]{32}/.test(v))"
+    page.wait_for_function(f"() => !!{find}", timeout=10_000)
+    # hot-plugging: a keyboard plugged in after connecting appears in the inputs
+    page.locator("#keys button.connect").click()
+    page.evaluate("window.__midi.plug()")
+    assert page.locator("#keys select.midi-in option").all_inner_texts() == [
+        "no MIDI input", "Test keyboard", "Second keyboard"]
 
 
 @pytest.mark.parametrize("script, says", [(NO_MIDI, "No Web MIDI in this browser"), (REFUSED, "MIDI access was refused")],

@@ -88,9 +88,12 @@ def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_
     page.locator("#keys button.rec").click()
     t0 = page.evaluate("window.maiaKeys.t0") + 1000  # the phrase starts a second after Record
     phrase = [(60, 0.0, 0.4, 100), (64, 0.5, 0.4, 90), (67, 1.0, 0.4, 80), (72, 1.5, 0.9, 70)]  # seconds at 120 qpm
-    for p, s, d, v in phrase:
+    for p, s, d, v in phrase[:3]:
         page.evaluate(f"window.__midi.play([0x90, {p}, {v}], {t0 + 1000 * s})")
         page.evaluate(f"window.__midi.play([0x80, {p}, 0], {t0 + 1000 * (s + d)})")
+    # the last note held by the sustain pedal: its key is up at 1.7 s, the pedal at 2.4 s
+    for message, at in [("0x90, 72, 70", 1.5), ("0xb0, 64, 127", 1.6), ("0x80, 72, 0", 1.7), ("0xb0, 64, 0", 2.4)]:
+        page.evaluate(f"window.__midi.play([{message}], {t0 + 1000 * at})")
     assert page.evaluate(f"{STATS}.notes().length") == 4  # drawn on the roll as it is played
     page.locator("#keys button.rec").click()  # Stop recording: the take becomes the prompt
     # quantised to 1/16: onsets on the beats, each 0.4 s (0.8 quarter) held for 3 sixteenths

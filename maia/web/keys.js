@@ -218,10 +218,16 @@
     window.maiaMuted = !!output && $("input.mute").checked;
     window.dispatchEvent(new Event("maia-mute"));
   }
+  // the sustain pedal (CC 64): a key released while it is down sounds, and is recorded, until it comes up
+  const pedal = { down: false, keys: new Set() };
   function onMidi(e) {
     const [status, p, v] = e.data, type = status & 0xf0, at = e.timeStamp || performance.now();
-    if (type === 0x90 && v > 0) noteOn(p, v, at);
-    else if (type === 0x80 || type === 0x90) noteOff(p, at);
+    if (type === 0x90 && v > 0) { pedal.keys.delete(p); noteOn(p, v, at); }
+    else if (type === 0x80 || type === 0x90) { if (pedal.down) pedal.keys.add(p); else noteOff(p, at); }
+    else if (type === 0xb0 && p === 64) {
+      pedal.down = v >= 64;
+      if (!pedal.down) { for (const k of pedal.keys) noteOff(k, at); pedal.keys.clear(); }
+    }
   }
   $("button.connect").addEventListener("click", async () => {
     try {

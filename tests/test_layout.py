@@ -43,11 +43,11 @@ def test_only_maia_limits_reads_the_environment():
 
 
 def test_one_model_registry():
-    """The order models are offered in is defined once (maia.checkpoint.installed_models): the app's list,
-    the CLI's default and the default model all come from it."""
+    """The order models are offered in is defined once (maia.registry, re-exported by maia.checkpoint): the
+    app's list, the CLI's default and the default model all come from it."""
     from maia import checkpoint, playground
 
     sources = {f.name: f.read_text() for f in (ROOT / "maia").rglob("*.py")}
-    assert [n for n, s in sources.items() if "PREFERRED_MODELS" in s] == ["checkpoint.py"]
+    assert [n for n, s in sources.items() if "PREFERRED_MODELS = " in s] == ["registry.py"]
     assert playground.model_choices() == list(checkpoint.installed_models())
     assert checkpoint.default_model() == next(iter(checkpoint.installed_models()))

@@ -138,12 +138,14 @@
     const us = Math.round(60e6 / bpm);
     const track = [0, 0xff, 0x51, 3, (us >> 16) & 255, (us >> 8) & 255, us & 255, 0, 0xff, 0x58, 4, 4, 2, 24, 8];
     let last = 0;
-    for (const [t, , bytes] of events) { track.push(...vlq(t - last), ...bytes); last = t; }
+    for (const [t, , ev] of events) { track.push(...vlq(t - last), ...ev); last = t; }
     track.push(0, 0xff, 0x2f, 0);
     const n = track.length;
     const bytes = [0x4d, 0x54, 0x68, 0x64, 0, 0, 0, 6, 0, 0, 0, 1, TPQ >> 8, TPQ & 255,
       0x4d, 0x54, 0x72, 0x6b, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255, ...track];
-    return btoa(String.fromCharCode(...bytes));
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.slice(i, i + 8192)); // a long take
+    return btoa(bin);
   }
 
   // ---- the on-screen keyboard (mouse and touch) -----------------------------------------------------

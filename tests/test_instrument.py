@@ -169,7 +169,13 @@ def test_without_web_midi_one_line_says_why_and_the_keyboard_still_plays(browser
     why = page.locator("#keys .why")
     assert says in why.inner_text() and "\n" not in why.inner_text().strip()
     page.locator("#keys button.rec").click()
-    page.locator("#keys .key[data-p='62']").click()
+    box = page.locator("#keys .key[data-p='62']").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.8)
+    page.mouse.down()  # held: the note grows on the roll while it sounds
+    time.sleep(0.6)
+    (pitch, start, end, _, who), = page.evaluate(f"{STATS}.notes()")
+    assert (pitch, who) == (62, 0) and end - start > 0.4
+    page.mouse.up()
     page.locator("#keys button.rec").click()
     assert [p for p, _, _ in prompt_notes(page)] == [62]
 

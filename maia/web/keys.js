@@ -84,13 +84,22 @@
     if (p < 0 || p > 127) return;
     sound(p, v);
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.add("on");
-    if (K.recording) { K.held.set(p, { p, s: (at - K.t0) / 1000, v }); drawTake(at); }
+    if (K.recording) {
+      K.held.set(p, { p, s: (at - K.t0) / 1000, v }); drawTake(at);
+      if (!growing) { growing = true; requestAnimationFrame(grow); }
+    }
   }
   function noteOff(p, at) {
     silence(p);
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.remove("on");
     const h = K.held.get(p);
     if (K.recording && h) { K.held.delete(p); K.notes.push([p, h.s, Math.max(h.s + 0.02, (at - K.t0) / 1000), h.v]); drawTake(at); }
+  }
+  let growing = false;
+  function grow() { // the held notes lengthen on the roll while they sound
+    if (!K.recording || !K.held.size) { growing = false; return; }
+    drawTake(performance.now());
+    requestAnimationFrame(grow);
   }
   function drawTake(now) { // the take so far on variation 1's roll, the held notes up to now
     const live = window.maiaLive && window.maiaLive["1"];
@@ -165,7 +174,8 @@
     noteOff(pointers.get(e.pointerId), performance.now()); pointers.set(e.pointerId, p); noteOn(p, 90, performance.now());
   });
   const release = (e) => { if (pointers.has(e.pointerId)) { noteOff(pointers.get(e.pointerId), performance.now()); pointers.delete(e.pointerId); } };
-  for (const ev of ["pointerup", "pointercancel", "pointerleave"]) piano.addEventListener(ev, release);
+  // released wherever the pointer is then (Chromium sends the piano a pointerleave as a key is pressed)
+  for (const ev of ["pointerup", "pointercancel"]) window.addEventListener(ev, release);
 
   // ---- the computer keyboard: while the keyboard has focus, or "Play with the computer keys" is on --------
   const down = new Map(); // key code -> the pitch it plays (an octave change never strands a note)

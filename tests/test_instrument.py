@@ -123,6 +123,11 @@ def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_
             assert status == 0x80 and open_at.get(pitch), (status, pitch)
             assert at > open_at[pitch].pop(0)
     assert not any(open_at.values()), "a note was never released"
+    # again, with the prompt: the phrase, then maia
+    page.locator("#keys input.mine").check()
+    page.locator("#keys button.send").click()
+    again = sorted(page.evaluate("window.__midi.sent")[len(sent):], key=lambda m: m[1])
+    assert [m[0][1] for m in again if m[0][0] == 0x90] == [p for p, *_ in phrase] + [n[0] for n in maia]
 
 
 def test_the_on_screen_and_computer_keyboards_record(browser, server):

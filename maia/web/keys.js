@@ -31,8 +31,9 @@
       <button class="connect" title="Ask the browser for its MIDI devices">Connect MIDI</button>
       <label>in <select class="midi-in" disabled><option value="">no MIDI input</option></select></label>
       <label>out <select class="midi-out" disabled><option value="">no MIDI out</option></select></label>
-      <label title="Silence the page's own audio while maia's notes go to MIDI out"><input type="checkbox" class="mute" checked> mute the page on MIDI out</label>
-      <button class="send" disabled title="Send variation 1's finished notes to MIDI out again">Send to MIDI out</button>
+      <label title="Silence the page's own audio while maia's notes go to MIDI out"><input type="checkbox" class="mute" checked> mute the page</label>
+      <label title="Send the prompt's notes too"><input type="checkbox" class="mine"> + the prompt</label>
+      <button class="send" disabled title="Send variation 1's finished notes to MIDI out again">Send again</button>
     </div>
     <div class="why" hidden></div>
     <div class="piano" tabindex="0" aria-label="piano keyboard: click or use the computer keys">${keysHtml}</div>`;
@@ -257,11 +258,12 @@
   outSel.addEventListener("change", useOutput);
   $("input.mute").addEventListener("change", useOutput);
 
-  // maia's notes out: variation 1's finished piece, note-ons and note-offs timed by Web MIDI's timestamps
+  // maia's notes out (and the prompt's, if asked): variation 1's finished piece, note-ons and note-offs timed by Web MIDI's timestamps
   function send() {
     const live = window.maiaLive && window.maiaLive["1"];
     if (!output || !live) return;
-    const t0 = performance.now() + 100, notes = live.notes().filter((n) => n[4] === 1);
+    const withPrompt = $("input.mine").checked;
+    const t0 = performance.now() + 100, notes = live.notes().filter((n) => n[4] === 1 || withPrompt);
     const events = [];
     for (const [p, s, e, v] of notes) { events.push([s, 1, [0x90, p, Math.max(1, v)]]); events.push([e, 0, [0x80, p, 0]]); }
     events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);

@@ -90,6 +90,8 @@ def test_save_find_play_link_vote_and_delete(server, browser):
     me.get_by_label("Seed", exact=True).press("Enter")
     me.get_by_role("button", name="Compose", exact=True).click()
     expect(me.get_by_text("done:")).to_be_visible(timeout=60_000)
+    # "done: … writing the sheet music…" comes first (MIDI and WAV); the MusicXML and the roll follow
+    expect(me.get_by_text("writing the sheet music")).to_have_count(0, timeout=60_000)
     me.locator("#gallery-save-title textarea").fill(TITLE)
     me.locator("#gallery-save").click()
     saved = me.locator("#gallery-saved textarea")

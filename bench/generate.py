@@ -10,6 +10,7 @@ Steps:
 2. Time, after a warm-up, the fastest of --repeats runs (the one least disturbed by other processes):
    a. from <composer> <start>, --tokens new tokens, 1 stream and 4 variations (one batch of 4): ours with
       its KV cache, and HF generate(use_cache=True, do_sample=True, top_k=5);
+      and ours with the collapse guards (maia/guards.py, on by default) against ours without them;
    b. continuing a prompt so that the context spans ~512 and ~1024 tokens, --slow-tokens new tokens: ours
       with the cache against ours recomputing the whole window for every token (use_cache=False), counted
       from the first token on (the cache's one-time prime of the prompt is printed apart).
@@ -130,9 +131,10 @@ def main(argv=None) -> int:
     start = build_prompt(vocab, "bach").ids
     n = a.tokens
 
-    def ours_run(prompt, tokens, variations=1, use_cache=True, stream=False):
+    def ours_run(prompt, tokens, variations=1, use_cache=True, stream=False, guards=True):
+        off = {} if guards else {"max_hold_beats": None, "max_loop_beats": None}  # maia/guards.py, on by default
         cfg = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens, top_k=5, seed=0, variations=variations,
-                             use_cache=use_cache)
+                             use_cache=use_cache, **off)
         if stream:
             return lambda: generate(ours, prompt, cfg, vocab)
         return lambda: generate_ids(ours, prompt, cfg, vocab)
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
 
     # 2a. from scratch: ours with its cache against HF generate, 1 and 4 streams
     rows = []
-    bar = tqdm(total=8, desc="timing", unit="run", leave=False)
+    bar = tqdm(total=10, desc="timing", unit="run", leave=False)
     for B in (1, 4):
         t_ours = fastest(ours_run(start, n, B), a.repeats)
         bar.update()
@@ -157,6 +159,11 @@ def main(argv=None) -> int:
         bar.update()
         rows.append((f"{B} stream{'s' * (B > 1)}, {n} new tokens", "HF generate", B * n / t_ours, B * n / t_hf,
                      ">= 1.2x" if B == 1 else ""))
+
+    # the collapse guards' per-token cost: the same 4 streams with them off
+    t_on, t_off = fastest(ours_run(start, n, 4), a.repeats), fastest(ours_run(start, n, 4, guards=False), a.repeats)
+    bar.update(2)
+    rows.append((f"4 streams, {n} new tokens, guards on", "guards off", 4 * n / t_on, 4 * n / t_off, ""))
 
     # 2b. long contexts: cache against full recompute, per token once the first one is out (the cache's
     # one-time prime of the prompt is reported apart)

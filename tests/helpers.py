@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,44 @@ def biased_model(model, ids, amount):
             return self.model.step(idx, cache) + self.bias
 
     return Biased(model, ids, amount)
+
+
+# ---- the page in Debian's chromium (Playwright; no browser is ever downloaded) ------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+# as the probe runs it: no first-run, no background networking (the sandbox's network is closed); audio
+# may start without a click in the page, as it does for a user after clicking Compose
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+@contextmanager
+def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
+    """app.py on a free port of 127.0.0.1 serving ``models_dir``: its URL, and stopped by PID afterwards; the
+    test fails with the app's log if it never serves."""
+    import pytest
+
+    from bench.appserver import serve
+
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    try:
+        with serve(models_dir, log, timeout=120, extra_env=extra_env) as (url, _pid):
+            yield url
+    except RuntimeError as e:  # app.py exited or never served
+        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
+
+
+@contextmanager
+def chromium():
+    """Debian's chromium launched through Playwright, closed afterwards; skips the test without it."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

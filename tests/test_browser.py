@@ -9,43 +9,25 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bench.appserver import serve
+from helpers import chromium, served_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-# as the probe runs it: no first-run, no background networking (the sandbox's network is closed); audio
-# may start without a click in the page, as it does for a user after clicking Compose
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--autoplay-policy=no-user-gesture-required"]
 STATS = "window.maiaLive && window.maiaLive['1']"
 
 
 @pytest.fixture(scope="module")
 def server(tiny_models_dir, tmp_path_factory):
     """The app on a free port of 127.0.0.1, serving the tiny models; stopped by PID afterwards."""
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    try:
-        with serve(tiny_models_dir, log, timeout=120) as (url, _pid):
-            yield url
-    except RuntimeError as e:  # app.py exited or never served
-        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
+    with served_app(tiny_models_dir, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 def page(server):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(server)
-            yield page
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        yield page
 
 
 def choose(page, elem_id: str, option: str):
@@ -203,26 +185,20 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
 
 
 def test_two_sessions_keep_their_own_history(server, tiny_midi):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            a, b = browser.new_context().new_page(), browser.new_context().new_page()
-            for page in (a, b):
-                page.goto(server)
-            compose(a, None, 32)
-            wait_done(a)
-            compose(b, None, 32)
-            wait_done(b)
-            compose(a, None, 32)
-            wait_done(a)
-            expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
-            expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
-        finally:
-            browser.close()
+    with chromium() as browser:
+        a, b = browser.new_context().new_page(), browser.new_context().new_page()
+        for page in (a, b):
+            page.goto(server)
+        compose(a, None, 32)
+        wait_done(a)
+        compose(b, None, 32)
+        wait_done(b)
+        compose(a, None, 32)
+        wait_done(a)
+        expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
+        expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
 
 
 def test_the_key_lock_keeps_maia_in_the_scale(page):
@@ -402,38 +378,22 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
 @pytest.mark.parametrize("width, height", [(1400, 1000), (1280, 800)])
 def test_friction_compose_and_the_roll_are_above_the_fold(server, width, height):
     """Issue 21's first friction: Compose and Stop where the eye lands, with the roll in view, without scrolling."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(server)
-            for button in ("Compose", "Stop"):
-                box = page.get_by_role("button", name=button, exact=True).bounding_box()
-                assert box and box["y"] + box["height"] <= height, (button, box)
-            roll = page.locator("#live-1 canvas.roll").bounding_box()
-            assert roll and roll["y"] + roll["height"] / 2 <= height, roll
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(server)
+        for button in ("Compose", "Stop"):
+            box = page.get_by_role("button", name=button, exact=True).bounding_box()
+            assert box and box["y"] + box["height"] <= height, (button, box)
+        roll = page.locator("#live-1 canvas.roll").bounding_box()
+        assert roll and roll["y"] + roll["height"] / 2 <= height, roll
 
 
 def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(server)
-            minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
-            assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server)
+        minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
+        assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
 
 
 def test_a_whole_piece_in_bars_with_an_ending(page, tiny_midi):

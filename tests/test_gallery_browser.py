@@ -6,19 +6,15 @@ which was which; a browser deletes its own piece and cannot delete another's; a 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM, chromium, served_app
 
-from bench.appserver import serve
 from maia.gallery.shelf import Work, seed
 from maia.gallery.store import Gallery
 from maia.limits import Limits
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--autoplay-policy=no-user-gesture-required"]
 TITLE = "<script>window.maiaPwned = 1</script><b>bold</b> & <img src=x onerror=\"window.maiaPwned = 2\">"
 PAIR = (Work("Lacrimosa by the tiny GPT", "lacrimosa.mid", "mozart", "gpt"),
         Work("Lacrimosa by the tiny LSTM", "lacrimosa.mid", "mozart", "lstm"))
@@ -36,24 +32,14 @@ def server(tiny_models_dir, tmp_path_factory):
     added = seed(gallery, limits, tokens=16, works=PAIR, progress=lambda line: None)
     if "wav" not in gallery.get(added[0]).files:
         pytest.skip("no FluidSynth: the listening room needs audio (apt-get install fluidsynth)")
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    try:
-        with serve(tiny_models_dir, log, timeout=120, extra_env={"MAIA_DATA_DIR": str(data)}) as (url, _pid):
-            yield url, gallery
-    except RuntimeError as e:  # app.py exited or never served
-        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
+    with served_app(tiny_models_dir, tmp_path_factory, {"MAIA_DATA_DIR": str(data)}) as url:
+        yield url, gallery
 
 
 @pytest.fixture
 def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 def fresh_page(browser, url):

@@ -7,9 +7,9 @@ that records what it receives."""
 import time
 
 import pytest
+from helpers import chromium, served_app
 
-from bench.appserver import serve
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, STATS, choose
+from tests.test_browser import STATS, choose
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,26 +35,14 @@ NO_MIDI = "delete Navigator.prototype.requestMIDIAccess;"
 
 @pytest.fixture(scope="module")
 def server(tiny_models_dir, tmp_path_factory):
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    try:
-        with serve(tiny_models_dir, log, timeout=120) as (url, _pid):
-            yield url
-    except RuntimeError as e:
-        pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
+    with served_app(tiny_models_dir, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def open_page(browser, server, script: str | None):

@@ -7,6 +7,8 @@
   (0: no effect; 1: never). Minor keys allow the natural, harmonic and melodic minor scales' degrees (so
   the leading tone is in).
 - **Register**: a note-on below ``lowest`` or above ``highest`` is never sampled.
+- **Late lock** (``key_from``): the key lock holds only from that many grid steps into the continuation,
+  so the music may travel first and is drawn home afterwards (maia/form.py's homecoming before an ending).
 - **Density**: every note-on's probability is multiplied by ``sqrt(density)`` and every wait's divided by
   it (1: as the model likes; 2: notes twice as likely against moving on in time, so more notes per
   second; 0.5: fewer). Time only moves on with waits, so the notes per second follow the balance of
@@ -18,6 +20,7 @@ every key can always be released.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +39,7 @@ class Controls:
     lowest: int | None = None  # MIDI pitch of the lowest key that may be struck
     highest: int | None = None  # and the highest
     density: float = 1.0  # note-ons x sqrt(density), waits / sqrt(density)
+    key_from: int = 0  # grid steps into the continuation before the key lock starts (0: from the first note)
 
     def validate(self) -> Controls:
         if self.key is not None and (self.key[1] not in SCALES or not 0 <= int(self.key[0]) < 12):
@@ -48,6 +52,8 @@ class Controls:
             raise InputError(f"the register must span at least an octave of MIDI pitches (got {lo}..{hi})")
         if not DENSITY_RANGE[0] <= self.density <= DENSITY_RANGE[1]:
             raise InputError(f"density must be {DENSITY_RANGE[0]}..{DENSITY_RANGE[1]}, not {self.density}")
+        if not isinstance(self.key_from, numbers.Integral) or self.key_from < 0:
+            raise InputError(f"key_from must be a whole number of steps >= 0, not {self.key_from!r}")
         return self
 
     @property

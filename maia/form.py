@@ -366,6 +366,31 @@ def shape(model, vocab: Vocab, composer: str, lay: Layout, piece: Piece, config,
                       candidates, controls, end=lay.total)
 
 
+HOMECOMING = 0.9  # the home key's pull before an ending: a note outside its scale 10 times less likely
+
+
+def homecoming(lay: Layout, controls=None, prompt_piece: Piece | None = None, strength: float = HOMECOMING):
+    """The steering a whole piece is sampled with: ``controls``, and when it ends in its home key (``lay.end``)
+    a key lock on that key from the middle of the last contrasting section (without a form: from the last
+    third of the span) to the end. The music may travel first; it comes home before the theme returns and
+    the cadence, as a composer's tonal plan does (docs/models.md, "Whole pieces", measures it). Nothing is
+    added when the user locks a key, or composing from nothing (the home key is not known in advance)."""
+    from maia.controls import Controls
+
+    source = prompt_piece if prompt_piece is not None else lay.heard
+    if not lay.end or strength <= 0 or source is None or not len(source.notes) or \
+            (controls is not None and controls.key is not None and controls.key_strength > 0):
+        return controls
+    bars = (lay.total - lay.origin) // lay.bar
+    if lay.sections is not None:
+        _, first, n = [s for s in lay.sections if s[0] != "A"][-1]
+        home_bar = first + n // 2
+    else:
+        home_bar = bars - max(2, bars // 3)
+    start = max(0, lay.origin + home_bar * lay.bar - lay.prompt_steps)
+    return replace(controls or Controls(), key=home_key(source, None), key_strength=strength, key_from=start)
+
+
 def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, seconds: float | None = None,
             end: bool = False, controls=None, prompt_piece: Piece | None = None, max_tokens: int = 4096,
             candidates: int = 4, on_step: Callable[[list[int | None]], None] | None = None,
@@ -379,11 +404,11 @@ def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, second
 
     lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)
     cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, lay.budget)))
-    rows = continue_for(model, vocab, prompt.ids, cfg, lay.steps, controls, on_step)
+    rows = continue_for(model, vocab, prompt.ids, cfg, lay.steps, homecoming(lay, controls, prompt_piece), on_step)
     return [shape(model, vocab, prompt.composer, lay, ids_to_piece(ids, vocab, prompt), cfg, controls, candidates,
                   prompt_piece) for ids in rows]
 
 
 __all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
-           "ends_on_tonic", "final_chord", "home_key", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
+           "ends_on_tonic", "final_chord", "home_key", "homecoming", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
            "tail_bits_per_note", "token_budget"]

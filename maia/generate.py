@@ -249,6 +249,26 @@ def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: to
     return idx.gather(-1, choice).squeeze(-1)
 
 
+def _wait_steps(vocab: Vocab, n_logits: int, device) -> torch.Tensor:
+    """(V,) the grid steps each token id advances time by (a merge of waits: their sum)."""
+    w0, max_wait = vocab.wait_offset, vocab.config.max_wait
+    wait = [sum(t - w0 for t in vocab.expand_id(i) if w0 < t <= w0 + max_wait) for i in range(len(vocab))]
+    out = torch.zeros(n_logits, dtype=torch.long, device=device)
+    out[: len(vocab)] = torch.tensor(wait, dtype=torch.long)
+    return out
+
+
+class _Clock:
+    """Grid steps each row's continuation has advanced so far (for a key lock that starts later)."""
+
+    def __init__(self, vocab: Vocab, rows: int, n_logits: int, device):
+        self.wait = _wait_steps(vocab, n_logits, device)  # (V,)
+        self.elapsed = torch.zeros(rows, dtype=torch.long, device=device)  # (B,)
+
+    def update(self, toks: list[int]) -> None:
+        self.elapsed = self.elapsed + self.wait[torch.as_tensor(toks, device=self.wait.device)]
+
+
 class _TimeFill:
     """Makes every row advance time by exactly ``steps`` grid steps and then end with ``stop_id``: a wait
     longer than what is left is masked, the stop token is masked until no time is left and forced then;
@@ -256,12 +276,9 @@ class _TimeFill:
     This is how a fill-in-the-middle span meets the music after it on the beat."""
 
     def __init__(self, vocab: Vocab, steps: int, rows: int, n_logits: int, stop_id: int, device):
-        w0, max_wait = vocab.wait_offset, vocab.config.max_wait
-        wait = [sum(t - w0 for t in vocab.expand_id(i) if w0 < t <= w0 + max_wait) for i in range(len(vocab))]
-        self.wait = torch.zeros(n_logits, dtype=torch.long, device=device)  # (V,) steps each token advances
-        self.wait[: len(vocab)] = torch.tensor(wait, dtype=torch.long)
+        self.wait = _wait_steps(vocab, n_logits, device)  # (V,) steps each token advances
         self.left = torch.full((rows,), steps, dtype=torch.long, device=device)  # (B,)
-        self.stop_id, self.end_id, self.max_wait = stop_id, vocab.end_id, max_wait
+        self.stop_id, self.end_id, self.max_wait = stop_id, vocab.end_id, vocab.config.max_wait
 
     def bias(self, base: torch.Tensor, tokens_left: int) -> torch.Tensor:
         """(V,) grammar bias -> (B, V) with the time budget applied; ``tokens_left`` counts this step."""
@@ -336,10 +353,15 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         window = _Window(model, seq, P, cfg, vocab)
         n_logits = getattr(model.config, "vocab_size", len(vocab))
         bias, no_end = _logit_bias(vocab, n_logits, device)
+        late = None  # a key lock that starts later: (its extra bias, the step it starts, the clock)
         if controls is not None and controls.validate().active:  # key lock, register, density
             from maia.controls import control_bias
 
             steer = control_bias(controls, vocab, n_logits, device)
+            if controls.key_from > 0 and controls.key is not None and controls.key_strength > 0:
+                early = control_bias(replace(controls, key=None), vocab, n_logits, device)
+                late = (steer - early, controls.key_from, _Clock(vocab, B, n_logits, device))
+                steer = early
             bias, no_end = bias + steer, no_end + steer
         done = torch.zeros(B, dtype=torch.bool, device=device)
         stop_id = vocab.end_id if stop_id is None else stop_id
@@ -361,7 +383,12 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         b = no_end if i < cfg.min_new_tokens else bias
         if silent is not None:  # rows with no note yet: no wait
             b = b.expand(B, -1).masked_fill(silent[:, None] & waits[None, :], float("-inf"))
+        if late is not None:  # rows whose music has reached the late lock's start get it
+            extra, start, clock = late
+            b = torch.where((clock.elapsed >= start)[:, None], b + extra, b)
         toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i, guards)
+        if late is not None:
+            late[2].update(toks)
         if silent is not None:  # per-token work only until every row has sounded, then none
             sounded = [any(on_lo <= x <= on_hi for x in vocab.expand_id(t)) for t in toks]
             silent = silent & ~torch.tensor(sounded, device=device)

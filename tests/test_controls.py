@@ -60,7 +60,8 @@ def test_merge_tokens_get_the_product_of_their_note_ons():
 
 
 @pytest.mark.parametrize("bad", [dict(key=(12, "major")), dict(key=(0, "dorian")), dict(key_strength=1.5),
-                                 dict(lowest=60, highest=65), dict(density=10.0)])
+                                 dict(lowest=60, highest=65), dict(density=10.0),
+                                 dict(key_from=-1), dict(key_from=2.5)])
 def test_invalid_controls_are_refused(bad):
     with pytest.raises(InputError):
         Controls(**bad).validate()
@@ -85,3 +86,20 @@ def test_sampling_with_controls_stays_in_key_and_register():
                           VOCAB).notes
     assert len(locked) > 10 and in_scale_share(locked, (2, "minor")) == 1.0  # ...the lock holds it
     assert locked[:, 2].min() >= 50 and locked[:, 2].max() <= 80
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_late_key_lock_holds_only_from_its_step():
+    """key_from: the notes before that step of the continuation are free, the notes from it are in the key
+    (the homecoming before an ending, maia/form.py)."""
+    torch.manual_seed(0)
+    model = build_model("gpt", dict(vocab_size=len(VOCAB), block_size=64, n_layer=1, n_head=2, n_embd=32, d_ff=64)).eval()
+    prompt = [VOCAB.composer_id("bach"), VOCAB.start_id, VOCAB.on_offset + 62]
+    cfg = SamplingConfig(max_new_tokens=400, min_new_tokens=400, top_k=50, seed=0)
+    start = 24  # half a bar of 4/4 (this random model waits a lot)
+    notes = ids_to_piece(generate_ids(model, prompt, cfg, VOCAB, Controls(key=(2, "minor"), key_from=start))[0],
+                         VOCAB).notes
+    before, after = notes[notes[:, 0] < start], notes[notes[:, 0] >= start]  # before: with the prompt's D
+    assert len(before) >= 8 and len(after) > 40, (len(before), len(after))
+    assert in_scale_share(before, (2, "minor")) < 0.9  # free before the step...
+    assert in_scale_share(after, (2, "minor")) == 1.0  # ...locked from it

@@ -152,3 +152,46 @@ def test_the_cli_writes_n_bars_and_an_ending(tiny_models_dir, tiny_midi, tmp_pat
     assert piece.end_step == 2 * 36 + 4 * 36  # the 2-bar 3/4 prompt, then 4 bars
     assert main(["generate", "--end", "-o", str(tmp_path / "x.mid")]) == 1
     assert "--end needs a length" in capsys.readouterr().err
+
+
+def test_homecoming_locks_the_home_key_from_the_middle_of_the_last_contrast(plain):
+    """Before an ending, the home key's lock starts halfway through the last contrasting section (the last
+    third without a form); nothing changes without an ending, under the user's own key lock, or from nothing."""
+    from maia.controls import Controls
+
+    _, vocab = plain
+    piece = d_minor_prompt((4, 4), bars=2)
+    prompt = build_prompt(vocab, "bach", piece)
+    lay = form.layout(vocab, prompt, bars=12, end=True, form="ABA", theme_bars=2)
+    assert lay.sections == [("B", 0, 9), ("A", 9, 2)]
+    home = form.homecoming(lay)
+    assert home.key == (2, "minor") and home.key_strength == form.HOMECOMING
+    assert home.key_from == 4 * 48  # bar 0 + 9 // 2 of the continuation, which starts on the prompt's bar line
+    plain_lay = form.layout(vocab, prompt, bars=12, end=True)
+    assert form.homecoming(plain_lay).key_from == (12 - 4) * 48  # the last third
+    assert form.homecoming(form.layout(vocab, prompt, bars=12)) is None  # no ending: free
+    mine = Controls(key=(5, "major"), key_strength=0.3)
+    assert form.homecoming(lay, mine) is mine
+    register = Controls(lowest=40, highest=90)
+    assert form.homecoming(lay, register) == Controls(key=(2, "minor"), key_strength=form.HOMECOMING, lowest=40,
+                                                      highest=90, key_from=4 * 48)
+    silent = build_prompt(vocab, "bach", None)
+    assert form.homecoming(form.layout(vocab, silent, bars=12, end=True)) is None
+
+
+def test_a_whole_piece_comes_home_before_its_ending(plain):
+    """compose() samples with the homecoming: a random model's notes from the middle of the contrasting
+    section on are (nearly all) in the home key, its earlier notes are not."""
+    from maia.controls import in_scale_share
+
+    model, vocab = plain
+    piece = d_minor_prompt((4, 4), bars=2)
+    prompt = build_prompt(vocab, "bach", piece)
+    cfg = SamplingConfig(seed=2, top_k=50, max_new_tokens=2000)  # tokens enough for notes in every part
+    ((out, _),) = form.compose(model, vocab, prompt, cfg, bars=12, end=True, prompt_piece=piece, form="ABA",
+                               theme_bars=2)  # B: bars 0-8, home from bar 4; the theme at 9-10, the cadence at 11
+    start = prompt.steps + 4 * 48
+    free = out.notes[(out.notes[:, 0] >= prompt.steps) & (out.notes[:, 0] < start)]
+    home = out.notes[(out.notes[:, 0] >= start) & (out.notes[:, 0] < start + 4 * 48)]  # the rewritten join aside
+    assert len(free) > 10 and len(home) > 5, (len(free), len(home))
+    assert in_scale_share(free, (2, "minor")) < 0.85 < in_scale_share(home, (2, "minor"))

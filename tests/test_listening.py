@@ -155,3 +155,23 @@ def test_a_guarded_continuation_spans_its_time(tiny_models_dir):
     _, new = ls.continue_case(model, vocab, case, SamplingConfig())
     assert listener.unreleased_notes(case.prompt.ids + new, vocab) == 0  # this holds: the keys are released
     assert new[-1] == vocab.end_id and time_steps(new, vocab) == case.steps  # this does not
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_endings_and_forms_end_to_end_on_a_tiny_model(tiny_models_dir):
+    """training/endings.py on one hand-made held-out prompt: every way closes, the ones with a cadence end on
+    the tonic, and the tables name every way and measure."""
+    from training import endings as en
+
+    model, vocab, _ = load_model(tiny_models_dir / "fim", dtype=torch.float32)
+    ids = [encode_ids(held_out_piece(0), vocab, "bach")]
+    cases = ls.cases(ids, [{"composer": "bach", "seconds": 12.0, "tempo": 120.0}], vocab, 1, 4.0, 4.0, None)
+    r = en.endings(model, vocab, cases, SamplingConfig(top_k=20), bars=3)
+    assert list(r) == list(en.WAYS) and all(r[w]["n"] == 1 for w in en.WAYS)
+    for way in ("chord", "fim", "fim+rerank", "homecoming"):
+        assert r[way]["tonic_bass"] == 1.0, way
+    assert all(math.isfinite(r[w]["bits_per_note"]) and r[w]["bits_per_note"] > 0 for w in en.WAYS)
+    table = en.report(r, 3)
+    assert "| | none | chord | fim | fim+rerank | homecoming |" in table and "whole continuation" in table
+    f = en.forms(model, vocab, cases, SamplingConfig(top_k=20), bars=6, theme_bars=1)
+    assert list(f) == [*en.FORMS, "real"] and "motif recurrence" in en.report_forms(f, 6)

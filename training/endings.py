@@ -12,11 +12,13 @@ each way below, on the same continuation:
 - ``none``: as sampled (the baseline);
 - ``chord``: the last bar becomes the home key's tonic chord, nothing rewritten;
 - ``fim``: the chord, and the two bars before it rewritten toward it by fill-in-the-middle (1 candidate);
-- ``fim+rerank``: the same with 4 candidates, the one whose ending the model finds least surprising kept.
+- ``fim+rerank``: the same with 4 candidates, the one whose ending the model finds least surprising kept;
+- ``homecoming``: a second continuation, sampled with the home key's pull over its last third
+  (maia.form.homecoming, as ``--end`` composes), closed as ``fim+rerank``.
 
 Per way: the share whose final chord has the home key's tonic as its lowest note, the share whose
-continuation stays in the key (same or relative), and the bits per note (left to right) of the last three
-bars, next to the baseline's over the same bars.
+continuation stays in the key (same or relative), the bits per note (left to right) of the last three
+bars, next to the baseline's over the same bars, and of the whole continuation.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from maia import form
 from maia.generate import SamplingConfig, ids_to_piece
 from maia.metrics import estimate_key, same_key_or_relative
 
-WAYS = ("none", "chord", "fim", "fim+rerank")
+WAYS = ("none", "chord", "fim", "fim+rerank", "homecoming")
 
 
 def close(model, vocab, case, piece, key, cfg, way: str, end: int):
     """``piece`` closed the ``way`` named (one of WAYS)."""
     if way == "none":
         return piece
+    if way == "homecoming":
+        way = "fim+rerank"
     bars, candidates = {"chord": (0, 1), "fim": (2, 1), "fim+rerank": (2, 4)}[way]
     out, _ = form.end_in_key(model, vocab, case.prompt.composer, piece, key, cfg, case.prompt.steps, bars, candidates,
                              end=end)
@@ -45,7 +49,7 @@ def close(model, vocab, case, piece, key, cfg, way: str, end: int):
 
 def endings(model, vocab, cases, cfg: SamplingConfig, bars: int = 8) -> dict:
     """{way: {"tonic_bass": share, "key_kept": share, "ending_bits_per_note": mean}} over ``cases``."""
-    found = {w: {"tonic_bass": [], "key_kept": [], "ending_bits_per_note": []} for w in WAYS}
+    found = {w: {"tonic_bass": [], "key_kept": [], "ending_bits_per_note": [], "bits_per_note": []} for w in WAYS}
     spq = vocab.config.steps_per_quarter
     for k, case in enumerate(tqdm(cases, desc="endings", leave=False)):
         prompt = case.prompt
@@ -56,15 +60,18 @@ def endings(model, vocab, cases, cfg: SamplingConfig, bars: int = 8) -> dict:
         ids = form.continue_for(model, vocab, prompt.ids, c, steps)[0]
         piece = ids_to_piece(ids, vocab, prompt)
         key = form.home_key(case.prompt_piece, None, piece)
+        home = form.homecoming(form.layout(vocab, prompt, bars=bars, end=True), None, case.prompt_piece)
+        pulled = ids_to_piece(form.continue_for(model, vocab, prompt.ids, c, steps, home)[0], vocab, prompt)
         end = prompt.steps + steps
         tail_from = end - 3 * bar
         for way in WAYS:
-            out = close(model, vocab, case, piece, key, c, way, end)
+            out = close(model, vocab, case, pulled if way == "homecoming" else piece, key, c, way, end)
             cont = out.notes[out.notes[:, 0] >= prompt.steps]
             found[way]["tonic_bass"].append(form.ends_on_tonic(out, key))
             found[way]["key_kept"].append(same_key_or_relative((*key, 1.0), estimate_key(cont)))
             found[way]["ending_bits_per_note"].append(
                 form.tail_bits_per_note(model, vocab, out, prompt.composer, tail_from))
+            found[way]["bits_per_note"].append(form.tail_bits_per_note(model, vocab, out, prompt.composer, prompt.steps))
     return {w: {m: float(np.nanmean(v)) for m, v in d.items()} | {"n": len(cases)} for w, d in found.items()}
 
 
@@ -128,7 +135,8 @@ def report(result: dict, bars: int) -> str:
              "", "| | " + " | ".join(WAYS) + " |", "|---|" + "---:|" * len(WAYS)]
     for m, label in (("tonic_bass", "final chord's lowest note is the home tonic"),
                      ("key_kept", "continuation in the home key (same or relative)"),
-                     ("ending_bits_per_note", "bits per note of the last 3 bars")):
+                     ("ending_bits_per_note", "bits per note of the last 3 bars"),
+                     ("bits_per_note", "bits per note of the whole continuation")):
         fmt = "{:.2f}"
         lines.append(f"| {label} | " + " | ".join(fmt.format(result[w][m]) for w in WAYS) + " |")
     return "\n".join(lines)

@@ -174,4 +174,5 @@ def test_endings_and_forms_end_to_end_on_a_tiny_model(tiny_models_dir):
     table = en.report(r, 3)
     assert "| | none | chord | fim | fim+rerank | homecoming |" in table and "whole continuation" in table
     f = en.forms(model, vocab, cases, SamplingConfig(top_k=20), bars=6, theme_bars=1)
-    assert list(f) == [*en.FORMS, "real"] and "motif recurrence" in en.report_forms(f, 6)
+    assert list(f) == [*en.FORMS, "real"] and "motif recurrence in the last quarter" in en.report_forms(f, 6)
+    assert f["none"]["tokens"] > 0 and 0 <= f["ABA"]["late_motif_recurrence"] <= 1

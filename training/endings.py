@@ -91,7 +91,8 @@ def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: 
         bar = form.bar_steps(prompt.time_signature, spq)
         steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, None, spq)
         c = replace(cfg, seed=k, variations=1, max_new_tokens=form.token_budget(prompt.ids, prompt.steps, steps, 4096))
-        piece = ids_to_piece(form.continue_for(model, vocab, prompt.ids, c, steps)[0], vocab, prompt)
+        ids = form.continue_for(model, vocab, prompt.ids, c, steps)[0]
+        piece = ids_to_piece(ids, vocab, prompt)
         origin = prompt.steps + (-prompt.steps) % bar
         tb = max(1, min(theme_bars, prompt.steps // bar))
         src = case.prompt_piece.notes
@@ -109,9 +110,14 @@ def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: 
                                       c, prompt.steps + steps)
             cont = replace(out, notes=out.notes[out.notes[:, 0] >= prompt.steps] - shift)
             row = listener.per_piece(case.prompt_piece, cont)
+            span = case.steps if way == "real" else steps
+            late = cont.notes[cont.notes[:, 0] >= span * 3 // 4]  # the last quarter: is the theme still there?
+            row["late_motif_recurrence"] = listener.motif_recurrence(case.prompt_piece, late)
+            row["tokens"] = len(case.real_ids) if way == "real" else len(ids) - len(prompt.ids)
             row["bits_per_note"] = form.tail_bits_per_note(model, vocab, out, prompt.composer, prompt.steps)
             found[way].append(row)
-    keys = ("motif_recurrence", "key_kept", "two_pitch_run", "distinct_pitches_10s", "bits_per_note")
+    keys = ("motif_recurrence", "late_motif_recurrence", "key_kept", "two_pitch_run", "distinct_pitches_10s",
+            "bits_per_note", "tokens")
     return {w: {m: float(np.nanmean([r[m] for r in rows])) for m in keys} | {"n": len(rows)} for w, rows in found.items()}
 
 
@@ -121,7 +127,9 @@ def report_forms(result: dict, bars: int) -> str:
              "continuation with the prompt's opening bars brought back as each form asks (fill-in-the-middle joins), "
              "and the real continuation over the same span", "", "| | " + " | ".join(ways) + " |",
              "|---|" + "---:|" * len(ways)]
-    for m, label in (("motif_recurrence", "motif recurrence (4-note top-line patterns of the prompt)"),
+    for m, label in (("tokens", "tokens sampled (mean)"),
+                     ("motif_recurrence", "motif recurrence (4-note top-line patterns of the prompt)"),
+                     ("late_motif_recurrence", "motif recurrence in the last quarter"),
                      ("key_kept", "key kept (same or relative)"), ("two_pitch_run", "longest two-pitch run, s"),
                      ("distinct_pitches_10s", "distinct pitches per 10 s"),
                      ("bits_per_note", "bits per note of the continuation (the model, left to right)")):

@@ -20,7 +20,7 @@ other score formats go through music21.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -447,7 +447,3 @@ def transpose_ids(ids: np.ndarray, semitones: int, vocab: Vocab) -> np.ndarray:
         m = (ids >= offset + cfg.pitch_lo) & (ids < offset + cfg.pitch_lo + n_pitch)
         out[m] = offset + fold_pitches(ids[m] - offset + semitones, cfg.pitch_lo, cfg.pitch_hi)
     return out
-
-
-def with_composer(piece: Piece, composer: str | None) -> Piece:
-    return replace(piece, composer=composer)

@@ -60,9 +60,6 @@ class LiveAudio:
         self.ended: set[tuple[int, int]] = set()  # ... and of those released
         self.chunks: list[np.ndarray] = []  # int16
 
-    def _sample(self, step: float, piece: Piece) -> int:
-        return round(step * piece.seconds_per_step * self.rate)
-
     def advance(self, piece: Piece, step: int, tail: float = 0.0) -> np.ndarray:
         """The int16 samples from the last position to grid step ``step`` (plus ``tail`` seconds)."""
         stop = round(step * piece.seconds_per_step * self.rate) + round(tail * self.rate)

@@ -185,13 +185,6 @@ def main(argv=None) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
-def replot(out: Path) -> None:
-    """Redraws OUT/grid.png from OUT/grid.csv."""
-    with open(out / "grid.csv", newline="") as f:
-        rows = [{**r, "seq_len": int(r["seq_len"]), "batch_size": int(r["batch_size"])} for r in csv.DictReader(f)]
-    plot(rows, out / "grid.png")
-
-
 def _title(a, cfg) -> str:
     budget = f"{a.budget_tokens:,} training tokens" if a.budget_tokens else f"{a.minutes:g} minutes"
     scored = f"the first {a.eval_tokens:,} validation tokens" if a.eval_tokens else "the whole validation split"

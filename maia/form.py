@@ -366,15 +366,17 @@ def shape(model, vocab: Vocab, composer: str, lay: Layout, piece: Piece, config,
                       candidates, controls, end=lay.total)
 
 
-HOMECOMING = 0.9  # the home key's pull before an ending: a note outside its scale 10 times less likely
+HOMECOMING = 0.5  # the home key's pull measured (a note outside its scale half as likely); off by default
 
 
-def homecoming(lay: Layout, controls=None, prompt_piece: Piece | None = None, strength: float = HOMECOMING):
+def homecoming(lay: Layout, controls=None, prompt_piece: Piece | None = None, strength: float = 0.0):
     """The steering a whole piece is sampled with: ``controls``, and when it ends in its home key (``lay.end``)
     a key lock on that key from the middle of the last contrasting section (without a form: from the last
-    third of the span) to the end. The music may travel first; it comes home before the theme returns and
-    the cadence, as a composer's tonal plan does (docs/models.md, "Whole pieces", measures it). Nothing is
-    added when the user locks a key, or composing from nothing (the home key is not known in advance)."""
+    third of the span) to the end, at ``strength`` (0: none). The music may travel first; it comes home
+    before the theme returns and the cadence, as a composer's tonal plan does. Measured on the Lacrimosa it
+    did not keep the key more often than chance allows (docs/models.md, "Whole pieces"), so it is off unless
+    asked for. Nothing is added when the user locks a key, or composing from nothing (the home key is not
+    known in advance)."""
     from maia.controls import Controls
 
     source = prompt_piece if prompt_piece is not None else lay.heard
@@ -391,24 +393,48 @@ def homecoming(lay: Layout, controls=None, prompt_piece: Piece | None = None, st
     return replace(controls or Controls(), key=home_key(source, None), key_strength=strength, key_from=start)
 
 
+def in_key_first(pieces: Sequence[Piece], key: tuple[int, str], after: int) -> int:
+    """The index of the first piece whose music after step ``after`` is in ``key`` or its relative
+    (Krumhansl), else 0."""
+    from maia.metrics import same_key_or_relative
+
+    for i, p in enumerate(pieces):
+        if same_key_or_relative((*key, 1.0), estimate_key(p.notes[p.notes[:, 0] >= after])):
+            return i
+    return 0
+
+
 def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, seconds: float | None = None,
             end: bool = False, controls=None, prompt_piece: Piece | None = None, max_tokens: int = 4096,
             candidates: int = 4, on_step: Callable[[list[int | None]], None] | None = None,
-            form: str | None = None, theme_bars: int = 4):
+            form: str | None = None, theme_bars: int = 4, key_candidates: int = 1, home: float = 0.0):
     """A whole piece per variation: ``prompt`` (maia.generate.Prompt) continued for ``bars`` bars or
     ``seconds`` (ending on that bar line / step with every key released), closed by a cadence in the home
     key when ``end``, with the opening ``theme_bars`` bars coming back as ``form`` asks (plan()). Returns
     [(Piece, Ending or None)], one per variation. ``config.max_new_tokens`` is raised to what the span
-    needs (up to ``max_tokens``)."""
-    from maia.generate import ids_to_piece
+    needs (up to ``max_tokens``).
+
+    With an ending and ``key_candidates`` > 1, each variation is sampled that many times in the same batch
+    (as many as 4 rows allow; candidate c of variation v draws from seed + v + c * variations, so candidate
+    0 is the music sampled without them) and the first whose continuation stays in the home key (or its
+    relative) is kept. ``home`` > 0 adds the homecoming (``homecoming``) at that strength."""
+    from maia.generate import VARIATIONS_RANGE, ids_to_piece
 
     lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)
     cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, lay.budget)))
-    rows = continue_for(model, vocab, prompt.ids, cfg, lay.steps, homecoming(lay, controls, prompt_piece), on_step)
-    return [shape(model, vocab, prompt.composer, lay, ids_to_piece(ids, vocab, prompt), cfg, controls, candidates,
-                  prompt_piece) for ids in rows]
+    source = prompt_piece if prompt_piece is not None else lay.heard
+    k = max(1, min(key_candidates, VARIATIONS_RANGE[1] // config.variations)) if end and len(source.notes) else 1
+    rows = continue_for(model, vocab, prompt.ids, replace(cfg, variations=config.variations * k), lay.steps,
+                        homecoming(lay, controls, prompt_piece, home), on_step)
+    pieces = [ids_to_piece(ids, vocab, prompt) for ids in rows]
+    if k > 1:
+        key = home_key(source, controls.key if controls is not None else None)
+        v = config.variations
+        pieces = [pieces[i + v * in_key_first(pieces[i::v], key, prompt.steps)] for i in range(v)]
+    return [shape(model, vocab, prompt.composer, lay, piece, cfg, controls, candidates, prompt_piece)
+            for piece in pieces]
 
 
 __all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
-           "ends_on_tonic", "final_chord", "home_key", "homecoming", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
+           "ends_on_tonic", "final_chord", "home_key", "homecoming", "in_key_first", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
            "tail_bits_per_note", "token_budget"]

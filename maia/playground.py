@@ -483,14 +483,6 @@ class WholePiece:
         return self.lay.budget
 
     @property
-    def steering(self):
-        """The controls the variations are sampled with: the user's, and the home key's pull before an
-        ending (maia.form.homecoming, as the CLI samples)."""
-        from maia import form
-
-        return form.homecoming(self.lay, self.controls)
-
-    @property
     def end(self) -> bool:
         return self.lay.end
 
@@ -596,8 +588,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
                        f"(its context is {net.max_context} tokens)")
     fill = whole.steps if whole is not None else None
-    steering = whole.steering if whole is not None else controls  # with an ending: the home key's pull
-    steps = _sample(model, net, prompt.ids, config, vocab, steering, fill)  # a sampler process starts at once,
+    steps = _sample(model, net, prompt.ids, config, vocab, controls, fill)  # a sampler process starts at once,
     live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # while FluidSynth loads
     job = _Job(steps=steps,
                rows=[list(prompt.ids) for _ in range(config.variations)],

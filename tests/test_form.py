@@ -164,19 +164,20 @@ def test_homecoming_locks_the_home_key_from_the_middle_of_the_last_contrast(plai
     prompt = build_prompt(vocab, "bach", piece)
     lay = form.layout(vocab, prompt, bars=12, end=True, form="ABA", theme_bars=2)
     assert lay.sections == [("B", 0, 9), ("A", 9, 2)]
-    home = form.homecoming(lay)
+    assert form.homecoming(lay) is None  # off unless asked for
+    home = form.homecoming(lay, strength=form.HOMECOMING)
     assert home.key == (2, "minor") and home.key_strength == form.HOMECOMING
     assert home.key_from == 4 * 48  # bar 0 + 9 // 2 of the continuation, which starts on the prompt's bar line
     plain_lay = form.layout(vocab, prompt, bars=12, end=True)
-    assert form.homecoming(plain_lay).key_from == (12 - 4) * 48  # the last third
-    assert form.homecoming(form.layout(vocab, prompt, bars=12)) is None  # no ending: free
+    assert form.homecoming(plain_lay, strength=0.5).key_from == (12 - 4) * 48  # the last third
+    assert form.homecoming(form.layout(vocab, prompt, bars=12), strength=0.5) is None  # no ending: free
     mine = Controls(key=(5, "major"), key_strength=0.3)
-    assert form.homecoming(lay, mine) is mine
+    assert form.homecoming(lay, mine, strength=0.5) is mine
     register = Controls(lowest=40, highest=90)
-    assert form.homecoming(lay, register) == Controls(key=(2, "minor"), key_strength=form.HOMECOMING, lowest=40,
+    assert form.homecoming(lay, register, strength=form.HOMECOMING) == Controls(key=(2, "minor"), key_strength=form.HOMECOMING, lowest=40,
                                                       highest=90, key_from=4 * 48)
     silent = build_prompt(vocab, "bach", None)
-    assert form.homecoming(form.layout(vocab, silent, bars=12, end=True)) is None
+    assert form.homecoming(form.layout(vocab, silent, bars=12, end=True), strength=0.5) is None
 
 
 def test_a_whole_piece_comes_home_before_its_ending(plain):
@@ -189,9 +190,54 @@ def test_a_whole_piece_comes_home_before_its_ending(plain):
     prompt = build_prompt(vocab, "bach", piece)
     cfg = SamplingConfig(seed=2, top_k=50, max_new_tokens=2000)  # tokens enough for notes in every part
     ((out, _),) = form.compose(model, vocab, prompt, cfg, bars=12, end=True, prompt_piece=piece, form="ABA",
-                               theme_bars=2)  # B: bars 0-8, home from bar 4; the theme at 9-10, the cadence at 11
+                               theme_bars=2, home=0.9)  # B: bars 0-8, home from bar 4; the theme at 9-10, the cadence at 11
     start = prompt.steps + 4 * 48
     free = out.notes[(out.notes[:, 0] >= prompt.steps) & (out.notes[:, 0] < start)]
     home = out.notes[(out.notes[:, 0] >= start) & (out.notes[:, 0] < start + 4 * 48)]  # the rewritten join aside
     assert len(free) > 10 and len(home) > 5, (len(free), len(home))
     assert in_scale_share(free, (2, "minor")) < 0.85 < in_scale_share(home, (2, "minor"))
+
+
+def test_in_key_first_picks_the_first_candidate_in_the_key_or_its_relative():
+    def scale(tonic, steps):
+        notes = np.array([(i * 12, 12, 60 + tonic + s, 80) for i, s in enumerate(steps * 3)], np.int64)
+        return Piece(notes, Q, 120.0)
+
+    c_major = scale(0, [0, 4, 7, 4, 0, 2, 4, 5, 7, 11, 0])
+    e_major = scale(4, [0, 4, 7, 4, 0, 2, 4, 5, 7, 11, 0])
+    d_minor = scale(2, [0, 3, 7, 3, 0, 2, 3, 5, 7, 1 + 9, 0])
+    assert form.in_key_first([e_major, d_minor, c_major], (2, "minor"), 0) == 1
+    assert form.in_key_first([e_major, c_major], (9, "minor"), 0) == 1  # A minor: C major is its relative
+    assert form.in_key_first([e_major, e_major], (2, "minor"), 0) == 0  # none: the first
+    def then(first, second):
+        later = second.notes + np.array([first.end_step, 0, 0, 0])
+        return Piece(np.concatenate([first.notes, later]), Q, 120.0)
+
+    after = c_major.end_step  # only the music after the prompt counts
+    assert form.in_key_first([then(d_minor, c_major), then(c_major, d_minor)], (2, "minor"), after) == 1
+
+
+def test_key_candidates_keep_the_first_sampled_continuation_in_the_home_key(plain):
+    """key_candidates=3: three continuations in one batch (seeds s, s+1, s+2); the one kept is the first whose
+    continuation is in the home key, and the music before the shaped bars is exactly that candidate's."""
+    from maia.generate import ids_to_piece
+
+    model, vocab = plain
+    piece = d_minor_prompt((4, 4), bars=2)
+    prompt = build_prompt(vocab, "bach", piece)
+    cfg = SamplingConfig(seed=5, top_k=50)
+    lay = form.layout(vocab, prompt, bars=6, end=True)
+    rows = form.continue_for(model, vocab, prompt.ids, SamplingConfig(seed=5, top_k=50, variations=3,
+                                                                      max_new_tokens=lay.budget), lay.steps)
+    pieces = [ids_to_piece(r, vocab, prompt) for r in rows]
+    want = form.in_key_first(pieces, (2, "minor"), prompt.steps)
+    ((out, _),) = form.compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece, key_candidates=3)
+    before = lay.hold  # shaping may shorten the notes held into it: compare onsets, pitches and velocities
+    assert np.array_equal(out.notes[out.notes[:, 0] < before][:, [0, 2, 3]],
+                          pieces[want].notes[pieces[want].notes[:, 0] < before][:, [0, 2, 3]])
+    ((one, _),) = form.compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece)  # no candidates
+    assert np.array_equal(one.notes[one.notes[:, 0] < before][:, [0, 2, 3]],
+                          pieces[0].notes[pieces[0].notes[:, 0] < before][:, [0, 2, 3]])
+    two = form.compose(model, vocab, prompt, SamplingConfig(seed=5, top_k=50, variations=2), bars=6, end=True,
+                       prompt_piece=piece, key_candidates=3)  # 2 variations: 2 candidates each, 4 rows
+    assert len(two) == 2

@@ -60,10 +60,12 @@ def lacrimosa_keys(model, vocab, seeds: int = 10, tokens: int = 512, top_k: int 
 
 
 def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name: str | None = "ABA",
-                       config: SamplingConfig | None = None, key_strength: float = 0.0) -> dict:
+                       config: SamplingConfig | None = None, key_strength: float = 0.0, key_candidates: int = 1,
+                       home: float = 0.0) -> dict:
     """Whole Lacrimosas: per seed, the continuation's key, whether it is D minor or F major, and whether the
     final chord's lowest note is D. ``key_strength`` > 0 holds the notes to the prompt's key as the page's
-    key lock does (0.5: a note outside the scale is half as likely)."""
+    key lock does (0.5: a note outside the scale is half as likely); ``key_candidates`` and ``home`` as maia.form.compose
+    takes them (the first of N candidates in key; the homecoming's strength)."""
     from maia import form
     from maia.controls import Controls
 
@@ -73,7 +75,8 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
         cfg = replace(config or SamplingConfig(), seed=seed, variations=1)
         lock = Controls(key=prompt_key[:2], key_strength=key_strength) if key_strength > 0 else None
         ((full, ending),) = form.compose(model, vocab, prompt, cfg, bars=bars, end=True, controls=lock,
-                                         prompt_piece=piece, form=form_name)
+                                         prompt_piece=piece, form=form_name, key_candidates=key_candidates,
+                                         home=home)
         cont = full.notes[full.notes[:, 0] >= prompt.steps]
         key = metrics.estimate_key(cont)
         home = metrics.same_key_or_relative(prompt_key, key)
@@ -82,14 +85,16 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
                      "home": home, "ends_on_tonic": on_d, "seconds": round(full.duration_seconds, 1),
                      "ending_bits_per_note": round(ending.bits_per_note, 3)})
     return {"prompt_key": metrics.key_name(prompt_key), "composer": composer or "unknown", "bars": bars,
-            "form": form_name, "key_strength": key_strength, "seeds": seeds, "home": sum(r["home"] for r in rows),
+            "form": form_name, "key_strength": key_strength, "key_candidates": key_candidates, "homecoming": home,
+            "seeds": seeds, "home": sum(r["home"] for r in rows),
             "ends_on_tonic": sum(r["ends_on_tonic"] for r in rows),
             "both": sum(r["home"] and r["ends_on_tonic"] for r in rows), "rows": rows}
 
 
 def report_complete(r: dict) -> str:
     lines = [f"Lacrimosa completed (prompt in {r['prompt_key']}): {r['bars']} bars more, form {r['form'] or 'none'}, "
-             f"key lock {r.get('key_strength', 0.0):g}, ending in the home key: {r['home']} of {r['seeds']} in D minor "
+             f"key lock {r.get('key_strength', 0.0):g}, homecoming {r.get('homecoming', 0.0):g}, the first in key "
+             f"of {r.get('key_candidates', 1)}, ending in the home key: {r['home']} of {r['seeds']} in D minor "
              f"or F major, {r['ends_on_tonic']} end on a {r['prompt_key'].split()[0]} bass, {r['both']} both", "",
              "| seed | notes | seconds | key of the continuation | D minor or F major | ends on the tonic | "
              "ending bits/note |", "|---:|---:|---:|---|---|---|---:|"]
@@ -121,12 +126,15 @@ def main(argv=None) -> int:
     ap.add_argument("--form", default="ABA", help="with --complete: ABA, AABA, rondo, or none")
     ap.add_argument("--key-strength", type=float, default=0.0, help="with --complete: hold the notes to D minor "
                     "(0..1, as the page's key lock; 0: off)")
+    ap.add_argument("--key-candidates", type=int, default=1, help="with --complete: sample N candidates, keep the "
+                    "first in D minor or F major (maia.form.compose's key_candidates)")
+    ap.add_argument("--home", type=float, default=0.0, help="with --complete: the homecoming's strength (0: off)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave MODEL/eval.json as it is")
     a = ap.parse_args(argv)
     model, vocab, _ = load_model(a.model)
     if a.complete:
         r = lacrimosa_complete(model, vocab, a.seeds, a.complete, None if a.form == "none" else a.form,
-                               SamplingConfig(top_k=a.top_k), a.key_strength)
+                               SamplingConfig(top_k=a.top_k), a.key_strength, a.key_candidates, a.home)
         print(report_complete(r))
         entry = "lacrimosa_complete"
     else:

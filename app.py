@@ -8,13 +8,14 @@ Gallery and Listen tabs in maia/gallery/page.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 
 import gradio as gr
 
-from maia import playground
+from maia import duet, playground
 from maia.encoding import MIDI_SUFFIXES
 from maia.errors import MaiaError
 from maia.gallery import open_gallery
@@ -36,6 +37,7 @@ ROLL_JS = roll_js()
 KEYS_JS = keys_js()
 LOG = logging.getLogger("maia")
 STOPS = playground.Stops()  # the Stop button's requests, per browser session
+DUETS = duet.Duets(playground.load)  # the duets being played: their dialogues, by id (maia/duet.py)
 if GALLERY is None:
     LOG.warning("the gallery is off: %s", GALLERY_PROBLEM)
 
@@ -171,6 +173,25 @@ def played(evt: gr.EventData):
         return playground.played_prompt(getattr(evt, "midi", None))
     except MaiaError as e:
         raise refused(e) from None
+
+
+def duet_finished(evt: gr.EventData):
+    """A duet ended on the page: the whole dialogue's files (MIDI, WAV, MusicXML, roll) in variation 1's Downloads."""
+    try:
+        return duet.finish(getattr(evt, "midi", None), playground.new_request_folder(), LIMITS)
+    except MaiaError as e:
+        raise refused(e) from None
+
+
+def duet_turn(message):
+    """One duet turn through Gradio's queue, streamed: each yield one line of /maia/duet/turn (maia/duet.py).
+    The page uses the route; this is its peer in bench/duet_latency.py."""
+    try:
+        key, dialogue, turn = DUETS.begin(duet.parse(message))
+    except MaiaError as e:
+        raise refused(e) from None
+    for event in DUETS.events(key, dialogue, turn):
+        yield json.dumps(event)
 
 
 def span_selected(evt: gr.EventData):
@@ -374,6 +395,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     completing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                     api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
+    duet_api = gr.Button(visible=False)  # the duet's turn through the queue: the benchmark's peer of its route
+    duet_api.click(duet_turn, gr.Textbox(visible=False), gr.Textbox(visible=False), api_name="duet_turn")
     infill_api = gr.Button(visible=False)
     infill_api.click(regenerate, [prompt_midi, from_beat, to_beat, composer, model, top_k, temperature, seed],
                      [*first, status], api_name="infill", preprocess=False)
@@ -385,6 +408,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
     keys.recorded(played, None, prompt_midi, api_visibility="private")
+    keys.duet(duet_finished, None, [first[1], first[2]], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
                 density, length_unit, length, end, form]  # in playground.LINK_FIELDS order
@@ -414,4 +438,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=LIMITS.max_input_bytes,  # larger uploads are refused before they reach the handler
         allowed_paths=gallery_page.allowed_paths(GALLERY),  # the gallery's stored files
+        app_kwargs={"routes": DUETS.routes("/maia/duet")},  # the duet's streamed turns, beside the page
     )

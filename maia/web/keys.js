@@ -35,6 +35,16 @@
       <label title="Send the prompt's notes too"><input type="checkbox" class="mine"> + the prompt</label>
       <button class="send" disabled title="Send variation 1's finished notes to MIDI out again">Send again</button>
     </div>
+    <div class="bar duet">
+      <button class="duet-on" title="Play a phrase; when you stop, maia answers; then it is your turn again">Duet</button>
+      <label title="Your phrase is over after a rest this long (counted to the next beat), with no key down">rest <select class="rest"><option value="1">1 beat</option><option value="2" selected>2 beats</option><option value="4">4 beats</option></select></label>
+      <label title="The length of maia's answers">answer <input type="number" class="answer-bars" value="2" min="1" max="8" step="1"> bars</label>
+      <label title="Lifting the sustain pedal also ends your phrase"><input type="checkbox" class="pedal-ends"> pedal up ends it</label>
+      <button class="your-turn" disabled title="End your phrase now (Enter)">Your turn, maia</button>
+      <a class="duet-midi" hidden download="duet.mid" title="The whole dialogue so far, yours and maia's">duet.mid</a>
+      <span class="grow"></span>
+      <span class="duet-state"></span>
+    </div>
     <div class="why" hidden></div>
     <div class="piano" tabindex="0" aria-label="piano keyboard: click or use the computer keys">${keysHtml}</div>`;
   const $ = (sel) => root.querySelector(sel);
@@ -43,6 +53,7 @@
 
   const K = (window.maiaKeys = { recording: false, t0: 0, notes: [], held: new Map(), octave: 0, sent: 0,
     why: () => (why.hidden ? "" : why.textContent), taken: 0 });
+  const D = (window.maiaDuet = {}); // the duet's state (below)
 
   // ---- sound: two oscillators and an envelope per note ----------------------------------------------
   let ac = null;
@@ -85,6 +96,7 @@
     if (p < 0 || p > 127) return;
     sound(p, v);
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.add("on");
+    if (D.on) duetOn(p, v, at);
     if (K.recording) {
       K.held.set(p, { p, s: (at - K.t0) / 1000, v }); drawTake(at);
       if (!growing) { growing = true; requestAnimationFrame(grow); }
@@ -93,6 +105,7 @@
   function noteOff(p, at) {
     silence(p);
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.remove("on");
+    if (D.on) duetOff(p, at);
     const h = K.held.get(p);
     if (K.recording && h) { K.held.delete(p); K.notes.push([p, h.s, Math.max(h.s + 0.02, (at - K.t0) / 1000), h.v]); drawTake(at); }
   }
@@ -140,6 +153,12 @@
 
   // ---- a Standard MIDI File (format 0, one track) ---------------------------------------------------
   function smf(notes, bpm) {
+    const bytes = smfBytes(notes, bpm);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.slice(i, i + 8192)); // a long take
+    return btoa(bin);
+  }
+  function smfBytes(notes, bpm) {
     const TPQ = 480, tick = (t) => Math.round(t * bpm / 60 * TPQ);
     const events = [];
     for (const [p, s, e, v] of notes) { events.push([tick(s), 1, [0x90, p, Math.max(1, v)]]); events.push([tick(e), 0, [0x80, p, 0]]); }
@@ -153,9 +172,7 @@
     const n = track.length;
     const bytes = [0x4d, 0x54, 0x68, 0x64, 0, 0, 0, 6, 0, 0, 0, 1, TPQ >> 8, TPQ & 255,
       0x4d, 0x54, 0x72, 0x6b, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255, ...track];
-    let bin = "";
-    for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.slice(i, i + 8192)); // a long take
-    return btoa(bin);
+    return bytes;
   }
 
   // ---- the on-screen keyboard (mouse and touch) -----------------------------------------------------
@@ -189,13 +206,14 @@
     if (!(e.currentTarget === piano || $("input.capture").checked)) return;
     if (e.currentTarget === window && e.composedPath().includes(piano)) return; // the piano's own listener has it
     if (e.type === "keydown") {
-      if (e.code === "KeyZ" || e.code === "KeyX") {
+      if (e.code === "Enter" && D.on) phraseOver("key", performance.now());
+      else if (e.code === "KeyZ" || e.code === "KeyX") {
         K.octave = Math.max(-3, Math.min(3, K.octave + (e.code === "KeyZ" ? -1 : 1)));
         $(".octave").textContent = `octave ${K.octave > 0 ? "+" : ""}${K.octave}`;
       } else if (e.code in COMPUTER && !e.repeat && !down.has(e.code)) {
         const p = 60 + 12 * K.octave + COMPUTER[e.code];
         down.set(e.code, p); noteOn(p, 90, performance.now());
-      } else if (!(e.code in COMPUTER)) return;
+      } else if (!(e.code in COMPUTER) && !(e.code === "Enter" && D.on)) return;
     } else if (down.has(e.code)) { noteOff(down.get(e.code), performance.now()); down.delete(e.code); } else return;
     e.preventDefault();
   }
@@ -239,7 +257,11 @@
     else if (type === 0x80 || type === 0x90) { if (pedal.down) pedal.keys.add(p); else noteOff(p, at); }
     else if (type === 0xb0 && p === 64) {
       pedal.down = v >= 64;
-      if (!pedal.down) { for (const k of pedal.keys) noteOff(k, at); pedal.keys.clear(); }
+      if (!pedal.down) {
+        for (const k of pedal.keys) noteOff(k, at);
+        pedal.keys.clear();
+        if (D.on && $("input.pedal-ends").checked) phraseOver("pedal", at);
+      }
     }
   }
   $("button.connect").addEventListener("click", async () => {
@@ -277,4 +299,200 @@
     if (!output || !live || !live.done || live.request === null || live.request === "take" || live.request === sentFor) return;
     sentFor = live.request; send();
   }, 200);
+
+  // ---- the duet: you play a phrase, maia answers on the next beat, then it is your turn again ---------------
+  // The dialogue's clock starts at your first note; beats follow at the tempo above. Your phrase is over after
+  // a rest (counted to a beat: the first beat at least `rest` beats after your last note-off, all keys up), when
+  // the sustain pedal comes up (if asked), or on Enter / "Your turn, maia". The phrase goes to the page's own
+  // server (POST maia/duet/turn, maia/duet.py) LEAD seconds before the beat maia comes in on; maia's notes
+  // stream back as they are sampled and are scheduled from that beat on the page's synth and MIDI out, drawn
+  // orange on the roll.
+  // window.maiaDuet holds what the tests and bench/duet_latency.py read: per turn, the time the phrase's end
+  // was detected and the time maia's first note sounds (performance.now(), ms).
+  const LEAD = 0.25; // s between sending a phrase and the beat maia comes in on: maia's time to react
+  const duetBtn = $("button.duet-on"), turnBtn = $("button.your-turn"), duetState = $(".duet-state"), duetLink = $("a.duet-midi");
+  Object.assign(D, { on: false, id: null, ready: false, t0: null, bpm: 120, phrase: [], held: new Map(), notes: [],
+    answering: false, answerEnd: 0, timer: null, turns: [], errors: [], lastOff: null, shift: 0, maiaHeld: new Map() });
+  const beatS = () => 60 / D.bpm;
+  const clock = (at) => (at - D.t0) / 1000; // performance.now() ms -> the dialogue's seconds
+  function duetOn(p, v, at) {
+    if (D.t0 === null) D.t0 = at;
+    clearTimeout(D.timer);
+    D.held.set(p, { p, s: clock(at), v });
+    drawDuet();
+  }
+  function duetOff(p, at) {
+    const h = D.held.get(p);
+    if (!h) return;
+    D.held.delete(p);
+    const n = [p, h.s, Math.max(h.s + 0.02, clock(at)), h.v, 0];
+    D.phrase.push(n); D.notes.push(n); D.lastOff = n[2];
+    drawDuet();
+    armRest();
+  }
+  function armRest() { // the phrase ends at the first beat >= the last note-off + the rest; sent LEAD before it
+    clearTimeout(D.timer);
+    if (!D.on || !D.phrase.length || D.held.size || pedal.keys.size || D.answering) return;
+    const rest = Number($("select.rest").value) * beatS();
+    const from = Math.max(D.lastOff + rest, D.answerEnd) + LEAD;
+    const beat = Math.ceil(from / beatS() - 1e-9);
+    D.timer = setTimeout(() => sendPhrase(beat, "rest"), Math.max(0, D.t0 + (beat * beatS() - LEAD) * 1000 - performance.now()));
+  }
+  function phraseOver(why, at) { // the pedal or the key: maia comes in on the first beat at least LEAD away
+    if (!D.on || !D.phrase.length || D.answering) return;
+    for (const p of [...D.held.keys()]) duetOff(p, at); // keys still down end here
+    sendPhrase(Math.ceil((Math.max(clock(performance.now()), D.answerEnd) + LEAD) / beatS() - 1e-9), why);
+  }
+  function sendPhrase(beat, why) {
+    clearTimeout(D.timer);
+    if (!D.ready || D.answering || !D.phrase.length) return;
+    const detected = performance.now();
+    const ask = { type: "turn", notes: D.phrase.map((n) => n.slice(0, 4)), beat, bars: Number($("input.answer-bars").value) || 2,
+      quantise: $("input.quantise").checked, ...steering() };
+    D.turns.push({ why, beat, detected, at: D.t0 + beat * beatS() * 1000, first: null, notes: 0, done: false, reply: null,
+      played: D.phrase });
+    D.answering = true; D.shift = 0; D.phrase = [];
+    duetState.textContent = "maia is answering…";
+    stream("turn", { duet: D.id, ...ask }, D.id);
+  }
+  // POST to the page's own server (maia/duet.py); an answer comes back one JSON line per note event as sampled
+  const duetUrl = (what) => new URL(`maia/duet/${what}`, location.href.split(/[?#]/)[0]);
+  async function stream(what, body, id) {
+    try {
+      const r = await fetch(duetUrl(what), { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+      const reader = r.body.getReader(), text = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (value) buffer += text.decode(value, { stream: true });
+        let nl;
+        while ((nl = buffer.indexOf("\n")) >= 0 || (done && buffer.trim())) {
+          const line = nl >= 0 ? buffer.slice(0, nl) : buffer;
+          buffer = nl >= 0 ? buffer.slice(nl + 1) : "";
+          if (line.trim() && D.id === id) onAnswer(JSON.parse(line));
+        }
+        if (done) break;
+      }
+    } catch (err) {
+      if (D.id === id) onAnswer({ type: "error", message: `maia cannot be reached (${err && err.message ? err.message : err}): is the server running?` });
+    }
+  }
+  function onAnswer(m) {
+    if (!D.ready) { started(m); return; }
+    const turn = D.turns[D.turns.length - 1];
+    if (m.type === "error") { // refused: one line; the phrase stays yours and the next one joins it
+      D.errors.push(m.message); say(m.message);
+      if (turn && !turn.done) { D.answering = false; D.turns.pop(); D.phrase = [...turn.played, ...D.phrase]; duetState.textContent = "your turn"; }
+      return;
+    }
+    if (!turn || turn.done) return;
+    if (m.type === "on") {
+      let at = D.t0 + m.t * 1000 + D.shift;
+      const now = performance.now();
+      if (turn.first === null) { // maia's first note: on its beat, or now if it comes late (the answer keeps its rhythm)
+        turn.arrived = now;
+        if (at < now) { D.shift = now - at; at = now; }
+        turn.first = at;
+      } else if (at < now) at = now;
+      maiaNote(m.p, m.v, at); turn.notes++;
+      D.maiaHeld.set(m.p, D.notes.length); D.notes.push([m.p, m.t, m.t + 0.05, m.v, 1]);
+    } else if (m.type === "off") {
+      maiaRelease(m.p, Math.max(performance.now(), D.t0 + m.t * 1000 + D.shift));
+      const i = D.maiaHeld.get(m.p);
+      if (i !== undefined) { D.notes[i][2] = m.t; D.maiaHeld.delete(m.p); }
+    } else if (m.type === "done") {
+      turn.done = true; turn.reply = m;
+      const played = new Set(turn.played); // this phrase as played is replaced by the phrase as it joined the dialogue
+      D.notes = D.notes.filter((n) => !played.has(n));
+      for (const n of m.yours) D.notes.push([...n, 0]);
+      D.notes.sort((a, b) => a[1] - b[1] || a[0] - b[0]);
+      D.answerEnd = m.end;
+      setTimeout(() => { D.answering = false; duetState.textContent = `turn ${m.turn}: your turn`; armRest(); },
+        Math.max(0, D.t0 + m.end * 1000 + D.shift - performance.now()));
+      const url = URL.createObjectURL(new Blob([new Uint8Array(smfBytes(D.notes, D.bpm))], { type: "audio/midi" }));
+      if (duetLink.href.startsWith("blob:")) URL.revokeObjectURL(duetLink.href);
+      duetLink.href = url; duetLink.hidden = false;
+    }
+    drawDuet();
+  }
+  // maia's notes: scheduled on the Web Audio clock (or MIDI out's timestamps) at their performance.now() time
+  function maiaNote(p, v, at) {
+    if (output) output.send([0x90, p, Math.max(1, v)], at);
+    const a = audio();
+    if (!a || window.maiaMuted) return;
+    const t = a.currentTime + Math.max(0, at - performance.now()) / 1000, f = 440 * 2 ** ((p - 69) / 12), peak = 0.05 + 0.25 * v / 127;
+    const g = a.createGain();
+    g.gain.setValueAtTime(0, t); g.gain.linearRampToValueAtTime(peak, t + 0.005); g.gain.exponentialRampToValueAtTime(peak * 0.35, t + 0.8);
+    g.connect(a.destination);
+    const oscs = [["triangle", 1, 1], ["sine", 2, 0.3]].map(([type, mult, level]) => {
+      const o = a.createOscillator(), og = a.createGain();
+      o.type = type; o.frequency.value = f * mult; og.gain.value = level; o.connect(og); og.connect(g); o.start(t);
+      return o;
+    });
+    D.voices = D.voices || new Map();
+    D.voices.set(p, { g, oscs });
+  }
+  function maiaRelease(p, at) {
+    if (output) output.send([0x80, p, 0], at);
+    const vo = D.voices && D.voices.get(p);
+    if (!vo || !ac) return;
+    D.voices.delete(p);
+    const t = ac.currentTime + Math.max(0, at - performance.now()) / 1000;
+    if (vo.g.gain.cancelAndHoldAtTime) vo.g.gain.cancelAndHoldAtTime(t); else vo.g.gain.cancelScheduledValues(t);
+    vo.g.gain.linearRampToValueAtTime(0, t + 0.12);
+    for (const o of vo.oscs) o.stop(t + 0.15);
+  }
+  let duetDrawing = false;
+  function drawDuet() { // the dialogue on variation 1's roll: yours blue, maia's orange, held notes growing
+    const live = window.maiaLive && window.maiaLive["1"];
+    if (!live || !live.take || D.t0 === null) return;
+    const now = clock(performance.now()), held = [...D.held.values()].map((h) => [h.p, h.s, Math.max(now, h.s + 0.02), h.v, 0]);
+    live.take([...D.notes, ...held], beatS());
+    if (!duetDrawing && D.on && (D.held.size || D.answering)) {
+      duetDrawing = true;
+      requestAnimationFrame(() => { duetDrawing = false; if (D.held.size || D.answering) drawDuet(); });
+    }
+  }
+  // the page's settings for maia's turns: the model, composer, sampling and steering (Gradio's own inputs)
+  function pageValue(label, fallback) { // a slider's number box, a dropdown's or a number's input, by its label
+    const input = document.querySelector(`input[aria-label="number input for ${label}"]`) || document.querySelector(`input[aria-label="${label}"]`);
+    return input ? input.value : fallback;
+  }
+  const composerName = (shown) => (/^any\b/i.test(shown) ? "unknown" : shown.toLowerCase().replace(/ /g, "_")); // "Any (unknown)", "Bach"
+  function keyNumber(shown, fallback) { // the register's "C♯4" (or a MIDI key number) -> the MIDI key
+    const m = /^([A-G])([♯#♭b]?)(-?\d)$/.exec(String(shown).trim());
+    if (!m) return Number.isFinite(Number(shown)) && String(shown).trim() !== "" ? Number(shown) : fallback;
+    return 12 * (Number(m[3]) + 1) + { C: 0, D: 2, E: 4, F: 5, G: 7, A: 9, B: 11 }[m[1]] + ("♯#".includes(m[2]) && m[2] ? 1 : m[2] ? -1 : 0);
+  }
+  function steering() {
+    const key = pageValue("Key lock", "off");
+    return { key: key === "off" ? "the prompt's key" : key, key_strength: Number(pageValue("Key strength", 1)),
+      lowest: keyNumber(pageValue("Lowest key", 21), 21), highest: keyNumber(pageValue("Highest key", 108), 108),
+      density: Number(pageValue("Note density", 1)) };
+  }
+  function start() {
+    D.bpm = Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
+    Object.assign(D, { on: true, ready: false, t0: null, phrase: [], held: new Map(), notes: [], answering: false,
+      answerEnd: 0, turns: [], errors: [], lastOff: null, shift: 0 });
+    duetBtn.textContent = "■ End the duet"; duetBtn.classList.add("on"); turnBtn.disabled = false;
+    duetState.textContent = "starting…"; duetLink.hidden = true;
+    const id = (D.id = {}); // this duet, until the server names it
+    stream("start", { model: pageValue("Model", ""), composer: composerName(pageValue("Composer", "unknown")), bpm: D.bpm,
+      top_k: Number(pageValue("Top-k", 20)), temperature: Number(pageValue("Temperature", 1)), seed: Number(pageValue("Seed", 0)) }, id);
+  }
+  function started(m) {
+    if (m.type === "ready") { D.id = m.duet; D.ready = true; say(""); duetState.textContent = "play a phrase: maia answers when you stop"; piano.focus(); }
+    else { D.errors.push(m.message); say(m.message); stop(false); }
+  }
+  function stop(finish = true) {
+    clearTimeout(D.timer);
+    if (D.ready) fetch(duetUrl("end"), { method: "POST", body: JSON.stringify({ duet: D.id }) }).catch(() => {});
+    D.on = false; D.ready = false; D.id = null;
+    duetBtn.textContent = "Duet"; duetBtn.classList.remove("on"); turnBtn.disabled = true;
+    const done = D.turns.filter((t) => t.done).length;
+    duetState.textContent = done ? `a duet of ${done} turn${done > 1 ? "s" : ""}` : "";
+    if (finish && done) trigger("duet", { midi: smf(D.notes, D.bpm) }); // its files in the Downloads
+  }
+  duetBtn.addEventListener("click", () => (D.on ? stop() : start()));
+  turnBtn.addEventListener("click", () => phraseOver("key", performance.now()));
 })();

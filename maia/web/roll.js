@@ -50,10 +50,12 @@
   stats.notes = () => S.notes;
   stats.gain = () => (P.out ? P.out.gain.value : 1);
   // a phrase being played (maia/web/keys.js): drawn in the prompt's colour while nothing composed is on show
-  stats.take = (notes) => {
+  // (a duet's too: notes [pitch, start, end, velocity, who] with maia's orange, and the beat in seconds)
+  stats.take = (notes, beat) => {
     if (S.request !== null && S.request !== "take" && !S.done) return; // maia is composing here
     if (S.request !== "take") reset("take");
-    S.notes = notes.map(([p, s, e, v]) => [p, s, e, v, 0]); S.done = true; S.mine = [0, 1e9];
+    S.notes = notes.map(([p, s, e, v, who = 0]) => [p, s, e, v, who]); S.done = true; S.mine = [0, 1e9];
+    if (beat) S.beat = beat;
     $(".empty").hidden = S.notes.length > 0;
     fitPitches();
     let end = 0;

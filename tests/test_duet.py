@@ -1,0 +1,246 @@
+"""The duet (maia/duet.py): your phrase in, maia's answer out, the dialogue one piece. Unit tests with a tiny
+model (exact length in bars, the asked key, the cache kept between turns, one-line refusals), and the page in
+Debian's chromium with a stand-in Web MIDI keyboard: a duet of several turns, each answer after its phrase,
+in key, on the page's synth and MIDI out, and the whole piece downloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.duet_latency import FAKE_MIDI  # the stand-in Web MIDI keyboard the benchmark plays
+from maia.controls import SCALES
+from maia.duet import MAX_BARS, MAX_TURNS, Duet, Duets, Request, finish
+from maia.errors import InputError
+from maia.generate import SamplingConfig
+
+D_MINOR = (2, "minor")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random-init GPT as small as conftest's, with a window of 512 tokens (a duet's prompt and answer fit,
+    so the KV cache is kept between turns)."""
+    import torch
+
+    from maia.models import build_model
+    from maia.vocab import Vocab
+
+    vocab = Vocab(composers=("bach", "mozart", "chopin"))
+    torch.manual_seed(0)
+    model = build_model("gpt", dict(vocab_size=len(vocab), block_size=512, n_layer=2, n_head=2, n_embd=32, d_ff=64))
+    return model.eval(), vocab
+
+
+def phrase(start: float = 0.0, pitches=(62, 65, 69, 74, 73, 69), step: float = 0.25) -> list:
+    """A D minor phrase from ``start`` (seconds at 120 qpm: a sixteenth is 0.125 s)."""
+    return [[p, start + i * step, start + i * step + 0.2, 80] for i, p in enumerate(pitches)]
+
+
+def play(duet: Duet, message: dict) -> list[tuple]:
+    return list(duet.turn(message).events())
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("bars", [1, 3])
+def test_an_answer_fills_exactly_its_bars_from_the_beat_in_the_phrase_key(tiny, bars):
+    model, vocab = tiny
+    duet = Duet(model, vocab, "bach", 120, SamplingConfig(seed=3))
+    events = play(duet, {"notes": phrase(), "beat": 4, "bars": bars})
+    assert duet.end == (4 + 4 * bars) * 12  # the answer's span: from beat 4, `bars` bars of 4/4
+    ons = [e for e in events if e[0] == "on"]
+    offs = [e for e in events if e[0] == "off"]
+    assert ons and ons[0][2] == 2.0  # maia comes in on beat 4 (2 s at 120 qpm), with a note
+    assert len(ons) == len(offs)  # every key is released...
+    assert max(e[2] for e in offs) <= 2.0 + 2.0 * bars  # ...within the answer's bars
+    assert all((p - D_MINOR[0]) % 12 in SCALES["minor"] for _, p, _, _ in ons)  # the phrase's key, D minor
+    who = duet.who
+    assert (who == 0).sum() == len(phrase()) and (who == 1).sum() == len(ons)  # the dialogue holds both
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_dialogue_of_turns_is_one_piece_and_reuses_the_cache(tiny):
+    model, vocab = tiny
+    duet = Duet(model, vocab, "mozart", 100, SamplingConfig(seed=0))
+    beat = 3
+    for _ in range(3):
+        start = beat * 0.6  # seconds per beat at 100 qpm
+        turn = duet.turn({"notes": phrase(start + 0.6, (60, 64, 67, 72)), "beat": beat + 4, "bars": 1,
+                          "key": "C major"})
+        ons = [e for e in turn.events() if e[0] == "on"]
+        assert ons[0][2] == pytest.approx((beat + 4) * 0.6)
+        assert all((p % 12) in SCALES["major"] for _, p, _, _ in ons)
+        beat = duet.end // 12
+    assert duet.turns == 3 and duet.end == 27 * 12  # answers at beats 7, 15 and 23, a bar each
+    # the third answer's prompt is what maia heard and played last turn (all in its cache), then the new phrase
+    assert turn.model.reused > 0 and len(turn.prompt_ids) - turn.model.reused <= 20
+    piece = duet.piece()
+    assert piece.tempo_qpm == 100 and len(piece.notes) == len(duet.who) and (duet.who == 0).sum() == 12
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_long_dialogue_is_heard_from_a_later_bar(tiny):
+    model, vocab = tiny
+    duet = Duet(model, vocab, "chopin", 120, SamplingConfig(seed=1), max_prompt_tokens=64)
+    beat = 0
+    fed = []
+    for _ in range(5):
+        turn = duet.turn({"notes": phrase(beat * 0.5), "beat": beat + 4, "bars": 1, "key": "off"})
+        list(turn.events())
+        assert len(turn.prompt_ids) <= 64
+        fed.append(len(turn.prompt_ids) - turn.model.reused)
+        duet.prepare()  # between turns (the route calls it after "done"): cut and primed when it grew long
+        beat = duet.end // 12
+    assert duet.origin > 0 and duet.origin % 48 == 0  # cut at a bar line
+    assert max(fed[1:]) <= 6 * 3 + 4  # every turn after the first fed only its phrase (and rest) to the model
+
+
+@pytest.mark.parametrize("message, says", [
+    ({"notes": [], "beat": 4}, "nothing was played"),
+    ({"notes": phrase()}, "needs the beat"),
+    ({"notes": phrase(), "beat": 1}, "must come in after your phrase"),
+    ({"notes": phrase(), "beat": 400}, "at most 16 beats after"),
+    ({"notes": phrase(), "beat": 4, "bars": MAX_BARS + 1}, "bars must be 1..8"),
+    ({"notes": phrase(), "beat": 4, "bars": 1.5}, "bars must be a whole number"),
+    ({"notes": [[60, 0, 0.5]], "beat": 4}, "note 1 of the phrase is not"),
+    ({"notes": [[60, 1.0, 0.5, 80]], "beat": 4}, "released before it is struck"),
+    ({"notes": [[200, 0, 0.5, 80]], "beat": 4}, "note 1's pitch must be 0..127"),
+    ({"notes": [["x", 0, 0.5, 80]], "beat": 4}, "must be a number"),
+    ({"notes": "C D E", "beat": 4}, "a phrase is a list"),
+    ({"notes": phrase(), "beat": 4, "key": "H minor"}, "key 'H minor'"),
+    ({"notes": phrase(), "beat": 4, "lowest": 60, "highest": 64}, "at least an octave"),
+    ({"notes": phrase(), "beat": 4, "tempo": 90}, "unknown setting 'tempo'"),
+    ([1, 2], "a turn is a JSON object"),
+])
+def test_bad_input_is_one_line_and_leaves_the_dialogue_as_it_was(tiny, message, says):
+    model, vocab = tiny
+    duet = Duet(model, vocab, "bach")
+    with pytest.raises(InputError, match=says) as e:
+        duet.turn(message)
+    assert "\n" not in str(e.value)
+    assert duet.turns == 0 and len(duet.notes) == 0
+
+
+def test_bounds_and_settings(tiny):
+    model, vocab = tiny
+    with pytest.raises(InputError, match="unknown composer"):
+        Duet(model, vocab, "nobody")
+    with pytest.raises(InputError, match="tempo"):
+        Duet(model, vocab, "bach", bpm=1000)
+    duet = Duet(model, vocab, "bach")
+    duet.turns = MAX_TURNS
+    with pytest.raises(InputError, match=f"its {MAX_TURNS} turns"):
+        duet.turn({"notes": phrase(), "beat": 4})
+    request = Request.read({"notes": phrase(), "beat": 4, "key": "off", "lowest": 48, "highest": 84, "density": 2})
+    c = Duet(model, vocab, "bach").controls(request)
+    assert c.key is None and (c.lowest, c.highest, c.density) == (48, 84, 2.0)
+    duets = Duets(lambda name: (model, vocab))
+    with pytest.raises(InputError, match="a duet begins with"):
+        duets.start(["turn"])
+    with pytest.raises(InputError, match="temperature must be"):
+        duets.start({"type": "start", "temperature": 0})
+
+
+def test_a_finished_duet_that_cannot_be_read_is_refused_in_one_line(tmp_path):
+    """(Its files, MIDI, WAV, MusicXML and roll, are checked in the browser test, which ends a duet.)"""
+    from maia.limits import Limits
+
+    for data, says in [("", "no notes yet"), ("%%", "bad base64"), ("TVRoZA==", "duet.mid: ")]:
+        with pytest.raises(InputError, match=says) as e:
+            finish(data, tmp_path, Limits())
+        assert "\n" not in str(e.value)
+
+
+def test_the_routes_stream_an_answer_and_refuse_in_one_line(tiny):
+    """The routes on a bare Starlette app (the page's server mounts the same ones)."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    model, vocab = tiny
+    duets = Duets(lambda name: (model, vocab), limit=1)
+    client = TestClient(Starlette(routes=duets.routes("/maia/duet")))
+    r = client.post("/maia/duet/start", content="not json")
+    assert r.status_code == 400 and r.json() == {"type": "error", "message": "a duet's messages are JSON objects"}
+    key = client.post("/maia/duet/start", json={"model": "gpt", "composer": "bach", "bpm": 120, "seed": 4}).json()["duet"]
+    assert "duets already" in client.post("/maia/duet/start", json={}).json()["message"]  # one at a time here
+    lines = [json.loads(x) for x in client.post("/maia/duet/turn", json={"duet": key, "notes": phrase(), "beat": 4,
+                                                                         "bars": 1}).iter_lines() if x]
+    assert lines[0]["type"] == "on" and lines[0]["t"] == 2.0
+    done = lines[-1]
+    assert done["type"] == "done" and done["end"] == 4.0 and len(done["yours"]) == len(phrase())
+    assert {m["type"] for m in lines[:-1]} == {"on", "off"}
+    r = client.post("/maia/duet/turn", json={"duet": key, "notes": phrase(), "beat": 4})
+    assert r.status_code == 400 and "must come in after" in r.json()["message"]  # refused; the duet goes on
+    client.post("/maia/duet/end", json={"duet": key})
+    assert "this duet is over" in client.post("/maia/duet/turn", json={"duet": key, "notes": phrase(), "beat": 12}).json()["message"]
+
+
+# ---- the page: a duet in Debian's chromium ---------------------------------------------------------------------
+BPM = 300  # a quick duet: a beat is 0.2 s, a bar 0.8 s
+D_MINOR_PHRASE = [(62, 0.0, 0.15, 90), (65, 0.2, 0.15, 80), (69, 0.4, 0.15, 80), (74, 0.6, 0.3, 100)]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models_dir, tmp_path_factory):
+    from helpers import served_app
+
+    with served_app(tiny_models_dir, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_duet_of_three_turns_in_the_browser(server):
+    from helpers import chromium
+    from playwright.sync_api import expect
+    from symusic import Score
+
+    with chromium() as browser:
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.add_init_script(FAKE_MIDI)
+        page.goto(server)
+        keys = page.locator("#keys")
+        keys.locator(".piano").wait_for()
+        keys.locator("button.connect").click()
+        keys.locator("select.midi-out").select_option("out-1")
+        keys.locator("input.bpm").fill(str(BPM))
+        keys.locator("select.rest").select_option("1")
+        keys.locator("input.answer-bars").fill("1")
+        keys.locator("input.pedal-ends").check()
+        keys.locator("button.duet-on").click()
+        page.wait_for_function("window.maiaDuet.ready === true", timeout=20_000)
+        # turn 1 ends with a rest, turn 2 with "Your turn, maia", turn 3 with the sustain pedal coming up
+        for i, how in enumerate(["rest", "key", "pedal"]):
+            extra = "[[[0xb0, 64, 127], 0.05], [[0xb0, 64, 0], 1.0]]" if how == "pedal" else "[]"
+            page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, {extra})")
+            if how == "key":
+                keys.locator("button.your-turn").click()
+            page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
+                                   "&& !window.maiaDuet.answering", timeout=20_000)
+        duet = page.evaluate("window.maiaDuet")
+        assert not duet["errors"] and [t["why"] for t in duet["turns"]] == ["rest", "key", "pedal"]
+        notes, beat = duet["notes"], 60 / BPM
+        maia = [n for n in notes if n[4] == 1]
+        assert maia and len([n for n in notes if n[4] == 0]) == 3 * len(D_MINOR_PHRASE)
+        for t in duet["turns"]:
+            start = t["beat"] * beat
+            phrase_end = max(n[2] for n in notes if n[4] == 0 and n[1] < start)
+            assert start > phrase_end - 1e-6  # maia comes in after the phrase...
+            assert t["at"] >= t["detected"]  # ...on a beat after its end was detected...
+            assert t["first"] >= t["at"] - 1 and t["notes"] > 0  # ...and its first note sounds there, not before
+            mine = [n for n in maia if start - 1e-6 <= n[1] < t["reply"]["end"]]
+            assert mine and min(n[1] for n in mine) == pytest.approx(start, abs=1e-3)
+            assert max(n[2] for n in mine) <= t["reply"]["end"] + 1e-3  # within its bar
+        assert all((n[0] - 2) % 12 in SCALES["minor"] for n in maia)  # in the phrase's key, D minor
+        ons = [m for m in page.evaluate("window.__midi.sent") if m[0][0] == 0x90]
+        assert sorted(m[0][1] for m in ons) == sorted(n[0] for n in maia)  # every answer went to MIDI out too
+        # the whole dialogue downloads as one MIDI file, note for note
+        with page.expect_download() as download:
+            keys.locator("a.duet-midi").click()
+        score = Score.from_midi(download.value.path().read_bytes())
+        got = sorted((n.pitch, round(n.time / score.ticks_per_quarter * beat, 3)) for t in score.tracks for n in t.notes)
+        assert got == sorted((n[0], round(n[1], 3)) for n in notes)
+        # ending the duet gives it the usual files in variation 1's Downloads
+        keys.locator("button.duet-on").click()
+        expect(page.locator("a[href$='/duet.musicxml']").first).to_be_attached(timeout=30_000)

@@ -339,6 +339,12 @@ def layout(vocab: Vocab, prompt, bars: int | None = None, seconds: float | None 
     steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, seconds, spq)
     if end and seconds is not None:  # an ending falls on a bar line: the whole bars nearest the time asked
         steps = length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, max(2, round(steps / bar)), None, spq)
+    pace = (len(prompt.ids) - 2) / prompt.steps if prompt.steps >= bar else TOKENS_PER_STEP  # tokens per step
+    if pace * steps > max_tokens:  # the tokens would run out and the rest of the span be silence
+        fits = int((max_tokens / pace - (-prompt.steps) % bar) // bar)
+        asked = f"{bars} bars" if bars is not None else f"{seconds:g} s"
+        raise InputError(f"{asked} need about {pace * steps:,.0f} tokens at this music's pace, and a piece here is at "
+                         f"most {max_tokens:,} tokens: ask for {max(fits, 1)} bars or fewer")
     origin = prompt.steps + (-prompt.steps) % bar  # the first bar line after the prompt
     sections, heard = None, ids_to_piece(prompt.ids, vocab, prompt)
     if form:

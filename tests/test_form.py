@@ -241,3 +241,20 @@ def test_key_candidates_keep_the_first_sampled_continuation_in_the_home_key(plai
     two = form.compose(model, vocab, prompt, SamplingConfig(seed=5, top_k=50, variations=2), bars=6, end=True,
                        prompt_piece=piece, key_candidates=3)  # 2 variations: 2 candidates each, 4 rows
     assert len(two) == 2
+
+
+def test_a_span_the_tokens_cannot_fill_is_refused_with_the_bars_that_fit(plain):
+    """Asking for more bars than the token cap can fill at the prompt's pace would leave the rest silent: one
+    line says how many bars fit, and that many are accepted."""
+    import re
+
+    _, vocab = plain
+    piece = d_minor_prompt((4, 4), bars=2)
+    prompt = build_prompt(vocab, "bach", piece)
+    with pytest.raises(InputError, match=r"200 bars need about .* tokens .* ask for \d+ bars or fewer") as err:
+        form.layout(vocab, prompt, bars=200, max_tokens=4096)
+    fits = int(re.search(r"ask for (\d+) bars", str(err.value)).group(1))
+    assert 1 <= fits < 200
+    assert form.layout(vocab, prompt, bars=fits, max_tokens=4096).steps == fits * 48
+    with pytest.raises(InputError, match="ask for"):
+        form.layout(vocab, prompt, bars=fits + 2, max_tokens=4096)

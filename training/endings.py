@@ -78,10 +78,11 @@ def endings(model, vocab, cases, cfg: SamplingConfig, bars: int = 8) -> dict:
 FORMS = ("none", "ABA", "rondo")
 
 
-def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: int = 4) -> dict:
+def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: int = 4, max_tokens: int = 8192) -> dict:
     """{way: per-piece means} for each of FORMS applied to the same continuation of ``bars`` bars, and for
-    the real continuations over the same span: motif recurrence, key kept, two-pitch run, distinct pitches,
-    and the model's bits per note of the continuation read left to right."""
+    the real continuations over the same span: motif recurrence (over the whole span and its last quarter),
+    key kept, two-pitch run, distinct pitches, and the model's bits per note of the continuation read left to
+    right. Up to ``max_tokens`` are sampled (more than the server allows, so that long spans are filled)."""
     from maia import listener
 
     found: dict[str, list[dict]] = {w: [] for w in (*FORMS, "real")}
@@ -90,7 +91,8 @@ def forms(model, vocab, cases, cfg: SamplingConfig, bars: int = 16, theme_bars: 
         prompt = case.prompt
         bar = form.bar_steps(prompt.time_signature, spq)
         steps = form.length_steps(prompt.steps, prompt.time_signature, prompt.tempo_qpm, bars, None, spq)
-        c = replace(cfg, seed=k, variations=1, max_new_tokens=form.token_budget(prompt.ids, prompt.steps, steps, 4096))
+        c = replace(cfg, seed=k, variations=1, max_new_tokens=form.token_budget(prompt.ids, prompt.steps, steps,
+                                                                                  max_tokens))
         ids = form.continue_for(model, vocab, prompt.ids, c, steps)[0]
         piece = ids_to_piece(ids, vocab, prompt)
         origin = prompt.steps + (-prompt.steps) % bar

@@ -220,8 +220,9 @@ def show_slots(n):
     return [gr.update(visible=i < int(n)) for i in range(MAX_VARIATIONS)]
 
 
-def length_hint(tokens):
-    return f"≈ {playground.approx_seconds(tokens):.0f} s of music"
+def length_hint(tokens, prompt_midi=None, model=None):
+    """How much music the tokens make: at the prompt's own pace, else the corpus's range (no fixed rate)."""
+    return playground.length_hint(tokens, upload(prompt_midi), model)
 
 
 def length_unit_changed(unit):
@@ -240,26 +241,36 @@ def composers_for(model, composer):
 
 
 def arm(request: gr.Request):
-    """A composition was asked for: Stop applies to it (and is enabled while it runs)."""
+    """A composition was asked for: Stop applies to it, enabled and red while it runs (grey when idle)."""
     STOPS.arm(session(request))
-    return gr.update(interactive=True)
+    return gr.update(interactive=True, variant="stop")
 
 
 def disarm():
-    return gr.update(interactive=False)
+    return gr.update(interactive=False, variant="secondary")
 
 
 def stop_composing(request: gr.Request):
     """Stop: the running composition ends and finishes what it made (its stream's last updates)."""
     STOPS.stop(session(request))
-    return gr.update(interactive=False)
+    return disarm()
 
 
-def continue_from(files):
+def continue_from(files, variation: int):
+    """A variation's piece becomes the prompt, and (the click's next step) maia composes its continuation."""
     try:
-        return playground.continue_from(next((f for f in files or [] if str(f).endswith(".mid")), None))
+        prompt = playground.continue_from(next((f for f in files or [] if str(f).endswith(".mid")), None))
     except MaiaError as e:
         raise refused(e) from None
+    gr.Info(f"variation {variation} is the prompt now: composing its continuation")
+    return prompt
+
+
+# On a narrow screen the settings stack above the roll: Compose brings the roll into view, to watch it fill in.
+SHOW_ROLL = ("() => { const r = document.querySelector('#live-1');"
+             " if (r && r.getBoundingClientRect().top > window.innerHeight * 0.6) r.scrollIntoView({block: 'start'}); }")
+# The downloads box is hidden until it holds a file: empty, it looked like a second upload area.
+PAGE_CSS = ".downloads:not(:has(a)) { display: none !important; }"
 
 
 with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as demo:
@@ -296,7 +307,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                        min_width=90, info="the opening comes back", elem_id="form")
                 with gr.Row():
                     compose = gr.Button("Compose", variant="primary", min_width=100)
-                    stop = gr.Button("Stop", variant="stop", interactive=False, min_width=80)  # enabled while composing
+                    stop = gr.Button("Stop", variant="secondary", interactive=False, min_width=80)  # red while composing
                 examples = [[str(p)] for p in playground.example_prompts()]
                 if examples:
                     gr.Examples(examples, inputs=[prompt_midi], label="Example prompts")
@@ -313,15 +324,17 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 with gr.Accordion("Advanced: length in tokens", open=False) as advanced:
                     tokens = gr.Slider(16, LIMITS.max_tokens, value=512, step=16, label="Length (tokens)",
                                        info="used when the length is in tokens: no ending or form then")
-                    seconds = gr.Markdown(length_hint(512))
+                    seconds = gr.Markdown(length_hint(512), elem_id="length-hint")
                 with gr.Accordion("Steering", open=False):
                     key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
                                       info="hold the notes to a key's scale")
                     key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
                                              info="1: never outside the scale; 0: no effect")
-                    with gr.Row():
-                        lowest = gr.Slider(21, 108, value=21, step=1, label="Lowest key (MIDI)")
-                        highest = gr.Slider(21, 108, value=108, step=1, label="Highest key (MIDI)")
+                    with gr.Row():  # note names (C4: middle C); the values stay MIDI keys, as /generate takes them
+                        lowest = gr.Dropdown(playground.register_choices(), value=21, label="Lowest key",
+                                             min_width=90, elem_id="lowest")
+                        highest = gr.Dropdown(playground.register_choices(), value=108, label="Highest key",
+                                              min_width=90, elem_id="highest")
                     density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
                                         info="notes against moving on in time: above 1 more notes per second, below fewer")
                 with gr.Row():
@@ -333,6 +346,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 slots, outputs, continues = [], [], []
                 for i in range(MAX_VARIATIONS):
                     with gr.Group(visible=i == 0) as slot:
+                        gr.Markdown(f"### Variation {i + 1}", elem_classes=["variation-heading"])
                         live = gr.HTML("", html_template=ROLL_TEMPLATE, js_on_load=ROLL_JS, slot=i + 1,
                                        elem_id=f"live-{i + 1}", label=f"Variation {i + 1}", padding=True)
                         if i == 0:  # the instrument: play the prompt; maia's notes to MIDI out
@@ -341,28 +355,28 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                 keys = gr.HTML("", html_template=KEYS_TEMPLATE, js_on_load=KEYS_JS,
                                                elem_id="keys", padding=False)
                         files = gr.File(label="Downloads: MIDI, then WAV, MusicXML and PNG roll when done",
-                                        file_count="multiple", interactive=False, height=120)
+                                        file_count="multiple", interactive=False, elem_id=f"downloads-{i + 1}",
+                                        elem_classes=["downloads"])
                         analysis = gr.Markdown()
                         cont = gr.Button("Continue from this variation", size="sm")
                     slots.append(slot)
                     outputs += [live, files, analysis]
                     continues.append((cont, files))
-                    if i == 0:
-                        gallery_page.save_controls(GALLERY, token, files, [
-                            prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
-                            key_strength, lowest, highest, density, length_unit, length, end,
-                            form])  # variation 1 with the settings it was made with
-                        with gr.Group():
-                            gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
-                                        "one, or type its beats (quarter notes from 0). maia rewrites only that span "
-                                        "and keeps everything before and after it note for note.")
-                            with gr.Row():
-                                from_beat = gr.Number(label="From beat", value=0, minimum=0)
-                                to_beat = gr.Number(label="To beat", value=4, minimum=0)
-                                regen = gr.Button("Regenerate passage", variant="secondary")
-                            with gr.Row():
-                                undo = gr.Button("↶ Undo", size="sm", interactive=False)
-                                redo = gr.Button("↷ Redo", size="sm", interactive=False)
+                with gr.Group(elem_id="regenerate-passage"):  # after the variations, not between them
+                    gr.Markdown("**Regenerate a passage** of variation 1: shift+drag on its roll to select "
+                                "one, or type its beats (quarter notes from 0). maia rewrites only that span "
+                                "and keeps everything before and after it note for note.")
+                    with gr.Row():
+                        from_beat = gr.Number(label="From beat", value=0, minimum=0)
+                        to_beat = gr.Number(label="To beat", value=4, minimum=0)
+                        regen = gr.Button("Regenerate passage", variant="secondary")
+                    with gr.Row():
+                        undo = gr.Button("↶ Undo", size="sm", interactive=False)
+                        redo = gr.Button("↷ Redo", size="sm", interactive=False)
+                gallery_page.save_controls(GALLERY, token, [f for _, f in continues], status, [
+                    prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
+                    key_strength, lowest, highest, density, length_unit, length, end,
+                    form], variations)  # a finished variation with the settings it was made with
         gallery_page.build_tabs(GALLERY, GALLERY_PROBLEM, token)  # the Gallery and Listen tabs
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
@@ -383,11 +397,13 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                       gr.Checkbox(value=False, label="end"), gr.Textbox(value="none", label="form")]
     generate_api = gr.Button(visible=False)
     generate_api.click(generate, [*inputs, *api_length], [*outputs, status], api_name="generate", preprocess=False)
+    compose.click(None, None, None, js=SHOW_ROLL, queue=False, api_visibility="private")
     composing = compose.click(arm, None, stop, queue=False, api_visibility="private").then(
         compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
     composing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                    api_visibility="private")
     # the whole Lacrimosa: Mozart's 8 bars, then maia's 22 (the completed movement's length), ABA, ending in D minor
+    lacrimosa.click(None, None, None, js=SHOW_ROLL, queue=False, api_visibility="private")
     completing = lacrimosa.click(arm, None, stop, queue=False, api_visibility="private").then(
         lambda: (str(playground.LACRIMOSA), "mozart", "bars", playground.LACRIMOSA_BARS, True, "ABA"), None,
         [prompt_midi, composer, length_unit, length, end, form], api_visibility="private"
@@ -417,13 +433,19 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     stop.click(stop_composing, None, stop, queue=False, api_visibility="private")
     randomise.click(lambda: random.randrange(2**31), None, seed, api_visibility="private")
     original.click(lambda: 5, None, top_k, queue=False, api_visibility="private")  # the original maia's top-k
-    tokens.change(length_hint, tokens, seconds, api_visibility="private")
+    for source in (tokens, prompt_midi, model):
+        source.change(length_hint, [tokens, prompt_midi, model], seconds, api_visibility="private")
     length_unit.change(length_unit_changed, length_unit, [length, tokens_note, whole_row, advanced],
                        api_visibility="private")
     variations.change(show_slots, variations, slots, api_visibility="private")
     model.change(composers_for, [model, composer], composer, api_visibility="private")
-    for cont, files in continues:
-        cont.click(continue_from, files, prompt_midi, api_visibility="private")
+    for i, (cont, files) in enumerate(continues):  # the variation becomes the prompt, then maia composes
+        cont.click(None, None, None, js=SHOW_ROLL, queue=False, api_visibility="private")
+        continuing = cont.click(lambda f, n=i + 1: continue_from(f, n), files, prompt_midi, api_visibility="private")
+        continuing = continuing.success(arm, None, stop, queue=False, api_visibility="private").then(
+            compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
+        continuing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
+                        api_visibility="private")
 
 
 if __name__ == "__main__":
@@ -438,5 +460,6 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=LIMITS.max_input_bytes,  # larger uploads are refused before they reach the handler
         allowed_paths=gallery_page.allowed_paths(GALLERY),  # the gallery's stored files
+        css=PAGE_CSS,
         app_kwargs={"routes": DUETS.routes("/maia/duet")},  # the duet's streamed turns, beside the page
     )

@@ -33,16 +33,26 @@ class Files:
     analysis: str = ""
 
 
-def analysis(piece: Piece, key: tuple[int, str] | None = None) -> str:
+def key_label(key: tuple) -> str:
+    """(tonic, mode[, strength]) -> "F♯ minor", "B♭ major": the spelling of the analysis and the status line."""
+    from maia.metrics import key_name
+
+    return key_name((key[0], key[1], 0.0)).replace("b ", "♭ ").replace("#", "♯")
+
+
+def analysis(piece: Piece, key: tuple[int, str] | None = None, ending: tuple[int, str] | None = None) -> str:
     """The line shown under a piece: ``Key: D minor · 212 notes · 31.4 s``; with ``key`` (a key lock), that key:
-    ``Key: F♯ major (locked) · ...``."""
-    from maia.metrics import estimate_key, key_name
+    ``Key: F♯ major (locked) · ...``; with ``ending`` (the home key a set-length piece was made to end in), that
+    key, so that the line agrees with the status's "ends in F♯ minor" where the estimate over the whole piece
+    may name its relative major: ``Key: F♯ minor (it ends there) · ...``."""
+    from maia.metrics import estimate_key
 
     if key is not None:
-        name = key_name((key[0], key[1], 1.0)).replace("b ", "♭ ").replace("#", "♯")
-        return f"Key: {name} (locked) · {len(piece)} notes · {piece.duration_seconds:.1f} s"
-    key = key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "?"
-    return f"Key: {key} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
+        return f"Key: {key_label(key)} (locked) · {len(piece)} notes · {piece.duration_seconds:.1f} s"
+    if ending is not None:
+        return f"Key: {key_label(ending)} (it ends there) · {len(piece)} notes · {piece.duration_seconds:.1f} s"
+    name = key_label(estimate_key(piece)) if len(piece) else "?"
+    return f"Key: {name} · {len(piece)} notes · {piece.duration_seconds:.1f} s"
 
 
 def write_audio(samples: np.ndarray, path: str | Path, sample_rate: int) -> Path:
@@ -75,12 +85,14 @@ def sheet_music(piece: Piece, path: str | Path, title: str = "", subtitle: str =
 def write(piece: Piece, *, midi: str | Path | None = None, wav: str | Path | None = None,
           roll: str | Path | None = None, musicxml: str | Path | None = None, title: str = "", subtitle: str = "",
           prompt_steps: int | None = None, audio: np.ndarray | None = None, sample_rate: int = 44100,
-          soundfont: str | Path | None = None, key: tuple[int, str] | None = None) -> Files:
+          soundfont: str | Path | None = None, key: tuple[int, str] | None = None,
+          ending: tuple[int, str] | None = None) -> Files:
     """Writes the files asked for. The WAV is ``audio`` when given (samples at ``sample_rate``), else rendered
     with FluidSynth (``soundfont``: maia.synth's lookup when None; SynthUnavailable when it cannot load).
     The roll draws the first ``prompt_steps`` grid steps as the user's; ``key`` (a key lock) is the key named
-    and notated instead of the estimated one."""
-    files = Files(analysis=analysis(piece, key))
+    and notated instead of the estimated one; ``ending`` (the home key the piece was made to end in) is the
+    key named when there is no lock."""
+    files = Files(analysis=analysis(piece, key, ending))
     if midi is not None:
         files.midi = piece.write_midi(midi)
     if wav is not None:
@@ -92,7 +104,7 @@ def write(piece: Piece, *, midi: str | Path | None = None, wav: str | Path | Non
     if roll is not None:
         from maia.pianoroll import save_png
 
-        files.roll = save_png(piece, roll, prompt_steps=prompt_steps or None)
+        files.roll = save_png(piece, roll, prompt_steps=prompt_steps)  # 0: every note maia's, as on the page
     if musicxml is not None:
         notated = sheet_music(piece, musicxml, title, subtitle, key)
         if notated is not None:

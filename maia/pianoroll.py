@@ -65,7 +65,8 @@ def draw(
     """A piano roll of ``piece`` as a matplotlib Figure of ``width_px`` x ``height_px`` pixels.
 
     Notes starting before ``prompt_steps`` (grid steps) are drawn as the prompt, later ones as the
-    continuation; ``None`` draws every note as prompt. An empty piece gives an empty roll saying so."""
+    continuation (0: every note is maia's, orange as on the page); ``None`` draws every note as prompt. An
+    empty piece gives an empty roll saying so."""
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     # Margins in pixels, so labels keep their room at any size.
@@ -117,7 +118,7 @@ def draw(
             0.5, 0.5, "no notes yet", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="#888888"
         )
 
-    if prompt_steps is not None and len(notes):
+    if prompt_steps and len(notes):  # 0: composed from nothing, no prompt to mark
         x = prompt_steps * sps
         ax.axvline(x, color=MARKER_COLOR, linestyle="--", linewidth=1.2, zorder=3)
         ax.text(

@@ -60,7 +60,6 @@ from maia.generate import (
     time_steps,
 )
 from maia.limits import Limits
-from maia.metrics import key_name
 from maia.sampler import SamplerPool
 from maia.vocab import EncodingConfig, Vocab
 
@@ -71,7 +70,9 @@ SAMPLE_RATE = 44100  # the finished audio
 PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at half the rate
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are shown this soon
-TOKENS_PER_SECOND = 20  # for the "≈ N s" hint; music21 corpus: Bach 20, Mozart 24, Chopin 28 tokens per second
+# tokens per second of music in the piano model's corpus, 10th, 50th and 90th percentile of 300 of its files
+# (python -m scripts.corpus_pace): the length hint's range when there is no prompt to measure
+CORPUS_TOKENS_PER_SECOND = (18.0, 27.0, 47.0)
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
 MIDDLE_TOKENS = 512  # most tokens a regenerated passage may take
@@ -210,8 +211,46 @@ def example_prompts() -> list[Path]:
     return sorted(files, key=lambda p: p != LACRIMOSA)
 
 
-def approx_seconds(tokens: float) -> float:
-    return float(tokens) / TOKENS_PER_SECOND
+def length_hint(tokens, prompt_midi=None, model: str | None = None) -> str:
+    """How much music ``tokens`` new tokens make, honestly: at the prompt's own pace (its tokens per second, in
+    ``model``'s vocabulary) when there is a prompt, else the range of the corpus's paces. A token is a note, a
+    wait or a velocity change, so a second of dense music takes several times the tokens of a sparse one."""
+    try:
+        n = whole_number(tokens, "tokens")
+    except InputError:
+        return ""
+    if prompt_midi and model in model_choices():
+        try:
+            vocab = vocab_of(model)
+            prompt = prepare_prompt(prompt_midi, None, vocab)
+            seconds = prompt.steps * 60.0 / (prompt.tempo_qpm * vocab.config.steps_per_quarter)
+        except (MaiaError, OSError):
+            seconds = 0.0
+        if seconds >= 2:
+            rate = (len(prompt.ids) - 2) / seconds
+            return (f"{n} tokens ≈ {n / rate:.0f} s of music at the prompt's pace ({rate:.0f} tokens a second); "
+                    "denser music takes more tokens a second, sparser fewer")
+    lo, mid, hi = CORPUS_TOKENS_PER_SECOND
+    return (f"{n} tokens: usually {n / hi:.0f}–{n / lo:.0f} s of music (the corpus's pieces; about {n / mid:.0f} s at "
+            "its median pace): denser music takes more tokens a second, sparser fewer")
+
+
+def register_choices() -> list[tuple[str, int]]:
+    """The register's keys for the page's Lowest / Highest key: (note name, MIDI key), A0 (21) to C8 (108)."""
+    names = ("C", "C♯", "D", "E♭", "E", "F", "F♯", "G", "A♭", "A", "B♭", "B")
+    return [(f"{names[k % 12]}{k // 12 - 1}", k) for k in range(PIANO_RANGE[0], PIANO_RANGE[1] + 1)]
+
+
+def heard_line(model: str, prompt: Prompt, in_view: int, vocab: Vocab) -> str:
+    """The notice for a prompt longer than the model's window, in seconds and bars: the model hears its end."""
+    spq = vocab.config.steps_per_quarter
+    sps = 60.0 / (prompt.tempo_qpm * spq)
+    heard = time_steps(prompt.ids[len(prompt.ids) - (in_view - 1):], vocab)  # grid steps in the window
+    text = f"{model} hears the last {heard * sps:.0f} s of the prompt's {prompt.steps * sps:.0f} s"
+    if prompt.time_signature:
+        bar = spq * 4 * prompt.time_signature[0] / prompt.time_signature[1]
+        text += f" (about {max(1, round(heard / bar))} of its {math.ceil(prompt.steps / bar)} bars)"
+    return text + ": as much music as it holds in mind at once"
 
 
 # ---- one request ----------------------------------------------------------------------------------
@@ -512,7 +551,7 @@ class WholePiece:
         parts = [f"bringing the theme back ({self.form})"] if self.sections is not None else []
         if self.end:
             keys = {self.key(p) for p in pieces}
-            name = key_name((*next(iter(keys)), 0.0)) if len(keys) == 1 else "each one's home key"
+            name = outputs.key_label(next(iter(keys))) if len(keys) == 1 else "each one's home key"
             parts.append(f"writing the ending in {name}")
         return " and ".join(parts) + "…"
 
@@ -585,8 +624,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     notices = []
     in_view = prompt_tokens_in_view(net, len(prompt.ids), config)
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
-        notices.append(f"{model} reads the last {in_view - 1} of the prompt's {len(prompt.ids) - 2} tokens "
-                       f"(its context is {net.max_context} tokens)")
+        notices.append(heard_line(model, prompt, in_view, vocab))
     fill = whole.steps if whole is not None else None
     steps = _sample(model, net, prompt.ids, config, vocab, controls, fill)  # a sampler process starts at once,
     live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # while FluidSynth loads
@@ -882,6 +920,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     # A set length: the theme comes back and the piece ends in its home key (maia/form.py), with the model
     # in this process, while the page shows the music sampled and says what is being written.
     final = pieces()
+    endings = [None] * len(final)  # the home key each variation was made to end in (with End)
     shaped = ""
     if job.whole is not None and job.whole.shaped:
         tokens = max(len(ids) for ids in job.rows)
@@ -895,17 +934,17 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
             k += 1
             update.status += " · " + job.whole.doing(final)
             yield update
-            final, keys = map(list, zip(*[job.whole.shape(p, config) for p in final], strict=True))
+            final, endings = map(list, zip(*[job.whole.shape(p, config) for p in final], strict=True))
             said = [f"form {job.whole.form}"] if job.whole.sections is not None else []
             if job.whole.end:
-                said.append("ends in " + " / ".join(dict.fromkeys(key_name((*k, 0.0)) for k in keys)))
+                said.append("ends in " + " / ".join(dict.fromkeys(outputs.key_label(k) for k in endings if k)))
             shaped = " · " + ", ".join(said)
 
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.
     outs = []
     for i, piece in enumerate(final):
-        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", key=job.key)
+        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", key=job.key, ending=endings[i])
         outs.append(Output(midi=files.midi, analysis=files.analysis))
     messages = live.finish(final)
     for i, (out, message) in enumerate(zip(outs, messages, strict=True)):

@@ -1,11 +1,13 @@
-"""Screenshots of the playground for the README: a piece from a composer alone while maia composes and
-plays it, and the Lacrimosa's continuation finished, with its sheet music. app.py runs on a free port of 127.0.0.1 with the shipped models; Debian's chromium.
+"""Screenshots of the playground for the README, at 1400 x 1000 in Debian's chromium: a piece from a composer
+alone while maia composes and plays it, and the Lacrimosa completed, with its sheet music. app.py runs on a free
+port of 127.0.0.1 with the shipped models.
 
     .venv/bin/python -m scripts.screenshots        # writes docs/playground-streaming.png, docs/playground-sheet.png
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from bench.appserver import ROOT, serve
@@ -21,23 +23,20 @@ def main() -> None:
 
     with serve(DEFAULT_ROOT) as (url, _pid), sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1050})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        # from a composer alone (all maia's colour), while it composes and plays
-        length = page.get_by_label("number input for Length (tokens)")
-        length.fill("2048")
-        length.press("Enter")
+        # from a composer alone (all maia's colour), 16 bars ending in the home key, while it composes and plays
         page.get_by_role("button", name="Compose", exact=True).click()
-        page.wait_for_function(f"{LIVE} && {LIVE}.updates >= 4 && {LIVE}.position() > 4", timeout=300_000)
+        page.wait_for_function(f"{LIVE} && {LIVE}.updates >= 6 && {LIVE}.position() > 3", timeout=300_000)
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ROOT / "docs" / "playground-streaming.png"))
-        page.get_by_role("button", name="Stop").click()
-        # the Lacrimosa, finished, with its sheet music
-        length.fill("512")
-        length.press("Enter")
+        expect(page.get_by_text("writing the sheet music")).to_have_count(0, timeout=300_000)
+        expect(page.get_by_text("done:")).to_be_visible(timeout=300_000)
+        # the Lacrimosa: Mozart's 8 bars and maia's 22, ABA, ending in D minor, with its sheet music
+        first = page.evaluate(f"{LIVE}.request")
         page.get_by_role("button", name="Complete the Lacrimosa (Mozart)").click()
-        page.wait_for_function(f"{LIVE} && {LIVE}.done === true && {LIVE}.request !== null", timeout=600_000)
-        expect(page.get_by_text("done:")).to_be_visible(timeout=60_000)
+        page.wait_for_function(f"{LIVE}.final === true && {LIVE}.request !== {json.dumps(first)}", timeout=600_000)
+        expect(page.get_by_text("writing the sheet music")).to_have_count(0, timeout=60_000)
         page.locator("#live-1 button.tab-sheet").click()
         time.sleep(1.5)
         page.evaluate("window.scrollTo(0, 0)")

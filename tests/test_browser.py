@@ -425,3 +425,131 @@ def test_a_whole_piece_in_bars_with_an_ending(page, tiny_midi):
     assert min(n[0] for n in chord) % 12 == 0, "the tonic in the bass"
     for suffix in (".mid", ".wav", ".musicxml", "-roll.png"):
         expect(page.locator(f"a[href$='maia-1{suffix}']")).to_be_attached()
+
+
+def test_friction_stop_is_grey_and_disabled_when_nothing_runs(page, tiny_midi):
+    """Stop was red and looked ready while nothing ran: grey and disabled when idle, before and after a piece."""
+    from playwright.sync_api import expect
+
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    # grey: no channel of its background well above the others (Gradio's stop variant is rgb(239, 68, 68))
+    grey = ("(e) => { const [r, g, b] = getComputedStyle(e).backgroundColor.match(/[0-9.]+/g).map(Number);"
+            " return r - Math.max(g, b) < 60; }")
+
+    def idle():
+        expect(stop).to_be_disabled()
+        page.wait_for_function(f"({grey})(document.evaluate(\"//button[normalize-space()='Stop']\", document, null,"
+                               " 9, null).singleNodeValue)", timeout=5_000)  # after the colour's transition
+
+    idle()
+    compose(page, tiny_midi, 16)
+    wait_done(page)
+    idle()
+
+
+def test_friction_the_downloads_are_hidden_when_empty_and_all_in_view_when_done(page, tiny_midi):
+    """Empty, the downloads box looked like a second upload area; full, it showed 2 of its 4 files."""
+    from playwright.sync_api import expect
+
+    box = page.locator("#downloads-1")
+    expect(box).to_be_hidden()
+    compose(page, tiny_midi, 16)
+    wait_done(page)
+    expect(page.get_by_text("writing the sheet music")).to_have_count(0, timeout=60_000)
+    expect(box).to_be_visible()
+    outer = box.bounding_box()
+    links = box.locator("a[download]")
+    expect(links).to_have_count(4)
+    for k in range(4):
+        inner = links.nth(k).bounding_box()
+        assert inner and outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"], (
+            k, inner, outer)
+    scrolled = box.evaluate("b => [b, ...b.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 1"
+                            " && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY)).length")
+    assert scrolled == 0, "no scrolling inside the box"
+
+
+def test_friction_variations_have_headings_and_the_passage_panel_follows_them(page):
+    from playwright.sync_api import expect
+
+    variations = page.get_by_label("number input for Variations")
+    variations.fill("2")
+    variations.press("Enter")
+    for k in (1, 2):
+        expect(page.get_by_role("heading", name=f"Variation {k}", exact=True)).to_be_visible()
+    second = page.locator("#live-2").bounding_box()
+    panel = page.locator("#regenerate-passage").first.bounding_box()
+    assert second and panel and panel["y"] >= second["y"] + second["height"], (second, panel)
+
+
+def test_friction_continue_from_this_variation_composes_its_continuation(page, tiny_midi):
+    """'Continue from this variation' only loaded the prompt, silently: it composes, and says what it did."""
+    from playwright.sync_api import expect
+
+    compose(page, tiny_midi, 16)
+    first = wait_done(page)
+    before = len(notes(page))
+    page.get_by_role("button", name="Continue from this variation").first.click()
+    expect(page.get_by_text("variation 1 is the prompt now")).to_be_visible(timeout=15_000)
+    wait_done(page, first)
+    assert len(notes(page)) > before, "the continuation starts with the whole of variation 1"
+    expect(page.locator("a[href$='/maia-1.mid']").first).to_be_attached()  # the prompt is variation 1's MIDI
+
+
+def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_path):
+    """Sixteenth triplets on one key at 140 qpm (4.3 px each at the default zoom) looked like one held note: at
+    each onset the roll shows a gap or an edge that stands out from the notes around it."""
+    import numpy as np
+
+    from maia.encoding import Piece, normalize_notes
+    from maia.vocab import EncodingConfig
+
+    onset = np.arange(48) * 2  # 2 grid steps: a sixteenth triplet
+    midi = Piece(normalize_notes(onset, onset + 2, np.full(48, 64), np.full(48, 72), EncodingConfig()), 12, 140.0,
+                 (4, 4)).write_midi(tmp_path / "repeated.mid")
+    page.locator("#live-1 input.autoplay").uncheck()  # a still roll: no playhead, no lit note
+    compose(page, midi, 16)
+    wait_done(page)
+    view = page.evaluate(f"{STATS}.view()")
+    spn = 60 / 140 / 6  # seconds per sixteenth triplet
+    pixels = page.evaluate("""([view, spn]) => {
+        const c = document.querySelector('#live-1 .maia-live').shadowRoot.querySelector('canvas.roll');
+        const g = c.getContext('2d'), dpr = window.devicePixelRatio || 1, H = c.clientHeight;
+        const rowH = H / (view.hi - view.lo + 1), y = H - (64 - view.lo + 0.5) * rowH;  // the middle of E4's row
+        const lum = (x) => { const d = g.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
+                             return 0.3 * d[0] + 0.59 * d[1] + 0.11 * d[2]; };
+        const out = [];
+        for (let k = 1; k < 47; k++) {
+          const t = k * spn, x = view.keys + (t - view.left) * view.pps;
+          if (x < view.keys + 4 || x > c.clientWidth - 4) continue;
+          const mid = view.keys + (t - spn / 2 - view.left) * view.pps;  // the note before, in its middle
+          out.push([lum(mid), Math.min(lum(x - 1), lum(x), lum(x + 1)), Math.max(lum(x - 1), lum(x), lum(x + 1))]);
+        }
+        return out; }""", [view, spn])
+    assert len(pixels) >= 10, pixels
+    # a whole pixel of background, or the darker onset edge: a gap blurred across two pixels is half as clear
+    faint = [p for p in pixels if max(p[0] - p[1], p[2] - p[0]) < 80]
+    assert not faint, f"{len(faint)} of {len(pixels)} onsets hardly differ from the notes around them: {faint[:5]}"
+
+
+def test_friction_compose_brings_the_roll_into_view_at_phone_width(server):
+    """At 390 px the settings stack above the roll: Compose scrolls the roll into view, to watch it fill in."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server)
+        page.get_by_role("button", name="Compose", exact=True).click()
+        page.wait_for_timeout(1500)
+        roll = page.locator("#live-1 canvas.roll").bounding_box()
+        assert roll and roll["y"] >= 0 and roll["y"] + roll["height"] <= 844, roll
+
+
+def test_friction_the_register_reads_as_note_names_on_one_line(page):
+    """The register was two sliders of raw MIDI numbers (21..108) whose labels wrapped onto three lines."""
+    from playwright.sync_api import expect
+
+    page.get_by_text("Steering", exact=True).click()
+    for elem_id, name in (("lowest", "A0"), ("highest", "C8")):
+        expect(page.locator(f"#{elem_id} input")).to_have_value(name)
+        label = page.locator(f"#{elem_id} [data-testid='block-info']").first
+        box = label.bounding_box()
+        assert box and box["height"] < 24, (elem_id, box)  # one line of the label's 14 px type

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 
 from maia.encoding import read
@@ -90,9 +91,9 @@ def test_the_tabs_build_and_serve(tmp_path, broken):
     g, _ = _gallery(tmp_path)
     with gr.Blocks() as demo:
         token = page.browser_token(demo)
-        files = gr.File(file_count="multiple")
+        files = [gr.File(file_count="multiple") for _ in range(4)]  # each variation's downloads
         settings = [gr.Textbox() for _ in page.SETTING_FIELDS]
-        page.save_controls(None if broken else g, token, files, [gr.File(), *settings])
+        page.save_controls(None if broken else g, token, files, gr.Markdown(), [gr.File(), *settings], gr.Slider(1, 4))
         page.build_tabs(None if broken else g, "gallery.sqlite3: corrupt" if broken else "", token)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
@@ -104,3 +105,44 @@ def test_the_tabs_build_and_serve(tmp_path, broken):
         assert "Pieces (★: maia's works)" in labels or broken
     finally:
         demo.close()
+
+
+def test_save_waits_for_the_finished_piece_and_takes_any_variation(tmp_path):
+    """Issue 23: Save clicked while the page still says "done: … writing the sheet music…" (MIDI and WAV, no
+    MusicXML or roll yet) is refused in one line, not saved without them; once done, the finished files are saved,
+    of the variation chosen."""
+    from maia.encoding import Piece, normalize_notes
+    from maia.vocab import EncodingConfig
+
+    g = Gallery(tmp_path / "db")
+    variations = []
+    for v in (1, 2):
+        folder = tmp_path / f"v{v}"
+        folder.mkdir()
+        onset = np.arange(8) * 12
+        piece = Piece(normalize_notes(onset, onset + 12, 60 + v + onset // 12, np.full(8, 80), EncodingConfig()),
+                      12, 100.0, (4, 4))
+        piece.write_midi(folder / f"maia-{v}.mid")
+        (folder / f"maia-{v}.wav").write_bytes(b"RIFF%d" % v)
+        (folder / f"maia-{v}.musicxml").write_text(f"<score-partwise>{v}</score-partwise>")
+        (folder / f"maia-{v}-roll.png").write_bytes(b"\x89PNG%d" % v)
+        variations.append(sorted(str(f) for f in folder.iterdir()))
+    settings = dict(composer="bach", model="piano", tokens=64, top_k=20, temperature=1.0, seed=7, variations=2,
+                    key="off", key_strength=1.0, lowest=21, highest=108, density=1.0, length_unit="tokens",
+                    length=16, end=False, form="none")
+    values = [settings[k] for k in page.SETTING_FIELDS]
+    sampling = "1/64 tokens · sampled at 90 tokens/s · piano on cpu"
+    notating = "done: 64/64 tokens · sampled at 90 tokens/s · piano on cpu · writing the sheet music…"
+    early = [[f for f in files if f.endswith((".mid", ".wav"))] for files in variations]  # that update's files
+    for status, files in ((sampling, early), (notating, early)):
+        with pytest.raises(gr.Error, match="still writing"):
+            page.save_from_playground(g, "too soon", ME, 1, status, files, None, *values)
+    assert g.list()[1] == 0, "nothing saved while the piece is unfinished"
+    line = page.save_from_playground(g, "second", ME, 2, notating.split(" · writing")[0], variations, None, *values)
+    saved = g.get(line.split(" as ")[1].split()[0])
+    assert set(saved.files) == {"midi", "wav", "musicxml", "roll"} and saved.settings["variation"] == 2
+    assert saved.files["wav"].read_bytes() == b"RIFF2", "variation 2's files, not variation 1's"
+    after_undo = "piece 1 of 2 · " + notating.split(" · writing")[0]  # undo shows a finished piece
+    assert page.finished(after_undo) and not page.finished(notating) and not page.finished(sampling)
+    with pytest.raises(gr.Error, match="from 1 to 2"):
+        page.save_from_playground(g, "third", ME, 3, after_undo, variations, None, *values)

@@ -249,3 +249,70 @@ def test_friction_a_regenerated_passage_does_not_read_like_a_truncation(models, 
     last = list(playground.regenerate(str(tiny_midi), 2, 5, "bach", "fim", 5, 1.0, 1, interval=0.0, audio=False))[-1]
     assert last.done and "reached the end of the piece" not in last.status
     assert "filled the passage" in last.status, last.status
+
+
+# ---- issue 21's friction, outside the browser (the page's own are in tests/test_browser.py) ---------------------
+def _repeated(path, qpm: float, every: int, n: int = 48):
+    """A MIDI file of ``n`` notes on E4 and G4, one every ``every`` grid steps (12 a quarter) at ``qpm``."""
+    from maia.encoding import normalize_notes
+
+    onset = np.arange(n) * every
+    notes = normalize_notes(onset, onset + every, np.where(np.arange(n) % 2, 64, 67), np.full(n, 80),
+                            playground.EncodingConfig())
+    return Piece(notes, 12, qpm, (4, 4)).write_midi(path)
+
+
+def test_friction_the_length_hint_gives_the_prompts_pace_or_the_corpus_range(models, tmp_path):
+    """'≈ 26 s of music' for 512 tokens was 7 to 114 s: with a prompt the hint is at the prompt's own pace (a
+    dense prompt makes fewer seconds of the same tokens), without one a range from the corpus's paces."""
+    lo, _, hi = playground.CORPUS_TOKENS_PER_SECOND
+    alone = playground.length_hint(512)
+    assert f"usually {512 / hi:.0f}–{512 / lo:.0f} s" in alone and "≈" not in alone, alone
+    dense = _repeated(tmp_path / "dense.mid", 120, 3)  # sixteenths
+    sparse = _repeated(tmp_path / "sparse.mid", 120, 12)  # quarters
+    vocab = playground.vocab_of("gpt")
+    for path in (dense, sparse):
+        prompt = playground.prepare_prompt(str(path), None, vocab)
+        rate = (len(prompt.ids) - 2) / (read(path).duration_seconds)
+        assert f"≈ {512 / rate:.0f} s of music at the prompt's pace" in playground.length_hint(512, str(path), "gpt")
+    seconds = [float(playground.length_hint(512, str(p), "gpt").split("≈ ")[1].split(" s")[0]) for p in (dense, sparse)]
+    assert seconds[0] * 2 < seconds[1], seconds
+    assert playground.length_hint("abc") == ""
+
+
+def test_friction_a_long_prompt_is_described_in_seconds_and_bars_not_tokens(models, tiny_midi):
+    """'piano reads the last 767 of the prompt's 1996 tokens' -> seconds and bars: the tiny gpt (a 32-token window)
+    hears the end of the 2-bar, 4-second arpeggio."""
+    update = next(iter(playground.stream(str(tiny_midi), "bach", "gpt", 16, 5, 1.0, 1, 1, interval=0.0,
+                                         audio=False)))
+    notice = next(n for n in update.notices if "hears" in n)
+    assert notice.startswith("gpt hears the last ") and "s of the prompt's 4 s" in notice, notice
+    assert "of its 2 bars" in notice and "token" not in notice, notice
+
+
+def test_friction_the_register_is_chosen_by_note_names():
+    choices = playground.register_choices()
+    assert choices[0] == ("A0", 21) and choices[-1] == ("C8", 108) and ("C4", 60) in choices
+    assert ("F♯3", 54) in choices and len(choices) == 88
+
+
+def test_friction_the_png_roll_draws_a_piece_from_nothing_in_maias_orange(tmp_path):
+    """Composed from nothing (no prompt: 0 grid steps of it), every note is maia's: orange as on the page."""
+    from matplotlib.image import imread
+
+    from maia import outputs
+
+    piece = read(_repeated(tmp_path / "p.mid", 100, 6))
+    png = outputs.write(piece, roll=tmp_path / "roll.png", prompt_steps=0).roll
+    r, _, b = np.moveaxis(imread(png)[..., :3], -1, 0)  # notes are drawn with alpha: tell them by their hue
+    orange, blue = (r > b + 0.25).mean(), (b > r + 0.25).mean()
+    assert orange > 0.002 and blue == 0, (orange, blue)
+
+
+def test_friction_the_key_line_agrees_with_the_key_the_piece_ends_in(models, tiny_midi):
+    """'Key: A major' beside 'ends in F♯ minor': a piece made to end in its home key names that key on its line."""
+    last = list(playground.stream(str(tiny_midi), "bach", "fim", 32, 5, 1.0, 3, 1, bars=4, end=True,
+                                  interval=0.0, audio=False))[-1]
+    ending = last.status.split("ends in ")[1].split(" ·")[0]
+    assert last.outputs[0].analysis.startswith(f"Key: {ending} (it ends there) · "), (last.outputs[0].analysis,
+                                                                                       last.status)

@@ -3,7 +3,7 @@
     with gr.Blocks() as demo:
         ...
         token = page.browser_token(demo)                      # this browser's gallery token (kept in it)
-        page.save_controls(gallery, token, files, [prompt_midi, *settings])   # under variation 1
+        page.save_controls(gallery, token, files, status, [prompt_midi, *settings], variations)
         page.build_tabs(gallery, problem, token)              # the Gallery and Listen tabs
     demo.launch(allowed_paths=page.allowed_paths(gallery))    # the stored files are served from MAIA_DATA_DIR
 
@@ -55,8 +55,18 @@ def browser_token(demo: gr.Blocks) -> gr.BrowserState:
 
 
 # ---- saving from the playground ---------------------------------------------------------------------------
-def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -> str:
-    """Saves variation 1 (``files``: the playground's downloads) with its settings; returns the line to show."""
+def finished(status: str | None) -> bool:
+    """Whether the playground's status line says its piece is complete: "done: …" (also after an undo, "piece 1
+    of 2 · done: …") and no longer "writing the sheet music…", the update that still lacks the MusicXML and the
+    roll."""
+    status = str(status or "")
+    return "done:" in status and "writing the sheet music" not in status
+
+
+def save_from_playground(gallery, title, token, which, status, files, prompt_midi, *settings) -> str:
+    """Saves variation ``which`` (``files``: each variation's downloads, variation 1 first) with its settings;
+    returns the line to show. A piece still being composed or notated (``status``) is refused in one line, so that
+    what is saved is the finished piece with its sheet music and roll, never the update before them."""
     if gallery is None:
         raise gr.Error("the gallery is not available on this server")
     from maia import playground
@@ -64,11 +74,22 @@ def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -
     from maia.metrics import estimate_key, key_name
 
     values = dict(zip(SETTING_FIELDS, settings, strict=True))
-    by_ext = {Path(str(f)).suffix.lower(): Path(str(f)) for f in files or []}
+    try:
+        which = int(which or 1)
+    except (TypeError, ValueError):
+        which = 0
+    shown = int(values.get("variations") or 1)
+    if not 1 <= which <= min(shown, len(files)):
+        raise gr.Error(f"choose a variation from 1 to {min(shown, len(files))}")
+    variation = files[which - 1]
+    by_ext = {Path(str(f)).suffix.lower(): Path(str(f)) for f in variation or []}
     kinds = {"midi": by_ext.get(".mid"), "wav": by_ext.get(".wav"), "musicxml": by_ext.get(".musicxml"),
              "roll": by_ext.get(".png")}
     if kinds["midi"] is None:
         raise gr.Error("compose a piece first: there is no MIDI to save yet")
+    if not finished(status):
+        raise gr.Error("maia is still writing this piece (its sheet music and roll come last): save it once the "
+                       "status line says done")
     try:
         piece = read(kinds["midi"])
         # the playground's own permalink: an example by name, an upload by its hash (its file kept where the
@@ -77,6 +98,8 @@ def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -
         query = dict(parse_qsl(link))
         example, upload = query.get("example"), query.get("upload")
         settings_kept = {k: values[k] for k in SETTING_FIELDS if k not in ("composer", "model", "seed")}
+        if shown > 1:
+            settings_kept["variation"] = which  # which of the link's variations this is
         uid = gallery.save(title, token, {k: v for k, v in kinds.items() if v is not None},
                            composer=str(values["composer"]), model=str(values["model"]),
                            key=key_name(estimate_key(piece)).replace("b ", "♭ ") if len(piece) else "",
@@ -88,19 +111,26 @@ def save_from_playground(gallery, title, token, files, prompt_midi, *settings) -
         raise gr.Error(str(e)) from None
     except OSError as e:  # the prompt is gone, or the temp folder is full
         raise gr.Error(f"cannot save: {e.strerror or e}") from None
-    return f"saved to the gallery as {uid}"
+    return f"saved to the gallery as {uid}" + (f" (variation {which})" if shown > 1 else "")
 
 
-def save_controls(gallery, token, files, inputs) -> None:
-    """A title box and a Save to gallery button (in the current layout); ``inputs``: [prompt_midi, *settings]."""
+def save_controls(gallery, token, files, status, inputs, variations) -> None:
+    """A title box, which variation, and a Save to gallery button (in the current layout). ``files``: each
+    variation's downloads; ``status``: the playground's status line (a piece is saved once it is done);
+    ``inputs``: [prompt_midi, *settings]; ``variations``: the variations slider (the choice follows it)."""
     with gr.Row():
         title = gr.Textbox(label="Title", max_length=120, placeholder="a title for the gallery", scale=3,
                            elem_id="gallery-save-title")
+        which = gr.Dropdown([1], value=1, label="Variation", scale=1, min_width=90, visible=False,
+                            elem_id="gallery-save-variation")
         button = gr.Button("Save to gallery", size="sm", scale=1, interactive=gallery is not None,
                            elem_id="gallery-save")
     saved = gr.Textbox(label="Gallery", interactive=False, elem_id="gallery-saved")
-    button.click(lambda t, tok, f, *rest: save_from_playground(gallery, t, tok, f, *rest),
-                 [title, token, files, *inputs], saved, api_visibility="private")
+    n = len(files)
+    button.click(lambda t, tok, w, st, *rest: save_from_playground(gallery, t, tok, w, st, list(rest[:n]), *rest[n:]),
+                 [title, token, which, status, *files, *inputs], saved, api_visibility="private")
+    variations.change(lambda v: gr.update(choices=list(range(1, int(v) + 1)), value=1, visible=int(v) > 1),
+                      variations, which, api_visibility="private")
 
 
 # ---- the Gallery tab --------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@
   stats.position = () => position();
   stats.seek = (t) => seek(t);
   stats.state = () => stateEl.textContent;
-  stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS });
+  stats.view = () => ({ left: view.left, pps: view.pps, keys: KEYS, lo: view.lo, hi: view.hi });
   stats.notes = () => S.notes;
   stats.gain = () => (P.out ? P.out.gain.value : 1);
   // a phrase being played (maia/web/keys.js): drawn in the prompt's colour while nothing composed is on show
@@ -284,9 +284,15 @@
       if (on) lit.set(p, who);
       const c = COLORS[who] || COLORS[1];
       g.fillStyle = `rgba(${c[0]},${c[1]},${c[2]},${on ? 1 : 0.45 + 0.5 * v / 127})`;
-      const x0 = Math.max(KEYS, x(s)), w = Math.max(2, x(e) - x0 - 1);
-      g.fillRect(x0, y(p) + 0.5, w, Math.max(1, rowH - 1));
-      if (on) { g.strokeStyle = "#111827"; g.lineWidth = 1; g.strokeRect(x0, y(p) + 0.5, w, Math.max(1, rowH - 1)); }
+      // whole pixels, and a clear pixel before the next onset: a run of fast repeated notes reads as
+      // separate strikes, not one held note (a gap on a fractional pixel blurs into the notes around it)
+      const x0 = Math.max(KEYS, Math.round(x(s))), x1 = Math.round(x(e));
+      const w = Math.max(2, x1 - x0 - (x1 - x0 >= 4 ? 1 : 0)), top = Math.round(y(p)) + 1, h = Math.max(1, Math.round(rowH) - 1);
+      g.fillRect(x0, top, w, h);
+      // each strike's onset: a darker edge of the note's own colour
+      g.fillStyle = `rgb(${Math.round(c[0] * 0.55)},${Math.round(c[1] * 0.55)},${Math.round(c[2] * 0.55)})`;
+      g.fillRect(x0, top, 1, h);
+      if (on) { g.strokeStyle = "#111827"; g.lineWidth = 1; g.strokeRect(x0 + 0.5, top + 0.5, w - 1, h - 1); }
     }
     // where sampling is, while composing
     if (!S.done && S.request && S.now >= view.left && S.now <= right) {

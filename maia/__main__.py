@@ -223,7 +223,7 @@ def cmd_generate(a) -> int:
         if whole:  # a length in bars or seconds, and perhaps an ending (maia/form.py)
             results = form.compose(model, vocab, prompt, config, a.bars, a.seconds, a.end, controls, piece,
                                    a.limits.max_tokens, on_step=lambda _: bar.update(), form=a.form,
-                                   theme_bars=a.theme_bars)
+                                   theme_bars=a.theme_bars, key_candidates=a.key_candidates)
         else:
             rows = [list(prompt.ids) for _ in range(config.variations)]
             for step in generate(model, prompt.ids, config, vocab, controls=controls):
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", action="store_true", help="close with a cadence in the home key (the prompt's, or --key's)")
     p.add_argument("--form", help="bring the opening theme back: ABA, AABA, ABACA or rondo (with --bars)")
     p.add_argument("--theme-bars", type=int, default=4, help="with --form: bars of the opening theme (default 4)")
+    p.add_argument("--key-candidates", type=int, default=1, choices=range(1, 5), metavar="N",
+                   help="with --end: sample N continuations in one batch and keep the first that stays in the home key "
+                   "(1-4; variations x N at most 4)")
     p.add_argument("--tokens", type=int, default=512, help="tokens to generate without --bars/--seconds (at most "
                    "MAIA_MAX_TOKENS, 4,096 by default)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (1..50; 0: no cut, "

@@ -145,7 +145,7 @@ def test_the_cli_writes_n_bars_and_an_ending(tiny_models_dir, tiny_midi, tmp_pat
     monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
     out = tmp_path / "whole.mid"
     assert main(["generate", "--prompt", str(tiny_midi), "--model", "fim", "--bars", "4", "--end", "--form", "ABA",
-                 "--theme-bars", "1", "-o", str(out)]) == 0
+                 "--theme-bars", "1", "--key-candidates", "2", "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert "4.00 bars after the prompt" in err and "ending: tonic chord of" in err
     piece = read(out)

@@ -82,14 +82,15 @@ class Maia:
                   bars: int | None = None, seconds: float | None = None, end: bool = False, form: str | None = None,
                   theme_bars: int = 4, tokens: int = 512, seed: int | None = 0, top_k: int | None = None,
                   top_p: float | None = None, min_p: float | None = None, temperature: float = 1.0,
-                  variations: int = 1, controls=None) -> Piece | list[Piece]:
+                  variations: int = 1, controls=None, key_candidates: int = 1) -> Piece | list[Piece]:
         """``prompt`` (a Piece, a file, or None: from nothing) followed by its continuation, as one Piece;
         ``variations`` > 1 gives a list of that many.
 
         Length: ``tokens`` new tokens, or exactly ``bars`` bars (in the prompt's metre) or ``seconds``, ending
         on the bar line with every key released. ``end``: close on the home key's tonic chord; ``form``
         ("ABA", "AABA", "ABACA", "rondo"): bring the opening ``theme_bars`` back (maia/form.py; both need a
-        length). Sampling: ``seed`` (None: a fresh one), ``top_k``, ``top_p``, ``min_p``, ``temperature``;
+        length); ``key_candidates`` (with ``end``): keep the first of that many continuations that stays in the
+        home key. Sampling: ``seed`` (None: a fresh one), ``top_k``, ``top_p``, ``min_p``, ``temperature``;
         ``controls``: a maia.controls.Controls (key lock, register, density). A prompt longer than the
         limits keeps its last bars, with a warning."""
         from maia import form as forms
@@ -104,7 +105,8 @@ class Maia:
             warnings.warn(start.message, stacklevel=2)
         if bars is not None or seconds is not None:
             results = forms.compose(self.model, self.vocab, start, config, bars, seconds, end, controls, piece,
-                                    self.limits.max_tokens, form=form, theme_bars=theme_bars)
+                                    self.limits.max_tokens, form=form, theme_bars=theme_bars,
+                                    key_candidates=key_candidates)
             pieces = [p for p, _ in results]
         else:
             rows = generate_ids(self.model, start.ids, config, self.vocab, controls)

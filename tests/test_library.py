@@ -98,6 +98,10 @@ def test_continue_bars_goes_through_form_compose(fim, tiny_midi):
     assert ending is not None
     bar = form.bar_steps((3, 4))
     assert piece.end_step <= prompt.steps + (-prompt.steps) % bar + 2 * bar
+    picked = fim.continue_(tiny_midi, composer="mozart", bars=2, end=True, seed=2, key_candidates=3)
+    ((want, _),) = form.compose(fim.model, fim.vocab, prompt, SamplingConfig(seed=2), 2, None, True, None,
+                                read(tiny_midi, fim.vocab.config), key_candidates=3)
+    np.testing.assert_array_equal(picked.notes, want.notes)
 
 
 def test_continue_end_needs_a_length(fim):

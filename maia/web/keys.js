@@ -20,8 +20,10 @@
   root.innerHTML = `<style>${KEYS_CSS}</style>
     <div class="bar">
       <button class="rec" title="Record a phrase; Stop makes it the prompt">● Record</button>
-      <label title="Round the recording to 1/16 notes"><input type="checkbox" class="quantise" checked> quantise 1/16</label>
+      <label title="Round the recording to 1/16 notes"><input type="checkbox" class="quantise" checked> quantise</label>
       <label title="Tempo of the recording (quarter notes per minute)">tempo <input type="number" class="bpm" value="120" min="30" max="300" step="1"></label>
+      <label title="A click on each beat at the tempo, the downbeat accented (4/4); never recorded, never sent to MIDI out"><input type="checkbox" class="click"> metronome</label>
+      <label title="One bar of clicks before the take (and a duet's first phrase) starts; the take starts on the bar line after it"><input type="checkbox" class="count-in"> count-in</label>
       <label title="Capture the computer keyboard anywhere on the page except in text fields"><input type="checkbox" class="capture"> Play with the computer keys</label>
       <span class="octave" title="Z / X: octave down / up">octave 0</span>
       <span class="grow"></span>
@@ -33,6 +35,7 @@
       <label>out <select class="midi-out" disabled><option value="">no MIDI out</option></select></label>
       <label title="Silence the page's own audio while maia's notes go to MIDI out"><input type="checkbox" class="mute" checked> mute the page</label>
       <label title="Send the prompt's notes too"><input type="checkbox" class="mine"> + the prompt</label>
+      <label title="Send what you play to MIDI out as you play it (off if your MIDI keyboard already sounds on that output)"><input type="checkbox" class="echo"> send my playing</label>
       <button class="send" disabled title="Send variation 1's finished notes to MIDI out again">Send again</button>
     </div>
     <div class="bar duet">
@@ -52,7 +55,7 @@
   const inSel = $("select.midi-in"), outSel = $("select.midi-out"), sendBtn = $("button.send");
 
   const K = (window.maiaKeys = { recording: false, t0: 0, notes: [], held: new Map(), octave: 0, sent: 0,
-    why: () => (why.hidden ? "" : why.textContent), taken: 0 });
+    why: () => (why.hidden ? "" : why.textContent), taken: 0, clicks: [], echoed: 0, grid: false, bpm: 120 });
   const D = (window.maiaDuet = {}); // the duet's state (below)
 
   // ---- sound: two oscillators and an envelope per note ----------------------------------------------
@@ -91,18 +94,68 @@
     for (const o of vo.oscs) o.stop(t + 0.15);
   }
 
+  // ---- the metronome: a click on each beat from `origin` (performance.now() ms, a bar line), the downbeat
+  // accented (4/4), with `countIn` beats before it. Clicks are scheduled a little ahead on the Web Audio clock
+  // (a 25 ms timer looking 120 ms ahead, so a busy page does not make them late), straight to the speakers:
+  // they are never notes, so never recorded, drawn or sent to MIDI out. During the count-in they always sound;
+  // after it, while *metronome* is ticked. K.clicks keeps the last clicks for the tests.
+  const clickBox = $("input.click"), countInBox = $("input.count-in");
+  const bpmNow = () => Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
+  function metronome(onBeat) {
+    const m = { origin: null, bpm: 120, next: 0, timer: null };
+    m.start = (origin, bpm, countIn) => {
+      m.stop(); Object.assign(m, { origin, bpm, next: -countIn });
+      m.timer = setInterval(m.tick, 25); m.tick();
+    };
+    m.stop = () => { clearInterval(m.timer); m.timer = null; };
+    m.tick = () => {
+      const beat = 60000 / m.bpm, now = performance.now();
+      for (let at = m.origin + m.next * beat; at < now + 120; at = m.origin + ++m.next * beat) {
+        if (at < now - 30) continue; // missed (a hidden tab): skipped, not played late
+        if (m.next < 0 || clickBox.checked) click(at, m.next);
+        const k = m.next;
+        if (onBeat && k <= 0) setTimeout(() => onBeat(k), Math.max(0, at - now)); // the count-in shown, beat by beat
+      }
+    };
+    return m;
+  }
+  function click(at, k) {
+    const a = audio();
+    const accent = ((k % 4) + 4) % 4 === 0;
+    K.clicks.push({ beat: k, at, accent });
+    if (K.clicks.length > 256) K.clicks.shift();
+    if (!a) return;
+    const t = a.currentTime + Math.max(0, at - performance.now()) / 1000;
+    const o = a.createOscillator(), g = a.createGain();
+    o.type = "square"; o.frequency.value = accent ? 1568 : 1047; // G6 on the downbeat, C6 on the others
+    g.gain.setValueAtTime(0, t); g.gain.linearRampToValueAtTime(accent ? 0.22 : 0.12, t + 0.002);
+    g.gain.exponentialRampToValueAtTime(0.001, t + 0.045);
+    o.connect(g); g.connect(a.destination); o.start(t); o.stop(t + 0.06);
+  }
+  // a take or a duet on the metronome's grid is anchored at a bar line, not at its first note: the first note
+  // played (`s` seconds from `origin`) moves the origin by whole bars, so that it falls in the first bar (a
+  // note up to a 1/32 early counts as on the bar line; a pickup played in the count-in keeps its bar)
+  function barsBefore(s, bpm) {
+    const bar = 4 * 60 / bpm;
+    return Math.floor((s + 60 / bpm / 8) / bar) * bar;
+  }
+
   // ---- playing and recording ------------------------------------------------------------------------
   function noteOn(p, v, at) {
     if (p < 0 || p > 127) return;
-    sound(p, v);
+    if (K.held.has(p) || D.held.has(p) || voices.has(p)) noteOff(p, at); // struck again while it sounds (the pedal)
+    echo(p, v);
+    if (!(window.maiaMuted && echoBox.checked)) sound(p, v); // sent to the output instead, with the page muted
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.add("on");
     if (D.on) duetOn(p, v, at);
     if (K.recording) {
+      if (K.grid && !K.notes.length && !K.held.size) K.t0 += 1000 * barsBefore((at - K.t0) / 1000, K.bpm); // the first note
       K.held.set(p, { p, s: (at - K.t0) / 1000, v }); drawTake(at);
       if (!growing) { growing = true; requestAnimationFrame(grow); }
     }
   }
   function noteOff(p, at) {
+    echo(p, 0);
     silence(p);
     piano.querySelector(`.key[data-p="${p}"]`)?.classList.remove("on");
     if (D.on) duetOff(p, at);
@@ -119,33 +172,43 @@
     const live = window.maiaLive && window.maiaLive["1"];
     if (!live || !live.take) return;
     const t = (now - K.t0) / 1000, held = [...K.held.values()].map((h) => [h.p, h.s, Math.max(t, h.s + 0.02), h.v]);
-    live.take([...K.notes, ...held]);
+    live.take([...K.notes, ...held], K.grid ? 60 / K.bpm : undefined);
   }
+  // With the metronome or the count-in, the take is on their grid: it starts on the bar line where the count-in
+  // ends (K.t0; Record's press without a count-in), or a whole number of bars later (before the first bar played).
+  const recMetro = metronome((k) => { if (K.recording) recState.textContent = k < 0 ? `count-in ${k + 5}` : "recording…"; });
   function record() {
-    K.recording = true; K.t0 = performance.now(); K.notes = []; K.held.clear();
-    recBtn.textContent = "■ Stop recording"; recBtn.classList.add("on"); recState.textContent = "recording…";
+    K.bpm = bpmNow(); K.grid = clickBox.checked || countInBox.checked;
+    const countIn = countInBox.checked ? 4 : 0;
+    K.recording = true; K.t0 = performance.now() + (countIn ? 100 + countIn * 60000 / K.bpm : 0); K.notes = []; K.held.clear();
+    recBtn.textContent = "■ Stop recording"; recBtn.classList.add("on"); recState.textContent = countIn ? "count-in" : "recording…";
+    if (K.grid) recMetro.start(K.t0, K.bpm, countIn);
     piano.focus();
   }
+  clickBox.addEventListener("change", () => { // ticked during a take: the take goes on the grid from Record's press
+    if (K.recording && clickBox.checked && !K.grid) { K.grid = true; recMetro.start(K.t0, K.bpm, 0); }
+  });
   function stopRecording() {
     const now = performance.now();
     for (const p of [...K.held.keys()]) noteOff(p, now);
-    K.recording = false;
+    K.recording = false; recMetro.stop();
     recBtn.textContent = "● Record"; recBtn.classList.remove("on");
     if (!K.notes.length) { recState.textContent = "nothing was played"; return; }
-    const bpm = Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
-    const notes = arrange(K.notes, bpm, $("input.quantise").checked);
+    const bpm = K.grid ? K.bpm : bpmNow();
+    const notes = arrange(K.notes, bpm, $("input.quantise").checked, K.grid);
     K.take = notes; K.taken++;
     window.maiaLive?.["1"]?.take?.(notes);
     recState.textContent = `${notes.length} notes: the prompt`;
     trigger("recorded", { midi: smf(notes, bpm) });
   }
   recBtn.addEventListener("click", () => (K.recording ? stopRecording() : record()));
-  // the take from its first note (at 0), in onset order; quantised, each onset and end to the nearest 1/16
-  function arrange(raw, bpm, quantise) {
-    const step = 60 / bpm / 4, first = Math.min(...raw.map((n) => n[1]));
+  // the take from its first note (at 0), or on the grid from its origin (a note a little early at 0), in onset
+  // order; quantised, each onset and end to the nearest 1/16
+  function arrange(raw, bpm, quantise, grid = false) {
+    const step = 60 / bpm / 4, on = Math.min(...raw.map((n) => n[1])), first = grid ? barsBefore(on, bpm) : on;
     const q = (t) => (quantise ? Math.round(t / step) * step : t);
     const out = raw.map(([p, s, e, v]) => {
-      const s2 = q(s - first);
+      const s2 = Math.max(0, q(s - first));
       return [p, s2, Math.max(q(e - first), s2 + (quantise ? step : 0.02)), v];
     });
     return out.sort((a, b) => a[1] - b[1] || a[0] - b[0]);
@@ -243,10 +306,27 @@
     input = (inSel.value && access.inputs.get(inSel.value)) || null;
     if (input) input.onmidimessage = onMidi;
   }
+  // "send my playing": each note you play goes to the output as you play it (pedal-held keys are released when
+  // the pedal comes up, as the page hears them); a key struck again while sounding is released first, and
+  // unticking it, or changing the output, releases what is still sounding there, so no note hangs
+  const echoBox = $("input.echo"), echoing = new Set();
+  function echo(p, v) {
+    if (!output || !echoBox.checked) return;
+    if (echoing.has(p)) { output.send([0x80, p, 0]); echoing.delete(p); K.echoed++; }
+    if (v > 0) { output.send([0x90, p, Math.max(1, Math.min(127, v))]); echoing.add(p); K.echoed++; }
+  }
+  function echoOff() {
+    for (const p of echoing) if (output) output.send([0x80, p, 0]);
+    echoing.clear();
+  }
+  echoBox.addEventListener("change", () => { if (!echoBox.checked) echoOff(); useOutput(); });
   function useOutput() {
-    output = (outSel.value && access.outputs.get(outSel.value)) || null;
+    const next = (outSel.value && access.outputs.get(outSel.value)) || null;
+    if (next !== output) echoOff();
+    output = next;
     sendBtn.disabled = !output;
     window.maiaMuted = !!output && $("input.mute").checked;
+    if (window.maiaMuted && echoBox.checked) for (const p of [...voices.keys()]) silence(p); // sounding there now
     window.dispatchEvent(new Event("maia-mute"));
   }
   // the sustain pedal (CC 64): a key released while it is down sounds, and is recorded, until it comes up
@@ -315,8 +395,13 @@
     answering: false, answerEnd: 0, timer: null, turns: [], errors: [], lastOff: null, shift: 0, maiaHeld: new Map() });
   const beatS = () => 60 / D.bpm;
   const clock = (at) => (at - D.t0) / 1000; // performance.now() ms -> the dialogue's seconds
+  // With the metronome or the count-in the dialogue's clock is their grid: it starts on the bar line where the
+  // count-in ends (or when maia is ready), moved on by whole bars to the first bar you play in; without them,
+  // at your first note. The metronome goes on through maia's answers.
+  const duetMetro = metronome((k) => { if (D.on && !D.notes.length && !D.held.size) duetState.textContent = k < 0 ? `count-in ${k + 5}` : "play a phrase: maia answers when you stop"; });
   function duetOn(p, v, at) {
-    if (D.t0 === null) D.t0 = at;
+    if (D.t0 === null) { D.t0 = at; duetMetro.start(D.t0, D.bpm, 0); }
+    else if (D.grid && !D.notes.length && !D.held.size) D.t0 += 1000 * barsBefore(clock(at), D.bpm); // your first note
     clearTimeout(D.timer);
     D.held.set(p, { p, s: clock(at), v });
     drawDuet();
@@ -347,7 +432,7 @@
     clearTimeout(D.timer);
     if (!D.ready || D.answering || !D.phrase.length) return;
     const detected = performance.now();
-    const ask = { type: "turn", notes: D.phrase.map((n) => n.slice(0, 4)), beat, bars: Number($("input.answer-bars").value) || 2,
+    const ask = { type: "turn", notes: D.phrase.map(([p, s, e, v]) => [p, Math.max(0, s), Math.max(0, e), v]), beat, bars: Number($("input.answer-bars").value) || 2,
       quantise: $("input.quantise").checked, ...steering() };
     D.turns.push({ why, beat, detected, at: D.t0 + beat * beatS() * 1000, first: null, notes: 0, done: false, reply: null,
       played: D.phrase });
@@ -473,7 +558,7 @@
   function start() {
     D.bpm = Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
     Object.assign(D, { on: true, ready: false, t0: null, phrase: [], held: new Map(), notes: [], answering: false,
-      answerEnd: 0, turns: [], errors: [], lastOff: null, shift: 0 });
+      answerEnd: 0, turns: [], errors: [], lastOff: null, shift: 0, grid: clickBox.checked || countInBox.checked });
     duetBtn.textContent = "■ End the duet"; duetBtn.classList.add("on"); turnBtn.disabled = false;
     duetState.textContent = "starting…"; duetLink.hidden = true;
     const id = (D.id = {}); // this duet, until the server names it
@@ -481,11 +566,15 @@
       top_k: Number(pageValue("Top-k", 20)), temperature: Number(pageValue("Temperature", 1)), seed: Number(pageValue("Seed", 0)) }, id);
   }
   function started(m) {
-    if (m.type === "ready") { D.id = m.duet; D.ready = true; say(""); duetState.textContent = "play a phrase: maia answers when you stop"; piano.focus(); }
+    if (m.type === "ready") {
+      D.id = m.duet; D.ready = true; say(""); duetState.textContent = "play a phrase: maia answers when you stop"; piano.focus();
+      const countIn = countInBox.checked ? 4 : 0;
+      if (D.grid && D.t0 === null) { D.t0 = performance.now() + (countIn ? 100 + countIn * 60000 / D.bpm : 0); duetMetro.start(D.t0, D.bpm, countIn); }
+    }
     else { D.errors.push(m.message); say(m.message); stop(false); }
   }
   function stop(finish = true) {
-    clearTimeout(D.timer);
+    clearTimeout(D.timer); duetMetro.stop();
     if (D.ready) fetch(duetUrl("end"), { method: "POST", body: JSON.stringify({ duet: D.id }) }).catch(() => {});
     D.on = false; D.ready = false; D.id = null;
     duetBtn.textContent = "Duet"; duetBtn.classList.remove("on"); turnBtn.disabled = true;

@@ -26,7 +26,7 @@ demo: install
 
 test: install
 	@scripts/sysdeps.sh audio browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --durations=25  # one worker per core (pytest-xdist); the 25 slowest shown
 
 lint: install
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ from maia.errors import InputError
 QUOTAS = dict(max_pieces_per_owner=1_000_000, saves_per_minute=1_000_000, votes_per_minute=1_000_000)
 
 
-def _user(folder: str, i: int, deadline: float, start, out) -> None:
+def _user(folder: str, i: int, deadline, start, out) -> None:
     from maia.gallery.store import Gallery, Quotas
 
     g = Gallery(folder, Quotas(**QUOTAS))
@@ -33,7 +33,7 @@ def _user(folder: str, i: int, deadline: float, start, out) -> None:
     saved, voted, refused, failed, save_s, vote_s = [], [], 0, [], [], []
     start.wait()
     n = 0
-    while time.time() < deadline:
+    while time.time() < deadline.value:
         n += 1
         files = {"midi": f"MThd {i} {n}".encode() * 200, "wav": os.urandom(4096),
                  "roll": f"roll {n % 5}".encode()}  # the roll's content is shared between users: stored once
@@ -68,11 +68,12 @@ def run(folder: str | Path, users: int = 16, seconds: float = 60.0) -> dict:
     Gallery(folder)  # create and migrate once, before the users race
     ctx = mp.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
-    deadline = time.time() + seconds + 1.0  # the processes' start is not counted
+    deadline = ctx.Value("d", 0.0)  # set once every process has started: their start is not counted
     procs = [ctx.Process(target=_user, args=(folder, i, deadline, start, out)) for i in range(users)]
     for p in procs:
         p.start()
     time.sleep(1.0)
+    deadline.value = time.time() + seconds
     start.set()
     reports = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:

@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
+
+_OWN_TMP: list[Path] = []
+
+
+def pytest_configure(config):
+    """Each pytest process (each pytest-xdist worker, or the one process of a plain run) gets its own temp
+    folder, for itself and the app servers and CLIs it starts (TMPDIR): the library's fixed folders under
+    the temp folder (maia-requests, maia-links, maia-gallery-downloads) are never shared by two workers, nor
+    by two runs at once, sweeping each other's files. Removed when the run ends. Set here, before any test
+    module imports maia."""
+    # One torch thread per process, this one's and those it starts (app servers, CLIs), set before torch is
+    # imported: the tiny models gain nothing from more, make test runs one worker per core, and a second OpenMP
+    # thread spinning against busy cores is 30x slower. A test that wants more threads sets them itself.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    folder = Path(tempfile.mkdtemp(prefix=f"maia-tests-{name}-"))
+    _OWN_TMP.append(folder)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(folder)
+
+
+def pytest_unconfigure(config):
+    for folder in _OWN_TMP:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +140,34 @@ def gallery_data_dir(tmp_path_factory):
         os.environ.pop("MAIA_DATA_DIR", None)
     else:
         os.environ["MAIA_DATA_DIR"] = before
+
+
+# ---- the page in a browser (tests/test_browser.py, test_instrument.py, test_gallery_browser.py) ----------------
+@pytest.fixture(scope="session")
+def app_url(tiny_models_dir, tmp_path_factory):
+    """app.py serving the tiny models on a free port of 127.0.0.1: its URL. One server per test process, shared by
+    the browser tests that need nothing else of it; stopped by PID at the end."""
+    from helpers import served_app
+
+    with served_app(tiny_models_dir, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright, one per test module; each test opens its own context (its own
+    storage) with browser.new_context() or browser.new_page(). Skips the test without chromium."""
+    from helpers import chromium
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(autouse=True)
+def _close_pages(request):
+    """After a test that used the module's browser: close the contexts it opened, so no page of it goes on
+    playing and drawing through the next tests."""
+    yield
+    browser = request.node.funcargs.get("browser")
+    for context in browser.contexts if browser is not None else ():
+        context.close()

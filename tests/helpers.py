@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,31 @@ def assert_valid_piece(piece: Piece, cfg=CFG):
         assert (k[:-1, 0] + k[:-1, 1] <= k[1:, 0]).all(), f"key {p} sounds twice at once"
 
 
-def maia(*args, models_dir: Path, timeout=180) -> subprocess.CompletedProcess:
+def maia(*args, models_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m maia ARGS`` with MAIA_MODELS_DIR=``models_dir``, run in this process (maia.__main__.main):
+    its exit status and what it printed, as a subprocess would give them. An exception main() lets escape
+    (a traceback a user would see) fails the test. ``maia_subprocess`` is the real process, for the smoke test."""
+    from maia.__main__ import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    before = os.environ.get("MAIA_MODELS_DIR")
+    os.environ["MAIA_MODELS_DIR"] = str(models_dir)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors (2)
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        if before is None:
+            os.environ.pop("MAIA_MODELS_DIR", None)
+        else:
+            os.environ["MAIA_MODELS_DIR"] = before
+    return subprocess.CompletedProcess(["maia", *args], code, stdout.getvalue(), stderr.getvalue())
+
+
+def maia_subprocess(*args, models_dir: Path, timeout=180) -> subprocess.CompletedProcess:
+    """``python -m maia ARGS`` in a real subprocess (the entry point, the exit status, no traceback)."""
     env = {**os.environ, "MAIA_MODELS_DIR": str(models_dir), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "maia", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -81,7 +106,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--autoplay-policy=no-user-gesture-required"]
 
 
-@contextmanager
+STATS = "window.maiaLive && window.maiaLive['1']"  # variation 1's live roll (maia/web/): counters and probes
+
+
+def choose(page, elem_id: str, option: str):
+    """Picks ``option`` in the page's dropdown ``#elem_id``."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+@contextlib.contextmanager
 def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
     """app.py on a free port of 127.0.0.1 serving ``models_dir``: its URL, and stopped by PID afterwards; the
     test fails with the app's log if it never serves."""
@@ -97,7 +131,7 @@ def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 
 
-@contextmanager
+@contextlib.contextmanager
 def chromium():
     """Debian's chromium launched through Playwright, closed afterwards; skips the test without it."""
     import pytest

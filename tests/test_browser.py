@@ -9,31 +9,24 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import chromium, served_app
+from helpers import STATS, choose
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-STATS = "window.maiaLive && window.maiaLive['1']"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    """The app on a free port of 127.0.0.1, serving the tiny models; stopped by PID afterwards."""
-    with served_app(tiny_models_dir, tmp_path_factory) as url:
-        yield url
+def server(app_url):
+    """The app on a free port of 127.0.0.1, serving the tiny models (conftest.py's app_url)."""
+    return app_url
 
 
 @pytest.fixture
-def page(server):
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        yield page
-
-
-def choose(page, elem_id: str, option: str):
-    """Picks ``option`` in the page's dropdown ``#elem_id``."""
-    page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+def page(server, browser):
+    """The page in a fresh context of the module's chromium (conftest.py's browser)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    yield page
+    page.context.close()
 
 
 def compose(page, midi: Path | None, tokens: int):
@@ -184,21 +177,20 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
     assert [n[:4] for n in notes(page)] == [n[:4] for n in after]
 
 
-def test_two_sessions_keep_their_own_history(server, tiny_midi):
+def test_two_sessions_keep_their_own_history(server, browser, tiny_midi):
     from playwright.sync_api import expect
 
-    with chromium() as browser:
-        a, b = browser.new_context().new_page(), browser.new_context().new_page()
-        for page in (a, b):
-            page.goto(server)
-        compose(a, None, 32)
-        wait_done(a)
-        compose(b, None, 32)
-        wait_done(b)
-        compose(a, None, 32)
-        wait_done(a)
-        expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
-        expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
+    a, b = browser.new_context().new_page(), browser.new_context().new_page()
+    for page in (a, b):
+        page.goto(server)
+    compose(a, None, 32)
+    wait_done(a)
+    compose(b, None, 32)
+    wait_done(b)
+    compose(a, None, 32)
+    wait_done(a)
+    expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
+    expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
 
 
 def test_the_key_lock_keeps_maia_in_the_scale(page):
@@ -376,24 +368,22 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
 
 
 @pytest.mark.parametrize("width, height", [(1400, 1000), (1280, 800)])
-def test_friction_compose_and_the_roll_are_above_the_fold(server, width, height):
+def test_friction_compose_and_the_roll_are_above_the_fold(server, browser, width, height):
     """Issue 21's first friction: Compose and Stop where the eye lands, with the roll in view, without scrolling."""
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": width, "height": height})
-        page.goto(server)
-        for button in ("Compose", "Stop"):
-            box = page.get_by_role("button", name=button, exact=True).bounding_box()
-            assert box and box["y"] + box["height"] <= height, (button, box)
-        roll = page.locator("#live-1 canvas.roll").bounding_box()
-        assert roll and roll["y"] + roll["height"] / 2 <= height, roll
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(server)
+    for button in ("Compose", "Stop"):
+        box = page.get_by_role("button", name=button, exact=True).bounding_box()
+        assert box and box["y"] + box["height"] <= height, (button, box)
+    roll = page.locator("#live-1 canvas.roll").bounding_box()
+    assert roll and roll["y"] + roll["height"] / 2 <= height, roll
 
 
-def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server):
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(server)
-        minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
-        assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
+def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server, browser):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server)
+    minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
+    assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
 
 
 def test_a_whole_piece_in_bars_with_an_ending(page, tiny_midi):
@@ -532,15 +522,14 @@ def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_pa
     assert not faint, f"{len(faint)} of {len(pixels)} onsets hardly differ from the notes around them: {faint[:5]}"
 
 
-def test_friction_compose_brings_the_roll_into_view_at_phone_width(server):
+def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, browser):
     """At 390 px the settings stack above the roll: Compose scrolls the roll into view, to watch it fill in."""
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 390, "height": 844})
-        page.goto(server)
-        page.get_by_role("button", name="Compose", exact=True).click()
-        page.wait_for_timeout(1500)
-        roll = page.locator("#live-1 canvas.roll").bounding_box()
-        assert roll and roll["y"] >= 0 and roll["y"] + roll["height"] <= 844, roll
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server)
+    page.get_by_role("button", name="Compose", exact=True).click()
+    page.wait_for_timeout(1500)
+    roll = page.locator("#live-1 canvas.roll").bounding_box()
+    assert roll and roll["y"] >= 0 and roll["y"] + roll["height"] <= 844, roll
 
 
 def test_friction_the_register_reads_as_note_names_on_one_line(page):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import CHROMIUM, chromium, served_app
+from helpers import CHROMIUM, served_app
 
 from maia.gallery.shelf import Work, seed
 from maia.gallery.store import Gallery
@@ -30,16 +30,9 @@ def server(tiny_models_dir, tmp_path_factory):
     limits = Limits(models_dir=str(tiny_models_dir), device="cpu", data_dir=str(data))
     gallery = Gallery.open(limits)
     added = seed(gallery, limits, tokens=16, works=PAIR, progress=lambda line: None)
-    if "wav" not in gallery.get(added[0]).files:
-        pytest.skip("no FluidSynth: the listening room needs audio (apt-get install fluidsynth)")
+    assert "wav" in gallery.get(added[0]).files, "the listening room needs FluidSynth (make test installs it)"
     with served_app(tiny_models_dir, tmp_path_factory, {"MAIA_DATA_DIR": str(data)}) as url:
         yield url, gallery
-
-
-@pytest.fixture
-def browser(server):
-    with chromium() as browser:
-        yield browser
 
 
 def fresh_page(browser, url):

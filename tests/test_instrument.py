@@ -7,9 +7,7 @@ that records what it receives."""
 import time
 
 import pytest
-from helpers import chromium, served_app
-
-from tests.test_browser import STATS, choose
+from helpers import STATS, choose
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,15 +32,9 @@ NO_MIDI = "delete Navigator.prototype.requestMIDIAccess;"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    with served_app(tiny_models_dir, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture
-def browser():
-    with chromium() as b:
-        yield b
+def server(app_url):
+    """The app serving the tiny models (conftest.py's app_url); the browser is conftest.py's too."""
+    return app_url
 
 
 def open_page(browser, server, script: str | None):

@@ -42,12 +42,30 @@ def test_only_maia_limits_reads_the_environment():
     assert offenders, "maia/limits.py reads the environment"
 
 
-def test_one_model_registry():
+def test_one_model_registry(tiny_models_dir, tmp_path, monkeypatch):
     """The order models are offered in is defined once (maia.registry, re-exported by maia.checkpoint): the
-    app's list, the CLI's default and the default model all come from it."""
+    app's list, the CLI's list and its default model all come from it. Checked on a folder whose names are
+    not in alphabetical order of preference, so a list of names kept anywhere else would show."""
+    from helpers import maia
+
     from maia import checkpoint, playground
+    from maia.limits import Limits
 
     sources = {f.name: f.read_text() for f in (ROOT / "maia").rglob("*.py")}
     assert [n for n, s in sources.items() if "PREFERRED_MODELS = " in s] == ["registry.py"]
-    assert playground.model_choices() == list(checkpoint.installed_models())
-    assert checkpoint.default_model() == next(iter(checkpoint.installed_models()))
+    root = tmp_path / "models"
+    for name, source in [("zeta", "gpt"), ("lstm", "lstm"), ("alpha", "gpt"), ("gpt", "gpt")]:
+        (root / name).mkdir(parents=True)
+        for f in (tiny_models_dir / source).iterdir():  # only "gpt" gets its weights: the others cannot compose
+            if name == "gpt" or f.name == "config.json":
+                (root / name / f.name).symlink_to(f)
+    offered = ["gpt", "lstm", "alpha", "zeta"]  # the preferred ones in their order, then the rest by name
+    assert list(checkpoint.installed_models(root)) == offered
+    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(root)))
+    assert playground.model_choices() == offered
+    info = maia("info", models_dir=root)
+    assert info.returncode == 0, info.stderr
+    assert [line.split()[1].rstrip(":") for line in info.stdout.splitlines() if line.startswith("model ")] == offered
+    assert checkpoint.default_model(root) == "gpt"
+    out = maia("generate", "--tokens", "4", "-o", tmp_path / "x.mid", models_dir=root)  # composes: with "gpt"
+    assert out.returncode == 0 and (tmp_path / "x.mid").exists(), out.stderr

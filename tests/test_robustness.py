@@ -1,4 +1,5 @@
-"""Bad input never crashes: every file of tests/bad_midi.py goes through the CLI (a subprocess) and through
+"""Bad input never crashes: every file of tests/bad_midi.py goes through the CLI (in this process, and one of
+each kind through a real subprocess) and through
 the app's handler (app.generate with the tiny models); broken model folders and model names that are paths
 are refused with one clear line.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_midi import MANY_NOTES, MANY_TRACKS, cases, write_all
-from helpers import assert_valid_piece, maia
+from helpers import assert_valid_piece, maia, maia_subprocess
 
 from maia.encoding import decode, read
 from maia.generate import build_prompt
@@ -111,7 +112,6 @@ def assert_one_line(out: subprocess.CompletedProcess, names: str, pattern: str):
     assert names in lines[0] and re.search(pattern, lines[0]), lines[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_cli_encode(files, tmp_path, name):
     case, path = CASES[name], files / name
@@ -123,6 +123,18 @@ def test_cli_encode(files, tmp_path, name):
         assert out.returncode == 0 and out.stderr == "", out.stderr
         got = decode(out.stdout.split(), Vocab())
         assert rows(got) == rows(read(path))
+
+
+@pytest.mark.slow
+def test_cli_in_a_real_process(files, tmp_path):
+    """The smoke test of the entry point itself (the tests above call maia.__main__.main in this process):
+    `python -m maia encode` exits 0 with tokens for music, and 1 with one line and no traceback for a bad file."""
+    bad = next(n for n, c in CASES.items() if c.error)
+    out = maia_subprocess("encode", str(files / bad), models_dir=tmp_path)
+    assert_one_line(out, bad, CASES[bad].error)
+    out = maia_subprocess("encode", str(files / "running_status.mid"), models_dir=tmp_path)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert rows(decode(out.stdout.split(), Vocab())) == rows(read(files / "running_status.mid"))
 
 
 # ---- the app's handler --------------------------------------------------------------------------------
@@ -275,7 +287,6 @@ BROKEN_FOLDERS = {  # name -> (damage, command, message)
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BROKEN_FOLDERS))
 def test_cli_broken_model_folder(tiny_models_dir, tmp_path, tiny_midi, case):
     damage, command, message = BROKEN_FOLDERS[case]
@@ -370,7 +381,6 @@ class _Payload:
         return (Path.touch, (Path(self.path),))
 
 
-@pytest.mark.slow
 def test_pickled_weights_are_never_unpickled(tiny_models_dir, tmp_path):
     import torch
 

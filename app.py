@@ -412,7 +412,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                     api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
     duet_api = gr.Button(visible=False)  # the duet's turn through the queue: the benchmark's peer of its route
-    duet_api.click(duet_turn, gr.Textbox(visible=False), gr.Textbox(visible=False), api_name="duet_turn")
+    duet_api.click(duet_turn, gr.Textbox(visible=False), gr.Textbox(visible=False), api_name="duet_turn",
+                   api_visibility="undocumented")  # callable, not part of the documented API
     infill_api = gr.Button(visible=False)
     infill_api.click(regenerate, [prompt_midi, from_beat, to_beat, composer, model, top_k, temperature, seed],
                      [*first, status], api_name="infill", preprocess=False)

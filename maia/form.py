@@ -422,8 +422,9 @@ def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, second
 
     With an ending and ``key_candidates`` > 1, each variation is sampled that many times in the same batch
     (as many as 4 rows allow; candidate c of variation v draws from seed + v + c * variations, so candidate
-    0 is the music sampled without them) and the first whose continuation stays in the home key (or its
-    relative) is kept. ``home`` > 0 adds the homecoming (``homecoming``) at that strength."""
+    0 has the draws of the music sampled without them, though a larger batch may round the model's
+    arithmetic differently and so part from it) and the first whose continuation stays in the home key (or
+    its relative) is kept. ``home`` > 0 adds the homecoming (``homecoming``) at that strength."""
     from maia.generate import VARIATIONS_RANGE, ids_to_piece
 
     lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)

@@ -61,11 +61,12 @@ def lacrimosa_keys(model, vocab, seeds: int = 10, tokens: int = 512, top_k: int 
 
 def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name: str | None = "ABA",
                        config: SamplingConfig | None = None, key_strength: float = 0.0, key_candidates: int = 1,
-                       home: float = 0.0) -> dict:
+                       homecoming: float = 0.0) -> dict:
     """Whole Lacrimosas: per seed, the continuation's key, whether it is D minor or F major, and whether the
     final chord's lowest note is D. ``key_strength`` > 0 holds the notes to the prompt's key as the page's
-    key lock does (0.5: a note outside the scale is half as likely); ``key_candidates`` and ``home`` as maia.form.compose
-    takes them (the first of N candidates in key; the homecoming's strength)."""
+    key lock does (0.5: a note outside the scale is half as likely); ``key_candidates`` and ``homecoming`` as
+    maia.form.compose takes them (key_candidates, home: the first of N candidates in key; the homecoming's
+    strength)."""
     from maia import form
     from maia.controls import Controls
 
@@ -76,7 +77,7 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
         lock = Controls(key=prompt_key[:2], key_strength=key_strength) if key_strength > 0 else None
         ((full, ending),) = form.compose(model, vocab, prompt, cfg, bars=bars, end=True, controls=lock,
                                          prompt_piece=piece, form=form_name, key_candidates=key_candidates,
-                                         home=home)
+                                         home=homecoming)
         cont = full.notes[full.notes[:, 0] >= prompt.steps]
         key = metrics.estimate_key(cont)
         home = metrics.same_key_or_relative(prompt_key, key)
@@ -85,7 +86,7 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
                      "home": home, "ends_on_tonic": on_d, "seconds": round(full.duration_seconds, 1),
                      "ending_bits_per_note": round(ending.bits_per_note, 3)})
     return {"prompt_key": metrics.key_name(prompt_key), "composer": composer or "unknown", "bars": bars,
-            "form": form_name, "key_strength": key_strength, "key_candidates": key_candidates, "homecoming": home,
+            "form": form_name, "key_strength": key_strength, "key_candidates": key_candidates, "homecoming": homecoming,
             "seeds": seeds, "home": sum(r["home"] for r in rows),
             "ends_on_tonic": sum(r["ends_on_tonic"] for r in rows),
             "both": sum(r["home"] and r["ends_on_tonic"] for r in rows), "rows": rows}

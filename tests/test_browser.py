@@ -25,6 +25,8 @@ def page(server, browser):
     """The page in a fresh context of the module's chromium (conftest.py's browser)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
+    # Gradio draws the page after the load event: wait for it, as long as a busy machine needs
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
     yield page
     page.context.close()
 

@@ -1,7 +1,7 @@
 """The live view of a piece while it is composed: what the browser's piano roll (maia/web/roll.js) draws
 and plays, as one JSON message per streamed update.
 
-    view = LiveView(request, variations, mine=(prompt.steps, 1 << 62), audio=True)
+    view = LiveView(request, variations, mine=(prompt.steps, FOREVER), audio=True)
     message = view.update(piece, now_step)        # the notes so far, and the audio since the last update
     message = view.finish(piece, sheet=...)       # the rest of the audio, the engraved pages
     view.audio()                                  # everything heard, for the WAV download
@@ -28,9 +28,10 @@ LIVE_SAMPLE_RATE = 32000  # Hz: the piano's audible partials, at 64 kB per secon
 LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
 TAIL_SECONDS = 1.0  # release and reverb after the last note-off
 USER, MAIA = 0, 1  # who wrote a note
+FOREVER = 1 << 62  # a grid step after any piece's end: (start, FOREVER) is "from start to the end"
 
 
-def note_events(piece: Piece, mine: tuple[int, int] = (0, 1 << 62)) -> list[list]:
+def note_events(piece: Piece, mine: tuple[int, int] = (0, FOREVER)) -> list[list]:
     """[pitch, start s, end s, velocity, who] per note; who is MAIA for notes that start in maia's grid
     steps ``mine`` = [from, to) (after the prompt; or the regenerated span), else USER."""
     n = piece.notes
@@ -103,7 +104,7 @@ class LiveView:
     ``audio=False`` (no FluidSynth) sends the notes only; ``soundfont`` is the operator's (maia.limits), None for
     maia.synth's lookup."""
 
-    def __init__(self, request: str, variations: int, mine: tuple[int, int] = (0, 1 << 62), *, audio: bool = True,
+    def __init__(self, request: str, variations: int, mine: tuple[int, int] = (0, FOREVER), *, audio: bool = True,
                  sample_rate: int = LIVE_SAMPLE_RATE, soundfont=None):
         self.request, self.mine, self.rate = request, mine, sample_rate
         self.players = [LiveAudio(sample_rate, soundfont=soundfont) for _ in range(variations)] if audio else []

@@ -60,14 +60,13 @@ from maia.generate import (
     time_steps,
 )
 from maia.limits import Limits
+from maia.live import FOREVER
 from maia.sampler import SamplerPool
 from maia.vocab import EncodingConfig, Vocab
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 LACRIMOSA = PROMPTS_DIR / "lacrimosa.mid"
 LACRIMOSA_BARS = 22  # maia's bars after Mozart's 8: the completed movement is 30 bars long
-SAMPLE_RATE = 44100  # the finished audio
-PREVIEW_SAMPLE_RATE = 22050  # audio of the music so far: rendered often, so at half the rate
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are shown this soon
 # tokens per second of music in the piano model's corpus, 10th, 50th and 90th percentile of 300 of its files
@@ -409,19 +408,24 @@ def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool
         return LiveView(request, variations, mine, audio=False)
 
 
+def sweep(folder: Path) -> None:
+    """Removes the entries of ``folder`` last touched more than ``LIMITS.keep_files`` seconds ago."""
+    cutoff = time.time() - LIMITS.keep_files
+    for old in folder.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        except OSError:  # another request removed it first
+            pass
+
+
 def new_request_folder() -> Path:
     """A fresh folder for one request's files. Removes the folders of requests older than an hour, so
     that a server running for weeks does not fill its disk (``LIMITS.keep_files``, MAIA_KEEP_FILES: Gradio copies
     the files into its own cache within seconds). ServerError when the temp folder is unwritable."""
     try:
         REQUESTS_DIR.mkdir(exist_ok=True)
-        cutoff = time.time() - LIMITS.keep_files
-        for old in REQUESTS_DIR.iterdir():
-            try:
-                if old.stat().st_mtime < cutoff:
-                    shutil.rmtree(old, ignore_errors=True)
-            except OSError:  # another request removed it first
-                pass
+        sweep(REQUESTS_DIR)
         return Path(tempfile.mkdtemp(prefix="maia-", dir=REQUESTS_DIR))
     except OSError as e:
         raise _disk_error(e) from None
@@ -627,11 +631,11 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
         notices.append(heard_line(model, prompt, in_view, vocab))
     fill = whole.steps if whole is not None else None
     steps = _sample(model, net, prompt.ids, config, vocab, controls, fill)  # a sampler process starts at once,
-    live = _live_view(folder.name, config.variations, (prompt.steps, 1 << 62), audio, warnings)  # while FluidSynth loads
+    live = _live_view(folder.name, config.variations, (prompt.steps, FOREVER), audio, warnings)  # while FluidSynth loads
     job = _Job(steps=steps,
                rows=[list(prompt.ids) for _ in range(config.variations)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
-               config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, 1 << 62),
+               config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, FOREVER),
                stop_id=vocab.end_id, base=len(prompt.ids),
                key=controls.key if controls is not None and controls.key_strength > 0 else None, stop=stop,
                whole=whole, ended=f"composed its {whole.length()}" if whole is not None else "reached the end of the piece")
@@ -726,7 +730,7 @@ UPLOADS_DIR = Path(tempfile.gettempdir()) / "maia-links"  # uploads named in lin
 
 def permalink(base_url: str, prompt_midi, values: dict) -> str:
     """A link that restores the page: the settings, and the prompt as an example's name or, for an
-    upload, the hash of its content (kept in UPLOADS_DIR for KEEP_LINKED_FILES)."""
+    upload, the hash of its content (kept in UPLOADS_DIR for ``LIMITS.keep_files``, swept as request folders are)."""
     import hashlib
     from urllib.parse import urlencode
 
@@ -739,8 +743,11 @@ def permalink(base_url: str, prompt_midi, values: dict) -> str:
         else:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()[:32]
-            (UPLOADS_DIR / digest).mkdir(parents=True, exist_ok=True)  # the file keeps its name, in its hash's folder
+            UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
+            sweep(UPLOADS_DIR)  # links older than the request folders' lifetime lose their upload
+            (UPLOADS_DIR / digest).mkdir(exist_ok=True)  # the file keeps its name, in its hash's folder
             (UPLOADS_DIR / digest / _safe_name(path.name)).write_bytes(data)
+            os.utime(UPLOADS_DIR / digest)  # a link made again keeps its upload as long again
             query["upload"] = digest
     return base_url.split("?")[0] + "?" + urlencode(query)
 

@@ -254,6 +254,27 @@ def test_old_request_folders_are_swept(app):
     fresh.rmdir()
 
 
+def test_old_permalink_uploads_are_swept_like_request_folders(tiny_midi):
+    """An upload kept for a link lives as long as a request folder; making a link again keeps it that long again."""
+    import time
+
+    from maia import playground
+
+    playground.UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
+    old = playground.UPLOADS_DIR / ("0" * 32)
+    old.mkdir(exist_ok=True)
+    (old / "gone.mid").write_bytes(b"MThd")
+    then = time.time() - playground.LIMITS.keep_files - 60
+    os.utime(old, (then, then))
+    link = playground.permalink("http://127.0.0.1:7860/", str(tiny_midi), {})
+    digest = link.split("upload=")[1]
+    kept = playground.UPLOADS_DIR / digest
+    assert not old.exists() and (kept / Path(tiny_midi).name).is_file()
+    os.utime(kept, (then, then))
+    playground.permalink("http://127.0.0.1:7860/", str(tiny_midi), {})  # the same upload linked again
+    assert kept.stat().st_mtime > then + 30 and kept.exists()
+
+
 # ---- model folders --------------------------------------------------------------------------------
 def broken_copy(src: Path, dst: Path, damage) -> Path:
     import shutil

@@ -4,14 +4,14 @@ and plays, as one JSON message per streamed update.
     view = LiveView(request, variations, mine=(prompt.steps, FOREVER), audio=True)
     message = view.update(piece, now_step)        # the notes so far, and the audio since the last update
     message = view.finish(piece, sheet=...)       # the rest of the audio, the engraved pages
-    view.audio()                                  # everything heard, for the WAV download
+    view.audio()                                  # everything heard (the WAV download is rendered again)
 
 Notes go to the browser whole at every update (pitch, start and end in seconds, velocity, and who wrote
 them: 0 the user, 1 maia: the notes after the prompt, or those of a regenerated span), so that a missed update costs nothing. The audio is appended: one
 FluidSynth synthesiser per variation stays open for the whole request and renders only the time that
-became certain since the last update, so that what plays never restarts and the downloaded WAV is what
-was heard. Everything before the sampling position is certain: the tokens are in time order, so no
-later token can start or end a note before it.
+became certain since the last update, so that what plays never restarts. Everything before the sampling
+position is certain: the tokens are in time order, so no later token can start or end a note before it. The
+downloaded WAV is the same music rendered again by maia.outputs at 44.1 kHz and the finished level, as the CLI's.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from maia.encoding import Piece
 
 LIVE_SAMPLE_RATE = 32000  # Hz: the piano's audible partials, at 64 kB per second of music (mono 16-bit)
 LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
+KNEE, CEILING = 0.7, 0.98  # the live stream's soft ceiling (soft_ceiling): linear below -3 dBFS, never full scale
 TAIL_SECONDS = 1.0  # release and reverb after the last note-off
 USER, MAIA = 0, 1  # who wrote a note
 FOREVER = 1 << 62  # a grid step after any piece's end: (start, FOREVER) is "from start to the end"
@@ -45,11 +46,30 @@ def note_events(piece: Piece, mine: tuple[int, int] = (0, FOREVER)) -> list[list
             for p, s, e, v, w in zip(n[:, 2], start, end, n[:, 3], who, strict=True)]
 
 
+def soft_ceiling(audio: np.ndarray) -> np.ndarray:
+    """Leaves samples within +-KNEE as they are and bends the rest smoothly (tanh, same slope at the knee) towards
+    +-CEILING, which they never reach: the live stream's fixed gain cannot clip on dense fortissimo chords, and
+    ordinary music (peaks under -3 dBFS at LIVE_GAIN) passes unchanged."""
+    x = np.asarray(audio, np.float32)
+    over = np.abs(x) > KNEE
+    if over.any():
+        x = x.copy()
+        a = np.abs(x[over])
+        x[over] = np.sign(x[over]) * (KNEE + (CEILING - KNEE) * np.tanh((a - KNEE) / (CEILING - KNEE)))
+    return x
+
+
 class LiveAudio:
     """FluidSynth audio of a growing piece, rendered in order and appended: ``advance(piece, step)``
     returns the samples from the end of the last call up to grid step ``step``, playing every note-on
     and note-off before it exactly once. ``finish`` renders the rest and a release tail. Raises
-    SynthUnavailable like maia.synth.Synth."""
+    SynthUnavailable like maia.synth.Synth.
+
+    The level is a fixed ``gain`` under a soft ceiling, since the loudest note to come is unknown while the music
+    is sampled: 5-9 dB RMS below the finished WAV (maia.synth.normalise) for the shipped prompts, about 27 dB
+    below for very sparse soft music and 6 dB above (under the ceiling) for fortissimo ten-note chords
+    (``python -m bench.audio_levels``, docs/playground.md). The finished WAV is rendered again at 44.1 kHz
+    (maia.outputs.write), not made from these samples."""
 
     def __init__(self, sample_rate: int = LIVE_SAMPLE_RATE, gain: float = LIVE_GAIN, soundfont=None):
         from maia.synth import Synth
@@ -80,7 +100,7 @@ class LiveAudio:
         events = tuple(np.array([e[i] for e in todo], np.int64) for i in range(4))
         audio = self.synth.play(events, self.pos, stop)
         self.pos = stop
-        pcm = np.clip(np.rint(audio * (self.gain * 32767.0)), -32768, 32767).astype(np.int16)
+        pcm = np.rint(soft_ceiling(audio * self.gain) * 32767.0).astype(np.int16)
         self.chunks.append(pcm)
         return pcm
 

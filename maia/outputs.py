@@ -6,7 +6,9 @@
 
 The playground (maia/playground.py) and ``python -m maia generate`` both finish a piece here, so a file
 downloaded from the page and one written by the CLI are made by the same code. Each file is optional. The
-audio is FluidSynth's (maia/synth.py), or samples already rendered (the playground's live audio, as heard).
+WAV of the page, the gallery and the CLI is rendered here by maia.synth.render: 44.1 kHz, peak-normalised to 0.9
+(maia.synth.normalise), so the same piece gives the same WAV from each (the page's live stream, at its own rate
+and fixed gain, is not reused). Samples already rendered can be passed as ``audio``.
 Sheet music is best effort: music21 and Verovio fail on some odd music, and then ``musicxml`` is None
 while the MIDI stays complete.
 """
@@ -56,7 +58,7 @@ def analysis(piece: Piece, key: tuple[int, str] | None = None, ending: tuple[int
 
 
 def write_audio(samples: np.ndarray, path: str | Path, sample_rate: int) -> Path:
-    """16-bit PCM samples (int16, as maia.live renders them) or floats in [-1, 1] as a WAV file."""
+    """16-bit PCM samples (int16) or floats in [-1, 1] as a WAV file, as they are (no level applied)."""
     from maia.synth import write_wav
 
     samples = np.asarray(samples)

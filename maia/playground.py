@@ -949,16 +949,17 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
 
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.
+    # The WAV, with audio on, is rendered again as the CLI's (maia.outputs, 44.1 kHz, one level rule), not
+    # taken from the live stream (its own rate and fixed gain).
     outs = []
     for i, piece in enumerate(final):
-        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", key=job.key, ending=endings[i])
-        outs.append(Output(midi=files.midi, analysis=files.analysis))
+        wav = folder / f"maia-{i + 1}.wav" if live.players else None
+        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", wav=wav, soundfont=LIMITS.soundfont or None,
+                              key=job.key, ending=endings[i])
+        outs.append(Output(midi=files.midi, audio=files.audio, analysis=files.analysis))
     messages = live.finish(final)
-    for i, (out, message) in enumerate(zip(outs, messages, strict=True)):
+    for out, message in zip(outs, messages, strict=True):
         out.live = message
-        heard = live.audio(i)
-        if heard is not None and len(heard):  # the WAV is the audio as heard on the page
-            out.audio = outputs.write_audio(heard, folder / f"maia-{i + 1}.wav", live.rate)
     status = "done: " + _status(made, config, ended, sampling, job.model, job.ended) + shaped
     if stopped:
         status += " · stopped: the music made so far is the piece"

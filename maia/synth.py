@@ -185,7 +185,15 @@ class Synth:
 
 
 def normalise(audio: np.ndarray) -> np.ndarray:
-    """Scales audio so its peak is 0.9; silence (FluidSynth's noise floor) becomes all zeros."""
+    """The one level rule of a finished piece's audio (the WAV of the page, the gallery and the CLI): scales it so
+    its peak is PEAK (0.9, -0.9 dBFS); silence (FluidSynth's noise floor) becomes all zeros.
+
+    Peak normalisation rather than a loudness target: a piano's loudness is part of the music, and a loudness
+    target still needs this peak ceiling, which binds on the pieces that differ most. Measured with
+    ``python -m bench.audio_levels`` (docs/playground.md), the shipped prompts and a sparse and a dense hand-made
+    piece land within about 10 dB RMS of one another with no sample clipped; the quietest, the Lacrimosa, is
+    quiet because it is soft around one loud climax, so an RMS target would lower the others rather than raise
+    it. At a fixed gain (the live stream's) the same pieces span about 34 dB RMS."""
     peak = float(np.abs(audio).max()) if len(audio) else 0.0
     if peak > SILENCE:
         return (audio * (PEAK / peak)).astype(np.float32, copy=False)
@@ -202,8 +210,8 @@ def render(
 ) -> np.ndarray:
     """Renders a piece with FluidSynth (General MIDI ``program``, 0 = acoustic grand piano).
 
-    Returns mono float32 audio of ``piece.duration_seconds + tail_seconds`` seconds, scaled so its peak
-    is 0.9 (silence stays all zeros). Raises SynthUnavailable when FluidSynth or the SoundFont cannot
+    Returns mono float32 audio of ``piece.duration_seconds + tail_seconds`` seconds at the level of
+    ``normalise`` (peak 0.9; silence stays all zeros). Raises SynthUnavailable when FluidSynth or the SoundFont cannot
     be loaded."""
     total = round((piece.duration_seconds + tail_seconds) * sample_rate)
     with Synth(sample_rate, sf2_path, program=program) as synth:

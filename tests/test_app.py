@@ -59,9 +59,10 @@ def messages(updates, i=0):
     return [json.loads(u.outputs[i].live) for u in updates]
 
 
-def test_live_messages_grow_the_notes_and_append_the_audio_heard_in_the_wav(models, tiny_midi):
+def test_live_messages_grow_the_notes_and_append_the_audio_and_the_wav_is_the_clis(models, tiny_midi, tmp_path):
     """The page's roll gets every note at every update (prompt notes marked as the user's), and audio
-    chunks that join without a gap or an overlap into exactly the WAV offered for download."""
+    chunks that join without a gap or an overlap; the WAV offered for download is the CLI's for the same piece
+    (maia.outputs.write): 44.1 kHz, peak 0.9."""
     import base64
     import wave
 
@@ -89,10 +90,19 @@ def test_live_messages_grow_the_notes_and_append_the_audio_heard_in_the_wav(mode
         pcm.append(data)
         at += len(data)
     heard = np.concatenate(pcm)
-    with wave.open(str(updates[-1].outputs[0].audio)) as w:
-        assert w.getframerate() == ms[-1]["rate"]
-        wav = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-    assert len(wav) == len(heard) and np.abs(wav.astype(int) - heard.astype(int)).max() <= 1  # as heard
+
+    def samples(path):
+        with wave.open(str(path)) as w:
+            return w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64) / 32767
+
+    from maia import outputs, synth
+
+    page_rate, page = samples(updates[-1].outputs[0].audio)
+    cli_rate, cli = samples(outputs.write(read(updates[-1].outputs[0].midi), wav=tmp_path / "cli.wav").audio)
+    assert page_rate == cli_rate == synth.DEFAULT_SAMPLE_RATE != ms[-1]["rate"]  # the stream keeps its own rate
+    assert len(page) == len(cli) and abs(len(page) / page_rate - len(heard) / ms[-1]["rate"]) < 0.1  # a grid step
+    rms = [20 * np.log10(np.sqrt(np.mean(x**2))) for x in (page, cli)]
+    assert abs(rms[0] - rms[1]) < 0.1 and abs(np.abs(page).max() - synth.PEAK) < 1e-3  # one level, no clipping
     end = max(n[2] for n in ms[-1]["notes"])
     assert abs(len(heard) / ms[-1]["rate"] - (end + 1.0)) < 0.1  # the music and a 1 s release tail
     assert np.abs(heard).max() > 1000

@@ -132,3 +132,41 @@ def test_missing_or_corrupt_soundfont(tmp_path):
     bad.write_bytes(b"not a soundfont" * 10)
     with pytest.raises(SynthUnavailable, match="cannot load"):
         render(CHORDS, SR, sf2_path=bad)
+
+
+# ---- levels: one rule for every finished WAV, a ceiling on the live stream -------------------------------------
+SPARSE = piece([(i * 24, 20, 60 + (i * 5) % 12, 40) for i in range(4)])  # a soft note every half bar, 2 s
+DENSE = piece([(b * 12, 12, p, 127) for b in range(4) for p in (24, 31, 36, 43, 48, 55, 60, 64, 67, 72)])  # ff
+
+
+def dbfs(x) -> tuple[float, float]:
+    """(RMS, peak) of float audio in dBFS."""
+    x = np.asarray(x, np.float64)
+    return 20 * np.log10(np.sqrt(np.mean(x**2))), 20 * np.log10(np.abs(x).max())
+
+
+@pytest.mark.parametrize("music", [SPARSE, DENSE], ids=["sparse", "dense"])
+def test_sparse_and_dense_pieces_land_in_one_level_range(music):
+    # FluidSynth's raw RMS differs by about 30 dB between these two; the finished level by a few dB.
+    rms, peak = dbfs(render(music, SR))
+    assert abs(peak - 20 * np.log10(synth.PEAK)) < 0.01  # -0.9 dBFS: nothing clips, nothing is left quiet
+    assert -22 < rms < -10, rms
+
+
+def test_the_live_stream_never_clips_and_leaves_ordinary_music_alone():
+    from maia.live import CEILING, KNEE, LiveAudio, soft_ceiling
+
+    x = np.linspace(-3, 3, 6001, dtype=np.float32)
+    y = soft_ceiling(x)
+    assert np.array_equal(y[np.abs(x) <= KNEE], x[np.abs(x) <= KNEE])  # below the knee: unchanged
+    assert np.all(np.diff(y) >= 0) and np.abs(y).max() < CEILING  # monotone, never at the ceiling
+    player = LiveAudio(SR)
+    try:
+        for step in range(6, DENSE.end_step + 1, 6):
+            player.advance(DENSE, step)
+        player.finish(DENSE)
+        pcm = player.audio()
+    finally:
+        player.close()
+    assert np.abs(pcm.astype(np.int32)).max() < 32767  # raw fortissimo chords at LIVE_GAIN go past full scale
+    assert np.abs(pcm.astype(np.int32)).max() > 0.6 * 32767

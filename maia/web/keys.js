@@ -96,23 +96,29 @@
 
   // ---- the metronome: a click on each beat from `origin` (performance.now() ms, a bar line), the downbeat
   // accented (4/4), with `countIn` beats before it. Clicks are scheduled a little ahead on the Web Audio clock
-  // (a 25 ms timer looking 120 ms ahead, so a busy page does not make them late), straight to the speakers:
-  // they are never notes, so never recorded, drawn or sent to MIDI out. During the count-in they always sound;
-  // after it, while *metronome* is ticked. K.clicks keeps the last clicks for the tests.
+  // (a 25 ms timer looking 250 ms ahead, so a busy page does not make them late; the count-in's clicks, known
+  // in advance, are all scheduled at once), straight to the speakers: they are never notes, so never recorded,
+  // drawn or sent to MIDI out. During the count-in they always sound; after it, while *metronome* is ticked.
+  // K.clicks keeps the last clicks for the tests.
   const clickBox = $("input.click"), countInBox = $("input.count-in");
   const bpmNow = () => Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
   function metronome(onBeat) {
     const m = { origin: null, bpm: 120, next: 0, timer: null };
     m.start = (origin, bpm, countIn) => {
-      m.stop(); Object.assign(m, { origin, bpm, next: -countIn });
+      m.stop(); Object.assign(m, { origin, bpm, next: 0 });
+      const beat = 60000 / bpm, now = performance.now();
+      for (let k = -countIn; k < 0; k++) {  // the count-in: on the audio clock now, whatever the timers do later
+        click(origin + k * beat, k);
+        if (onBeat) setTimeout(() => onBeat(k), Math.max(0, origin + k * beat - now));
+      }
       m.timer = setInterval(m.tick, 25); m.tick();
     };
     m.stop = () => { clearInterval(m.timer); m.timer = null; };
     m.tick = () => {
       const beat = 60000 / m.bpm, now = performance.now();
-      for (let at = m.origin + m.next * beat; at < now + 120; at = m.origin + ++m.next * beat) {
-        if (at < now - 30) continue; // missed (a hidden tab): skipped, not played late
-        if (m.next < 0 || clickBox.checked) click(at, m.next);
+      for (let at = m.origin + m.next * beat; at < now + 250; at = m.origin + ++m.next * beat) {
+        if (at < now - 100) continue; // missed (a hidden tab): skipped, not played late
+        if (clickBox.checked) click(at, m.next);
         const k = m.next;
         if (onBeat && k <= 0) setTimeout(() => onBeat(k), Math.max(0, at - now)); // the count-in shown, beat by beat
       }

@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     arrives = [t["arrived"] - t["detected"] for t in turns]
     prompts = [t["reply"]["prompt"] for t in turns]
     reused = [t["reply"]["reused"] for t in turns]
-    print(f"duet latency: model {name} ({root}), {len(turns)} turns, answers of {args.bars} bars at {args.bpm} qpm, "
+    shown = os.path.relpath(root) if not os.path.relpath(root).startswith("..") else root  # no machine path
+    print(f"duet latency: model {name} ({shown}), {len(turns)} turns, answers of {args.bars} bars at {args.bpm} qpm, "
           f"a rest of {args.rest} beat(s) ends a phrase; chromium, app.py on 127.0.0.1; {os.cpu_count()} CPU cores, "
           f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"{'measure (ms, from the phrase end detected)':46} {'p50':>7} {'p95':>7} {'max':>7}  goal")

@@ -1,7 +1,7 @@
 """Tokens per second of music in a model's corpus: the range the page's length hint gives without a prompt
 (maia/playground.py, CORPUS_TOKENS_PER_SECOND).
 
-    .venv/bin/python -m scripts.corpus_pace [--model piano] [--data /work/shared/data/piano] [--files 300]
+    .venv/bin/python -m scripts.corpus_pace [--model piano] --data FOLDER [--files 300]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from maia.errors import MaiaError
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="piano")
-    ap.add_argument("--data", default="/work/shared/data/piano", help="a folder of the corpus's MIDI files")
+    ap.add_argument("--data", required=True, help="a folder of the corpus's MIDI files")
     ap.add_argument("--files", type=int, default=300, help="how many files, drawn with seed 0")
     a = ap.parse_args()
     files = sorted(f for f in Path(a.data).rglob("*") if f.suffix.lower() in MIDI_SUFFIXES)

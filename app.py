@@ -176,11 +176,14 @@ def played(evt: gr.EventData):
 
 
 def duet_finished(evt: gr.EventData):
-    """A duet ended on the page: the whole dialogue's files (MIDI, WAV, MusicXML, roll) in variation 1's Downloads."""
+    """A duet ended on the page: the whole dialogue becomes variation 1's piece, as a composition's result does
+    (the roll, the player, the sheet music, the downloads), and then goes into the history."""
     try:
-        return duet.finish(getattr(evt, "midi", None), playground.new_request_folder(), LIMITS)
+        update = playground.finish_duet(getattr(evt, "midi", None), getattr(evt, "turns", None))
     except MaiaError as e:
         raise refused(e) from None
+    o = update.outputs[0]
+    return o.live, [str(f) for f in (o.midi, o.audio, o.musicxml, o.roll) if f], o.analysis, update.status
 
 
 def duet_turn(message):
@@ -425,7 +428,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
     redo.click(lambda h: step_history(h, +1), history, [history, *first, status, undo, redo], api_visibility="private")
     keys.recorded(played, None, prompt_midi, api_visibility="private")
-    keys.duet(duet_finished, None, [first[1], first[2]], api_visibility="private")
+    keys.duet(duet_finished, None, [*first, status], api_visibility="private").success(
+        remember, [history, first[0], first[1], status], [history, undo, redo, stop], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
                 density, length_unit, length, end, form]  # in playground.LINK_FIELDS order

@@ -613,39 +613,3 @@ def _refused(e: Exception):
 
     logging.getLogger("maia").info("duet refused: %s", e)
     return JSONResponse({"type": "error", "message": str(e)}, status_code=400)
-
-
-def finish(data: str | None, folder, limits) -> tuple[list, str]:
-    """The finished duet as the page sends it (a base64 Standard MIDI File, maia/web/keys.js) -> its files
-    (MIDI, WAV, piano roll, MusicXML) in ``folder`` through maia.outputs, and the analysis line."""
-    import base64
-    import binascii
-    from pathlib import Path
-
-    from maia.encoding import read
-    from maia.outputs import write
-    from maia.vocab import EncodingConfig
-
-    text = (data or "").strip()
-    if not text:
-        raise InputError("the duet has no notes yet: play a phrase and let maia answer")
-    if len(text) > limits.max_input_bytes * 4 // 3 + 4:
-        raise InputError(f"the duet is too long (over {limits.max_input_bytes // 1024} KiB of MIDI)")
-    try:
-        midi = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError("the duet did not arrive whole (bad base64)") from None
-    folder = Path(folder)
-    (folder / "duet.mid").write_bytes(midi)
-    piece = read(folder / "duet.mid", EncodingConfig(), max_bytes=limits.max_input_bytes,
-                 max_quarters=limits.max_quarters)
-    if not len(piece.notes):
-        raise InputError("the duet holds no notes")
-    from maia.synth import SynthUnavailable
-
-    paths = dict(midi=folder / "duet.mid", roll=folder / "duet.png", musicxml=folder / "duet.musicxml")
-    try:
-        files = write(piece, wav=folder / "duet.wav", title="A duet with maia", **paths)
-    except SynthUnavailable:  # no FluidSynth or SoundFont here: the other files
-        files = write(piece, title="A duet with maia", **paths)
-    return [str(f) for f in (files.midi, files.audio, files.musicxml, files.roll) if f], files.analysis

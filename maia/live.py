@@ -32,14 +32,18 @@ USER, MAIA = 0, 1  # who wrote a note
 FOREVER = 1 << 62  # a grid step after any piece's end: (start, FOREVER) is "from start to the end"
 
 
-def note_events(piece: Piece, mine: tuple[int, int] = (0, FOREVER)) -> list[list]:
+def note_events(piece: Piece, mine: tuple[int, int] = (0, FOREVER),
+                turns: list[tuple[int, int]] | None = None) -> list[list]:
     """[pitch, start s, end s, velocity, who] per note; who is MAIA for notes that start in maia's grid
-    steps ``mine`` = [from, to) (after the prompt; or the regenerated span), else USER."""
+    steps ``mine`` = [from, to) (after the prompt; or the regenerated span), else USER. A duet has maia's
+    ``turns`` instead: its answers' spans [from, to), between your phrases."""
     n = piece.notes
     if not len(n):
         return []
     sps = piece.seconds_per_step
-    who = np.where((n[:, 0] >= mine[0]) & (n[:, 0] < mine[1]), MAIA, USER)
+    who = np.full(len(n), USER)
+    for a, b in turns if turns is not None else [mine]:
+        who[(n[:, 0] >= a) & (n[:, 0] < b)] = MAIA
     start = np.round(n[:, 0] * sps, 3)
     end = np.round((n[:, 0] + n[:, 1]) * sps, 3)
     return [[int(p), float(s), float(e), int(v), int(w)]
@@ -125,8 +129,9 @@ class LiveView:
     maia.synth's lookup."""
 
     def __init__(self, request: str, variations: int, mine: tuple[int, int] = (0, FOREVER), *, audio: bool = True,
-                 sample_rate: int = LIVE_SAMPLE_RATE, soundfont=None):
+                 sample_rate: int = LIVE_SAMPLE_RATE, soundfont=None, turns: list[tuple[int, int]] | None = None):
         self.request, self.mine, self.rate = request, mine, sample_rate
+        self.turns = turns  # a duet's: maia's answers, [from, to) grid steps (note_events)
         self.players = [LiveAudio(sample_rate, soundfont=soundfont) for _ in range(variations)] if audio else []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="maia-audio") if audio else None
         self.pending: Future | None = None
@@ -183,7 +188,7 @@ class LiveView:
                          round(min(self.mine[1], max(piece.end_step, step)) * piece.seconds_per_step, 3)],
                 "beat": piece.seconds_per_step * piece.steps_per_quarter,
                 "meter": list(piece.time_signature or (4, 4)),
-                "notes": note_events(piece, self.mine),
+                "notes": note_events(piece, self.mine, self.turns),
                 "rate": self.rate, "audio": None,
             }
             if self.players:
@@ -194,6 +199,9 @@ class LiveView:
                     pcm = np.concatenate(chunks[self.sent[i]:k]).astype("<i2")
                     message["audio"] = {"at": at, "pcm": base64.b64encode(pcm.tobytes()).decode("ascii")}
                     self.sent[i] = k
+            if self.turns is not None:  # kept in the page's history with the piece (maia.playground.remember)
+                sps = piece.seconds_per_step
+                message["turns"] = [[round(a * sps, 3), round(b * sps, 3)] for a, b in self.turns]
             if sheets and sheets[i]:
                 message["sheet"] = sheets[i]
             out.append(json.dumps(message, separators=(",", ":")))

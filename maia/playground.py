@@ -392,7 +392,7 @@ class Stops:
             return bool(events)
 
 
-def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool, warnings: list[str]):
+def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool, warnings: list[str], turns=None):
     """The request's LiveView (maia/live.py), with audio when asked for and FluidSynth and the SoundFont load;
     otherwise without, and ``warnings`` says why."""
     from maia.live import LiveView
@@ -402,10 +402,10 @@ def _live_view(request: str, variations: int, mine: tuple[int, int], audio: bool
         warnings.append(f"no audio: {INSTALL_HINT}. The piano roll and the MIDI still work.")
         audio = False
     try:
-        return LiveView(request, variations, mine, audio=audio, soundfont=LIMITS.soundfont or None)
+        return LiveView(request, variations, mine, audio=audio, soundfont=LIMITS.soundfont or None, turns=turns)
     except SynthUnavailable as e:  # FluidSynth loads but the SoundFont does not
         warnings.append(f"no audio: {e}. The piano roll and the MIDI still work.")
-        return LiveView(request, variations, mine, audio=False)
+        return LiveView(request, variations, mine, audio=False, turns=turns)
 
 
 def sweep(folder: Path) -> None:
@@ -702,24 +702,46 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
 
 
 def show(entry: dict | None) -> Update:
-    """A history entry ({"midi": path, "mine_s": [from, to] seconds of maia's notes, "status"}) as a
-    finished update, as if just composed: the roll's message with all the audio and the sheet music, the
-    files and the analysis line. InputError when its file is gone."""
+    """A history entry ({"midi": path, "mine_s": [from, to] seconds of maia's notes, "status"}; a duet's also
+    "turns_s": maia's answers, [[from, to], ...] seconds) as a finished update, as if just composed: the roll's
+    message with all the audio and the sheet music, the files and the analysis line. InputError when its file
+    is gone."""
     if not entry or not Path(entry["midi"]).is_file():
         raise InputError("that piece is no longer on the server (pieces are kept for an hour)")
     piece = read(entry["midi"])  # a file this server wrote
     folder = new_request_folder()
     sps = piece.seconds_per_step
     mine = (round(entry["mine_s"][0] / sps), round(entry["mine_s"][1] / sps) + 1)
-    live = _live_view(folder.name, 1, mine, True, [])
+    turns = [(round(a / sps), round(b / sps)) for a, b in entry["turns_s"]] if entry.get("turns_s") else None
+    live = _live_view(folder.name, 1, mine, True, [], turns)
+    title = "A duet with maia" if turns else "maia"
     job = _Job(steps=iter([]), rows=[[]], decode=lambda _ids: piece, position=lambda _ids: piece.end_step,
-               config=SamplingConfig(max_new_tokens=1), model="history", title="maia", mine=mine, stop_id=-1)
+               config=SamplingConfig(max_new_tokens=1), model="history", title=title,
+               mine=(turns[0][0], FOREVER) if turns else mine, stop_id=-1)  # the PNG roll: your first phrase blue
     try:
         update = list(_drive(job, folder, live, time.monotonic() + time_budget(), UPDATE_INTERVAL, [], []))[-1]
     finally:
         live.close()
     update.status = entry.get("status", "")
     return update
+
+
+def finish_duet(data: str | None, turns_s) -> Update:
+    """A duet ended on the page (maia/web/keys.js sends the dialogue as a base64 Standard MIDI File, and maia's
+    answers as [[from, to], ...] seconds) -> the page's current piece, finished as a composition is (``show``:
+    the roll with your notes and maia's, the audio, the sheet music, the files), for the history to remember.
+    InputError for nothing played, bad base64, a file the reader refuses or bad spans."""
+    nothing = "the duet has no notes yet: play a phrase and let maia answer"
+    path = _page_midi(data, "duet.mid", nothing, nothing)
+    if not isinstance(turns_s, list) or not turns_s or len(turns_s) > 1024:
+        raise InputError("the duet did not say when maia played: end it again")
+    try:
+        turns = [(real_number(a, "a turn's start"), real_number(b, "a turn's end")) for a, b in turns_s]
+    except (TypeError, ValueError):
+        raise InputError("the duet did not say when maia played: end it again") from None
+    n = len(turns)
+    return show({"midi": path, "mine_s": [turns[0][0], turns[-1][1]], "turns_s": turns,
+                 "status": f"a duet of {n} turn{'s' if n > 1 else ''}: your phrases in blue, maia's answers in orange"})
 
 
 # ---- permalinks: the page's settings in a URL's query string ----------------------------------------
@@ -820,7 +842,10 @@ def remember(history: dict | None, live: str, files, status: str) -> dict:
     midi = next((str(f) for f in files or [] if str(f).endswith(".mid")), None)
     if not message or not message.get("done") or midi is None:
         return history
-    items = [*history["items"][:history["at"] + 1], {"midi": midi, "mine_s": message["mine"], "status": status}]
+    entry = {"midi": midi, "mine_s": message["mine"], "status": status}
+    if message.get("turns"):  # a duet: maia's answers between your phrases
+        entry["turns_s"] = message["turns"]
+    items = [*history["items"][:history["at"] + 1], entry]
     items = items[-HISTORY_LENGTH:]
     return {"items": items, "at": len(items) - 1}
 
@@ -1032,21 +1057,28 @@ def played_prompt(data: str | None) -> str:
     written to a fresh request folder as ``played.mid`` and read back within the same limits as an upload, so
     compose, continue, regenerate and permalinks take it as they take an uploaded file. InputError for
     nothing played, bad base64 or a file the reader refuses."""
+    return str(_page_midi(data, "played.mid", "nothing was played: press Record, play, then Stop",
+                          "the recording holds no notes: press Record, play, then Stop"))
+
+
+def _page_midi(data: str | None, name: str, nothing: str, empty: str) -> Path:
+    """A Standard MIDI File the page wrote (base64) in a fresh request folder as ``name``, checked by reading it
+    back within an upload's limits; InputError ``nothing`` when none came, ``empty`` when it holds no notes."""
     text = (data or "").strip()
     if not text:
-        raise InputError("nothing was played: press Record, play, then Stop")
+        raise InputError(nothing)
     if len(text) > LIMITS.max_input_bytes * 4 // 3 + 4:  # the decoded file would be over the upload limit
         raise InputError(f"the recording is too long (over {LIMITS.max_input_bytes // 1024} KiB of MIDI)")
     try:
         midi = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InputError("the recording did not arrive whole (bad base64); please record again") from None
-    path = new_request_folder() / "played.mid"
+    path = new_request_folder() / name
     try:
         path.write_bytes(midi)
     except OSError as e:
         raise _disk_error(e) from None
     piece = read(path, EncodingConfig(), max_bytes=LIMITS.max_input_bytes, max_quarters=LIMITS.max_quarters)
     if not len(piece.notes):
-        raise InputError("the recording holds no notes: press Record, play, then Stop")
-    return str(path)
+        raise InputError(empty)
+    return path

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import STATS
 
 from bench.duet_latency import FAKE_MIDI  # the stand-in Web MIDI keyboard the benchmark plays
 from maia.controls import SCALES
-from maia.duet import MAX_BARS, MAX_TURNS, Duet, Duets, Request, finish
+from maia.duet import MAX_BARS, MAX_TURNS, Duet, Duets, Request
 from maia.errors import InputError
 from maia.generate import SamplingConfig
 
@@ -142,14 +143,53 @@ def test_bounds_and_settings(tiny):
         duets.start({"type": "start", "temperature": 0})
 
 
-def test_a_finished_duet_that_cannot_be_read_is_refused_in_one_line(tmp_path):
-    """(Its files, MIDI, WAV, MusicXML and roll, are checked in the browser test, which ends a duet.)"""
-    from maia.limits import Limits
+def test_a_finished_duet_that_cannot_be_read_is_refused_in_one_line():
+    from maia.playground import finish_duet
 
-    for data, says in [("", "no notes yet"), ("%%", "bad base64"), ("TVRoZA==", "duet.mid: ")]:
+    for data, turns, says in [("", [[1, 2]], "no notes yet"), ("%%", [[1, 2]], "bad base64"),
+                              ("TVRoZA==", [[1, 2]], "duet.mid: "), (MIDI_OF_A_DUET, None, "when maia played"),
+                              (MIDI_OF_A_DUET, [[1]], "when maia played"), (MIDI_OF_A_DUET, [["x", 2]], "when maia played")]:
         with pytest.raises(InputError, match=says) as e:
-            finish(data, tmp_path, Limits())
+            finish_duet(data, turns)
         assert "\n" not in str(e.value)
+
+
+def _duet_midi() -> str:
+    """A two-turn dialogue at 120 qpm as the page writes it (base64): yours at 0-1 s and 3-4 s, maia's at 1-3 s and
+    4-6 s (a half note each)."""
+    import base64
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from maia.encoding import Piece
+
+    onsets = [0, 6, 24, 48, 72, 78, 96, 120]  # steps (12 a quarter): yours, yours, maia, maia, yours, yours, maia, maia
+    notes = np.array([[s, 6, 60 + i, 80] for i, s in enumerate(onsets)])
+    with tempfile.TemporaryDirectory() as folder:
+        return base64.b64encode(Piece(notes, 12, 120).write_midi(Path(folder) / "d.mid").read_bytes()).decode()
+
+
+MIDI_OF_A_DUET = _duet_midi()
+
+
+def test_a_finished_duet_is_the_page_piece_and_its_history_keeps_who_played(tmp_path):
+    """The finished duet goes through the page's finishing (maia.playground.show): the roll's message with
+    yours and maia's notes, the sheet music, the files; the history keeps maia's turns, so Undo/Redo shows it so."""
+    from maia import playground
+
+    update = playground.finish_duet(MIDI_OF_A_DUET, [[1.0, 3.0], [4.0, 6.0]])
+    out = update.outputs[0]
+    message = json.loads(out.live)
+    assert message["done"] and message["turns"] == [[1.0, 3.0], [4.0, 6.0]]
+    assert [n[4] for n in message["notes"]] == [0, 0, 1, 1, 0, 0, 1, 1]  # who played each note, in time order
+    assert out.midi.suffix == ".mid" and out.musicxml is not None and out.roll is not None
+    assert "a duet of 2 turns" in update.status
+    history = playground.remember(playground.new_history(), out.live, [str(out.midi)], update.status)
+    assert history["items"][0]["turns_s"] == [[1.0, 3.0], [4.0, 6.0]]
+    again = json.loads(playground.show(history["items"][0]).outputs[0].live)
+    assert [n[4] for n in again["notes"]] == [0, 0, 1, 1, 0, 0, 1, 1]
 
 
 def test_the_routes_stream_an_answer_and_refuse_in_one_line(tiny):
@@ -193,7 +233,6 @@ def server(tiny_models_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_a_duet_of_three_turns_in_the_browser(server):
     from helpers import chromium
-    from playwright.sync_api import expect
     from symusic import Score
 
     with chromium() as browser:
@@ -241,6 +280,67 @@ def test_a_duet_of_three_turns_in_the_browser(server):
         score = Score.from_midi(download.value.path().read_bytes())
         got = sorted((n.pitch, round(n.time / score.ticks_per_quarter * beat, 3)) for t in score.tracks for n in t.notes)
         assert got == sorted((n[0], round(n[1], 3)) for n in notes)
-        # ending the duet gives it the usual files in variation 1's Downloads
-        keys.locator("button.duet-on").click()
-        expect(page.locator("a[href$='/duet.musicxml']").first).to_be_attached(timeout=30_000)
+
+
+def _midi_notes(page, link) -> list[tuple[int, float]]:
+    """(pitch, onset in seconds at BPM) of the MIDI file a download link of the page points to."""
+    from symusic import Score
+
+    score = Score.from_midi(page.request.get(link.get_attribute("href")).body())
+    return sorted({(n.pitch, round(n.time / score.ticks_per_quarter * 60 / BPM, 2)) for t in score.tracks for n in t.notes})
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_history(server, browser):
+    """A piece composed, then a duet of two turns, ended: variation 1 shows the dialogue (yours blue, maia's
+    orange), its Sheet music tab, its downloads; Undo brings the composed piece back and Redo the duet."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.add_init_script(FAKE_MIDI)
+    page.goto(server)
+    roll, keys = page.locator("#live-1"), page.locator("#keys")
+    undo, redo = page.get_by_role("button", name="↶ Undo"), page.get_by_role("button", name="↷ Redo")
+    midi = page.locator("#downloads-1 a[href$='.mid']").first
+    page.locator("#length input").fill("1")  # a bar by the tiny model: the piece before the duet
+    page.locator("#length input").press("Enter")
+    page.get_by_role("button", name="Compose", exact=True).click()
+    expect(page.locator("#downloads-1 a[href$='.musicxml']").first).to_be_attached(timeout=60_000)
+    composed = _midi_notes(page, midi)
+    keys.locator("button.connect").click()
+    keys.locator("input.bpm").fill(str(BPM))
+    keys.locator("input.answer-bars").fill("1")
+    keys.locator("button.duet-on").click()
+    page.wait_for_function("window.maiaDuet.ready === true", timeout=20_000)
+    for i in range(2):  # each phrase ended with "Your turn, maia"
+        page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, [])")
+        page.wait_for_function("window.maiaDuet.phrase.length === 4")
+        keys.locator("button.your-turn").click()
+        page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
+                               "&& !window.maiaDuet.answering", timeout=20_000)
+    # (pitch, onset) of each note; the tiny random model may strike a key several times at once: one note in a file
+    played = sorted({(n[0], round(n[1], 2)) for n in page.evaluate("window.maiaDuet.notes")})
+    keys.locator("button.duet-on").click()  # ■ End the duet
+    expect(page.get_by_text("a duet of 2 turns").first).to_be_visible(timeout=30_000)
+    expect(undo).to_be_enabled()
+    expect(redo).to_be_disabled()
+
+    def shows_the_duet():
+        expect(roll.locator("button.tab-sheet")).to_be_enabled(timeout=30_000)
+        who = page.evaluate(f"{STATS}.notes().map((n) => n[4])")
+        assert who.count(0) == 2 * len(D_MINOR_PHRASE) and who.count(1) == len(played) - who.count(0)
+        assert _midi_notes(page, midi) == played  # both players' notes, note for note
+
+    shows_the_duet()
+    roll.locator("button.tab-sheet").click()
+    expect(roll.locator(".sheet svg").first).to_be_visible()
+    assert roll.locator(".sheet g.note").count() > 0
+    for suffix in (".wav", ".musicxml", "-roll.png"):
+        expect(page.locator(f"#downloads-1 a[href$='{suffix}']").first).to_be_attached()
+    undo.click()  # back to the piece composed before the duet
+    expect(page.get_by_text("piece 1 of 2").first).to_be_visible(timeout=30_000)
+    assert _midi_notes(page, midi) == composed and page.evaluate(f"{STATS}.notes().every((n) => n[4] === 1)")
+    redo.click()
+    expect(page.get_by_text("piece 2 of 2").first).to_be_visible(timeout=30_000)
+    shows_the_duet()

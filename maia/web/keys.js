@@ -586,7 +586,9 @@
     duetBtn.textContent = "Duet"; duetBtn.classList.remove("on"); turnBtn.disabled = true;
     const done = D.turns.filter((t) => t.done).length;
     duetState.textContent = done ? `a duet of ${done} turn${done > 1 ? "s" : ""}` : "";
-    if (finish && done) trigger("duet", { midi: smf(D.notes, D.bpm) }); // its files in the Downloads
+    // the whole dialogue becomes the page's piece (its files, sheet music and a place in the history), with
+    // maia's answers as [from, to] seconds so that its notes stay orange and yours blue
+    if (finish && done) trigger("duet", { midi: smf(D.notes, D.bpm), turns: D.turns.filter((t) => t.done).map((t) => [t.beat * beatS(), t.reply.end]) });
   }
   duetBtn.addEventListener("click", () => (D.on ? stop() : start()));
   turnBtn.addEventListener("click", () => phraseOver("key", performance.now()));

@@ -6,7 +6,7 @@ Usage: .venv/bin/python -m bench.duet_latency [--turns 20] [--bars 2] [--bpm 120
 1. The model: the shipped default (assets/models/piano) or --model-dir's default model; app.py serves it on a
    free port of 127.0.0.1 as it serves a user (its defaults: 2 concurrent requests, a torch thread each).
 2. The page: Duet on, a rest of --rest beats ends a phrase, answers of --bars bars at --bpm. The stand-in
-   keyboard (``FAKE_MIDI``, injected before the page loads, as tests/test_duet.py does) plays --turns phrases
+   keyboard (bench/webmidi.py, injected before the page loads, as tests/test_duet.py does) plays --turns phrases
    of 4 to 8 notes (a seeded random walk in D minor, in eighths and quarters), each after maia's answer ended.
 3. Measured in the page with performance.now() (window.maiaDuet.turns): from the moment the page detected
    the phrase's end (and sent it) to the moment maia's first note sounds (its start on the Web Audio clock
@@ -28,32 +28,9 @@ import tempfile
 from pathlib import Path
 
 from bench.appserver import pick_model, serve
+from bench.webmidi import CHROMIUM, CHROMIUM_ARGS, open_instrument
 
 GOAL_MS = 300.0
-# A Web MIDI stand-in: one input whose messages the page receives (``__midi.phrase`` plays notes in real time),
-# one output that records what it is sent.
-FAKE_MIDI = """
-window.__midi = { sent: [] };
-navigator.requestMIDIAccess = async () => {
-  const input = { id: "in-1", name: "Test keyboard", type: "input", state: "connected", onmidimessage: null };
-  const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
-    send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
-  const play = (bytes) => input.onmidimessage && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: performance.now() });
-  // a phrase played in real time: [pitch, onset s, duration s, velocity], then optional messages [bytes, at s]
-  window.__midi.phrase = (notes, extra = []) => new Promise((done) => {
-    const events = [];
-    for (const [p, s, d, v] of notes) { events.push([s, [0x90, p, v]]); events.push([s + d, [0x80, p, 0]]); }
-    for (const [bytes, at] of extra) events.push([at, bytes]);
-    let last = 0;
-    for (const [at, bytes] of events) { setTimeout(() => play(bytes), at * 1000); last = Math.max(last, at); }
-    setTimeout(done, last * 1000 + 20);
-  });
-  return { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
-};
-"""
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required"]
 D_MINOR = [50, 52, 53, 55, 57, 58, 61, 62, 64, 65, 67, 69, 70, 73, 74, 76, 77]
 
 
@@ -140,15 +117,9 @@ def duet(url: str, turns: int, bars: int, bpm: int, rest: int, seed: int, model:
 
     rng = random.Random(seed)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.add_init_script(FAKE_MIDI)
-            page.goto(url)
-            keys = page.locator("#keys")
-            keys.locator(".piano").wait_for()
-            keys.locator("button.connect").click()
-            keys.locator("input.bpm").fill(str(bpm))
+            page, keys = open_instrument(browser, url, bpm, output=False)
             keys.locator("select.rest").select_option(str(rest))
             keys.locator("input.answer-bars").fill(str(bars))
             keys.locator("button.duet-on").click()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import webmidi
 from maia.encoding import Piece, normalize_notes
 from maia.vocab import EncodingConfig
 
@@ -99,11 +100,8 @@ def biased_model(model, ids, amount):
 
 
 # ---- the page in Debian's chromium (Playwright; no browser is ever downloaded) ------------------------------
-CHROMIUM = Path("/usr/bin/chromium")
-# as the probe runs it: no first-run, no background networking (the sandbox's network is closed); audio
-# may start without a click in the page, as it does for a user after clicking Compose
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--autoplay-policy=no-user-gesture-required"]
+CHROMIUM = Path(webmidi.CHROMIUM)
+CHROMIUM_ARGS = webmidi.CHROMIUM_ARGS  # no first-run, no background networking, audio without a click
 
 
 STATS = "window.maiaLive && window.maiaLive['1']"  # variation 1's live roll (maia/web/): counters and probes

@@ -10,7 +10,7 @@ import json
 import pytest
 from helpers import STATS
 
-from bench.duet_latency import FAKE_MIDI  # the stand-in Web MIDI keyboard the benchmark plays
+from bench.webmidi import STAND_IN, open_instrument  # the stand-in Web MIDI keyboard the benchmark plays too
 from maia.controls import SCALES
 from maia.duet import MAX_BARS, MAX_TURNS, Duet, Duets, Request
 from maia.errors import InputError
@@ -236,14 +236,7 @@ def test_a_duet_of_three_turns_in_the_browser(server):
     from symusic import Score
 
     with chromium() as browser:
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.add_init_script(FAKE_MIDI)
-        page.goto(server)
-        keys = page.locator("#keys")
-        keys.locator(".piano").wait_for()
-        keys.locator("button.connect").click()
-        keys.locator("select.midi-out").select_option("out-1")
-        keys.locator("input.bpm").fill(str(BPM))
+        page, keys = open_instrument(browser, server, BPM)
         keys.locator("select.rest").select_option("1")
         keys.locator("input.answer-bars").fill("1")
         keys.locator("input.pedal-ends").check()
@@ -298,7 +291,7 @@ def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_his
     from playwright.sync_api import expect
 
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.add_init_script(FAKE_MIDI)
+    page.add_init_script(STAND_IN)
     page.goto(server)
     roll, keys = page.locator("#live-1"), page.locator("#keys")
     undo, redo = page.get_by_role("button", name="↶ Undo"), page.get_by_role("button", name="↷ Redo")

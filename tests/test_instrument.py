@@ -9,24 +9,11 @@ import time
 import pytest
 from helpers import STATS, choose
 
+from bench.webmidi import STAND_IN
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FAKE_MIDI = """
-window.__midi = { sent: [] };
-navigator.requestMIDIAccess = async () => {
-  const input = { id: "in-1", name: "Test keyboard", type: "input", state: "connected", onmidimessage: null };
-  const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
-    send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
-  window.__midi.play = (bytes, at) => input.onmidimessage && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: at });
-  const access = { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
-  window.__midi.plug = () => { // a second keyboard is plugged in
-    const port = { id: "in-2", name: "Second keyboard", type: "input", state: "connected", onmidimessage: null };
-    access.inputs.set(port.id, port);
-    if (access.onstatechange) access.onstatechange({ port });
-  };
-  return access;
-};
-"""
+FAKE_MIDI = STAND_IN  # bench/webmidi.py: one keyboard in (play, plug), one synth out (sent)
 REFUSED = "navigator.requestMIDIAccess = () => Promise.reject(new DOMException('denied', 'NotAllowedError'));"
 NO_MIDI = "delete Navigator.prototype.requestMIDIAccess;"
 

@@ -11,35 +11,11 @@ import time
 
 import pytest
 
+from bench.webmidi import open_instrument  # the page with the stand-in Web MIDI keyboard and synth
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# One input that delivers a message when its time comes (performance.now() ms), stamped with that time as a
-# MIDI keyboard's are; one output that records what it is sent, and when.
-FAKE_MIDI = """
-window.__midi = { sent: [] };
-navigator.requestMIDIAccess = async () => {
-  const input = { id: "in-1", name: "Test keyboard", type: "input", state: "connected", onmidimessage: null };
-  const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
-    send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
-  window.__midi.at = (bytes, at) => setTimeout(() => input.onmidimessage
-    && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: at }), Math.max(0, at - performance.now()));
-  return { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
-};
-"""
 KEYS = "window.maiaKeys"
-
-
-def open_instrument(browser, url, bpm: int):
-    """The page with the stand-in MIDI connected, the test synth chosen as the output and the tempo set."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.add_init_script(FAKE_MIDI)
-    page.goto(url)
-    keys = page.locator("#keys")
-    keys.locator(".piano").wait_for()
-    keys.locator("button.connect").click()
-    keys.locator("select.midi-out").select_option("out-1")
-    keys.locator("input.bpm").fill(str(bpm))
-    return page, keys
 
 
 def play(page, notes, origin: float):

@@ -1,0 +1,68 @@
+"""A Web MIDI stand-in for Debian's chromium, shared by the browser tests and ``bench.duet_latency``.
+
+    page.add_init_script(STAND_IN)            # before the page loads: navigator.requestMIDIAccess is ours
+    page, keys = open_instrument(browser, url, bpm=120)
+
+One input, "Test keyboard", whose messages the page receives, and one output, "Test synth", that records what
+it is sent (``window.__midi.sent``: [bytes, time], the time the page stamped or performance.now()). In the page:
+
+- ``__midi.play(bytes, at)``: a message now, stamped ``at`` (performance.now() ms; default now), as a MIDI
+  keyboard stamps its messages;
+- ``__midi.at(bytes, at)``: the same message delivered when its time comes;
+- ``__midi.phrase(notes, extra)``: [pitch, onset s, duration s, velocity] notes (and [bytes, at s] messages)
+  played in real time from now; a promise that resolves after the last;
+- ``__midi.plug()``: a second keyboard is plugged in (``onstatechange``).
+"""
+
+from __future__ import annotations
+
+CHROMIUM = "/usr/bin/chromium"
+# as a user's browser runs it: no first-run, no background networking (the sandbox's network is closed); audio
+# may start without a click in the page, as it does for a user after clicking Compose
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+STAND_IN = """
+window.__midi = { sent: [] };
+navigator.requestMIDIAccess = async () => {
+  const input = { id: "in-1", name: "Test keyboard", type: "input", state: "connected", onmidimessage: null };
+  const output = { id: "out-1", name: "Test synth", type: "output", state: "connected",
+    send(data, at) { window.__midi.sent.push([Array.from(data), at === undefined ? performance.now() : at]); } };
+  const deliver = (bytes, at) => input.onmidimessage && input.onmidimessage({ data: new Uint8Array(bytes), timeStamp: at });
+  window.__midi.play = (bytes, at = performance.now()) => deliver(bytes, at);
+  window.__midi.at = (bytes, at) => setTimeout(() => deliver(bytes, at), Math.max(0, at - performance.now()));
+  window.__midi.phrase = (notes, extra = []) => new Promise((done) => {
+    const events = [];
+    for (const [p, s, d, v] of notes) { events.push([s, [0x90, p, v]]); events.push([s + d, [0x80, p, 0]]); }
+    for (const [bytes, at] of extra) events.push([at, bytes]);
+    let last = 0;
+    for (const [at, bytes] of events) {
+      setTimeout(() => deliver(bytes, performance.now()), at * 1000); last = Math.max(last, at);
+    }
+    setTimeout(done, last * 1000 + 20);
+  });
+  const access = { inputs: new Map([[input.id, input]]), outputs: new Map([[output.id, output]]), onstatechange: null };
+  window.__midi.plug = () => {
+    const port = { id: "in-2", name: "Second keyboard", type: "input", state: "connected", onmidimessage: null };
+    access.inputs.set(port.id, port);
+    if (access.onstatechange) access.onstatechange({ port });
+  };
+  return access;
+};
+"""
+
+
+def open_instrument(browser, url: str, bpm: int | None = None, output: bool = True):
+    """A page of ``url`` with the stand-in connected (and its output chosen, the tempo set when given):
+    (page, the instrument's locator)."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.add_init_script(STAND_IN)
+    page.goto(url)
+    keys = page.locator("#keys")
+    keys.locator(".piano").wait_for()
+    keys.locator("button.connect").click()
+    if output:
+        keys.locator("select.midi-out").select_option("out-1")
+    if bpm is not None:
+        keys.locator("input.bpm").fill(str(bpm))
+    return page, keys

@@ -20,8 +20,8 @@ the first beat after your phrase that leaves maia time to answer: maia/web/keys.
    can sound the first note while the rest is still being sampled (the answer is sampled several times faster
    than it plays; the page schedules every note from the beat on).
 
-The answer opens with a note: until its first note-on, a rest is not sampled (``_Answering``), as
-``generate`` does for a piece composed from nothing. The model's KV cache of one answer is kept for the next,
+The answer opens with a note: until its first note-on, a rest is not sampled (``generate``'s
+``open_with_note``, as for a piece composed from nothing). The model's KV cache of one answer is kept for the next,
 and the next prompt begins with exactly the tokens it holds, so a turn feeds the model only your new phrase:
 maia's reaction does not grow with the dialogue. Once what maia heard nears ``max_prompt_tokens``,
 ``prepare`` (between turns, while the answer still sounds) has it hear the dialogue from a later bar line and
@@ -135,46 +135,19 @@ class Request:
 
 
 class _Answering(torch.nn.Module):
-    """``model`` as one answer sees it (the same interface: forward, init_cache, step), with two differences:
+    """``model`` as one answer sees it (the same interface: forward, init_cache, step), except that the GPT's
+    KV cache of the previous answer is reused for the part of the prompt it already holds (the dialogue so
+    far: the loop feeds only the tokens after ``cache.length``), so that maia's reaction costs the new
+    phrase's tokens, not the whole dialogue's. ``ids`` then lists what the cache holds."""
 
-    - the logits of the rests are -inf until a note-on was sampled after the prompt: maia answers at once,
-      with a note on the beat;
-    - the GPT's KV cache of the previous answer is reused for the part of the prompt it already holds (the
-      dialogue so far: the loop feeds only the tokens after ``cache.length``), so that maia's reaction costs
-      the new phrase's tokens, not the whole dialogue's. ``ids`` then lists what the cache holds."""
-
-    def __init__(self, model, vocab: Vocab, prompt_ids: list[int], config: SamplingConfig,
-                 kept: tuple[list[int], object] | None = None, masks: tuple[list[bool], torch.Tensor] | None = None):
+    def __init__(self, model, prompt_ids: list[int], config: SamplingConfig,
+                 kept: tuple[list[int], object] | None = None):
         super().__init__()
         self.model, self.config, self.max_context = model, model.config, getattr(model, "max_context", None)
-        self.opens, self.rests = masks or self.masks(model, vocab)
         # the tokens fed before the first sample: the prompt, or past the model's window what the loop keeps of it
-        self.prompt_len, self.sounded = prompt_tokens_in_view(model, len(prompt_ids), config), False
-        self.kept = kept if self.prompt_len == len(prompt_ids) else None
+        prompt_len = prompt_tokens_in_view(model, len(prompt_ids), config)
+        self.kept = kept if prompt_len == len(prompt_ids) else None
         self.prompt, self.ids, self.caches, self.reused = list(prompt_ids), [], 0, 0
-
-    @staticmethod
-    def masks(model, vocab: Vocab) -> tuple[list[bool], torch.Tensor]:
-        """(for each id, whether it holds a note-on; (V,) -inf on the ids holding a wait, 0 elsewhere)."""
-        cfg = vocab.config
-        on = range(vocab.on_offset + cfg.pitch_lo, vocab.on_offset + cfg.pitch_hi + 1)
-        rest = range(vocab.wait_offset + 1, vocab.wait_offset + cfg.max_wait + 1)
-        opens = [any(t in on for t in vocab.expand_id(i)) for i in range(len(vocab))]
-        rests = torch.zeros(model.config.vocab_size)
-        for i in range(len(vocab)):
-            if any(t in rest for t in vocab.expand_id(i)):
-                rests[i] = float("-inf")
-        return opens, rests
-
-    def _mask(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits if self.sounded else logits + self.rests.to(logits.device, logits.dtype)
-
-    def _fed(self, idx: torch.Tensor) -> bool:
-        """Counts what the loop feeds (B = 1); True once the prompt is in: these logits sample the answer."""
-        if len(self.ids) >= self.prompt_len and idx.shape[1] == 1:  # a sampled token
-            self.sounded = self.sounded or self.opens[int(idx[0, 0])]
-        self.ids += idx[0].tolist()
-        return len(self.ids) >= self.prompt_len
 
     def init_cache(self, batch_size):
         self.caches += 1
@@ -193,12 +166,11 @@ class _Answering(torch.nn.Module):
 
     def step(self, idx, cache):  # (B, T) -> (B, T, V)
         self.cache = cache
-        logits = self.model.step(idx, cache)
-        return self._mask(logits) if self._fed(idx) else logits
+        self.ids += idx[0].tolist()  # B = 1: what the cache holds
+        return self.model.step(idx, cache)
 
-    def forward(self, idx):  # without a cache the loop feeds the whole window each step: its last token is new
-        logits = self.model(idx)
-        return self._mask(logits) if self._fed(idx if not self.ids else idx[:, -1:]) else logits
+    def forward(self, idx):  # without a cache nothing is kept for the next answer (keep() says so)
+        return self.model(idx)
 
     def keep(self) -> tuple[list[int], object] | None:
         """(the ids the cache holds, the cache) for the next answer: a GPT's KV cache that never slid."""
@@ -226,12 +198,11 @@ class Turn:
 
         t, velocity, sounding = self.start, bin_velocity(cfg.n_velocity_bins * 5 // 8, cfg.n_velocity_bins), {}
         sec = self.duet.seconds
-        model = self.model = _Answering(self.duet.model, vocab, self.prompt_ids, self.config, self.duet.kept,
-                                             self.duet.masks)
+        model = self.model = _Answering(self.duet.model, self.prompt_ids, self.config, self.duet.kept)
         self.duet.kept = None  # this answer's cache, until it is done
         played = []
         for (tok,) in generate(model, self.prompt_ids, self.config, vocab, fill_steps=self.steps,
-                               controls=self.controls):
+                               controls=self.controls, open_with_note=True):
             if tok is None:
                 break
             played.append(tok)
@@ -281,7 +252,6 @@ class Duet:
         self.origin = 0  # the bar line from which maia hears the dialogue (it moves on when the dialogue is long)
         self.kept = None  # the last answer's KV cache and the ids it holds (_Answering.keep)
         self.heard: list[int] | None = None  # the dialogue from ``origin`` as maia heard and played it: tokens
-        self.masks = _Answering.masks(model, vocab)  # computed once per dialogue
 
     def seconds(self, step: int) -> float:
         return step * 60.0 / (self.bpm * self.spq)

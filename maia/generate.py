@@ -329,13 +329,16 @@ def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Ten
 
 
 def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vocab,
-             fill_steps: int | None = None, stop_id: int | None = None, controls=None) -> Iterator[list[int | None]]:
+             fill_steps: int | None = None, stop_id: int | None = None, controls=None,
+             open_with_note: bool = False) -> Iterator[list[int | None]]:
     """Streams continuations of ``prompt_ids``: ``config.variations`` rows sampled as one batch.
 
     Yields after each step a list with one new token id per variation, None for a variation that ended
     (sampled <end>, or ``stop_id``) earlier; stops after ``max_new_tokens`` steps or once every variation
     ended. With ``fill_steps``, each variation advances time by exactly that many grid steps and then ends
-    with ``stop_id`` (used by ``infill``). Raises InputError for settings out of range or an empty prompt."""
+    with ``stop_id`` (used by ``infill``). ``open_with_note``: the continuation starts with a note, as one
+    composed from nothing always does (a duet's answer). Raises InputError for settings out of range or an
+    empty prompt."""
     # The cap on new tokens is the server's policy, applied where requests come in (Limits.max_tokens).
     cfg = config.validate(max_tokens=max(DEFAULT_MAX_TOKENS, config.max_new_tokens))
     if len(prompt_ids) == 0:
@@ -365,14 +368,15 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
             bias, no_end = bias + steer, no_end + steer
         done = torch.zeros(B, dtype=torch.bool, device=device)
         stop_id = vocab.end_id if stop_id is None else stop_id
-        # Composing from nothing, a piece never opens with silence: no wait (and no <end>) before the first
-        # note-on (the piano model otherwise sometimes opens with dozens of whole-bar waits).
+        # Composing from nothing (or asked to open with a note), a piece never opens with silence: no wait (and
+        # no <end>) before the first note-on (the piano model otherwise sometimes opens with dozens of whole-bar
+        # waits).
         on_lo, on_hi = vocab.on_offset + vocab.config.pitch_lo, vocab.on_offset + vocab.config.pitch_hi
         silent = None
-        if stop_id == vocab.end_id and not any(on_lo <= int(t) <= on_hi for t in expand_merges(list(prompt_ids), vocab)):
+        if open_with_note or (stop_id == vocab.end_id and not any(
+                on_lo <= int(t) <= on_hi for t in expand_merges(list(prompt_ids), vocab))):
             silent = torch.ones(B, dtype=torch.bool, device=device)
-            waits = torch.zeros(n_logits, dtype=torch.bool, device=device)
-            waits[vocab.wait_offset + 1 : vocab.wait_offset + vocab.config.max_wait + 1] = True
+            waits = _wait_steps(vocab, n_logits, device) > 0  # (V,) every id that moves time, merges too
             waits[stop_id] = True
         fill = None if fill_steps is None else _TimeFill(vocab, fill_steps, B, n_logits, stop_id, device)
         guards = None

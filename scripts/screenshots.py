@@ -11,10 +11,9 @@ import json
 import time
 
 from bench.appserver import ROOT, serve
+from bench.webmidi import CHROMIUM, CHROMIUM_ARGS
 from maia.checkpoint import DEFAULT_ROOT
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required"]
 LIVE = "window.maiaLive && window.maiaLive['1']"
 
 
@@ -22,7 +21,7 @@ def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with serve(DEFAULT_ROOT) as (url, _pid), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         # from a composer alone (all maia's colour), 16 bars ending in the home key, while it composes and plays

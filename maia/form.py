@@ -410,6 +410,22 @@ def in_key_first(pieces: Sequence[Piece], key: tuple[int, str], after: int) -> i
     return 0
 
 
+def key_candidates_for(end: bool, source: Piece, wanted: int, variations: int) -> int:
+    """How many continuations each variation samples for ``wanted`` key candidates: as many as the batch's
+    rows allow (maia.generate.VARIATIONS_RANGE), and one unless the piece ends in a home key that the heard
+    music ``source`` names (composing from nothing, any key is home)."""
+    from maia.generate import VARIATIONS_RANGE
+
+    return max(1, min(wanted, VARIATIONS_RANGE[1] // variations)) if end and len(source.notes) else 1
+
+
+def keep_in_key(pieces: Sequence[Piece], variations: int, key: tuple[int, str], after: int) -> list[int]:
+    """Per variation, which of its candidates to keep (0 the first): the rows of ``pieces`` hold candidate c
+    of variation v at v + c * variations; the first whose music after step ``after`` is in ``key`` or its
+    relative is kept (in_key_first)."""
+    return [in_key_first(pieces[i::variations], key, after) for i in range(variations)]
+
+
 def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, seconds: float | None = None,
             end: bool = False, controls=None, prompt_piece: Piece | None = None, max_tokens: int = 4096,
             candidates: int = 4, on_step: Callable[[list[int | None]], None] | None = None,
@@ -425,23 +441,23 @@ def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, second
     0 has the draws of the music sampled without them, though a larger batch may round the model's
     arithmetic differently and so part from it) and the first whose continuation stays in the home key (or
     its relative) is kept. ``home`` > 0 adds the homecoming (``homecoming``) at that strength."""
-    from maia.generate import VARIATIONS_RANGE, ids_to_piece
+    from maia.generate import ids_to_piece
 
     lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)
     cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, lay.budget)))
     source = prompt_piece if prompt_piece is not None else lay.heard
-    k = max(1, min(key_candidates, VARIATIONS_RANGE[1] // config.variations)) if end and len(source.notes) else 1
+    k = key_candidates_for(end, source, key_candidates, config.variations)
     rows = continue_for(model, vocab, prompt.ids, replace(cfg, variations=config.variations * k), lay.steps,
                         homecoming(lay, controls, prompt_piece, home), on_step)
     pieces = [ids_to_piece(ids, vocab, prompt) for ids in rows]
     if k > 1:
         key = home_key(source, controls.key if controls is not None else None)
         v = config.variations
-        pieces = [pieces[i + v * in_key_first(pieces[i::v], key, prompt.steps)] for i in range(v)]
+        pieces = [pieces[i + v * c] for i, c in enumerate(keep_in_key(pieces, v, key, prompt.steps))]
     return [shape(model, vocab, prompt.composer, lay, piece, cfg, controls, candidates, prompt_piece)
             for piece in pieces]
 
 
 __all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
-           "ends_on_tonic", "final_chord", "home_key", "homecoming", "in_key_first", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
+           "ends_on_tonic", "final_chord", "home_key", "homecoming", "in_key_first", "keep_in_key", "key_candidates_for", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
            "tail_bits_per_note", "token_budget"]

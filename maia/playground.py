@@ -477,6 +477,8 @@ def steering(key, key_strength, lowest, highest, density, prompt: Prompt, vocab:
 FORMS = ("none", "ABA", "AABA", "rondo")  # the page's Form dropdown (maia/form.py plans any letters from A)
 LENGTH_UNITS = ("bars", "seconds", "tokens")  # the page's length control
 ENDING_CANDIDATES = 4  # endings written per variation; the model's likeliest is kept (maia/form.py)
+KEY_CANDIDATES = 3  # with End, continuations sampled per variation (as rows allow); the first in the home key is
+#                     kept: the Lacrimosa in D minor or F major in 9 of 10 seeds, 6-7 with one (docs/models.md)
 SHAPING_SECONDS_PER_TOKEN = 0.003  # form and ending, per token of a variation: 6.6 s for the Lacrimosa's 2,700
 #                                    tokens (8 + 22 bars, ABA, ending) on one thread of a 2-core CPU
 
@@ -506,7 +508,9 @@ def length_settings(bars, seconds, end, form_name) -> tuple[int | None, float | 
 class WholePiece:
     """A composition of a set length (maia/form.py's Layout): the span every variation fills, its token
     budget, and what is done to each variation once sampled (the theme brought back, the cadence in the home
-    key). ``hold``: the first grid step that may change then; the live audio waits there."""
+    key). ``hold``: the first grid step that may change then; the live audio waits there. ``candidates``:
+    continuations sampled per variation (rows v, v + variations, ...), of which ``choose`` keeps the first in
+    the home key; the page shows and plays the first while they are sampled."""
 
     net: object
     vocab: Vocab
@@ -516,6 +520,7 @@ class WholePiece:
     seconds: float | None
     form: str | None
     controls: object = None
+    candidates: int = 1
 
     @property
     def steps(self) -> int:
@@ -535,7 +540,7 @@ class WholePiece:
 
     @property
     def hold(self) -> int:
-        return self.lay.hold
+        return self.lay.prompt_steps if self.candidates > 1 else self.lay.hold  # another candidate may be kept
 
     @property
     def shaped(self) -> bool:
@@ -559,6 +564,19 @@ class WholePiece:
             parts.append(f"writing the ending in {name}")
         return " and ".join(parts) + "…"
 
+    def choose(self, pieces: list[Piece], variations: int) -> tuple[list[Piece], str]:
+        """The sampled rows (``candidates`` per variation) -> the continuation kept for each variation (the
+        first in the home key or its relative, maia.form.keep_in_key), and what the status line says of
+        a choice other than the first."""
+        from maia.form import keep_in_key
+
+        if self.candidates <= 1:
+            return pieces[:variations], ""
+        picks = keep_in_key(pieces, variations, self.key(pieces[0]), self.lay.prompt_steps)
+        said = [f"variation {i + 1} kept continuation {c + 1} of {self.candidates}, the first in the home key"
+                for i, c in enumerate(picks) if c]
+        return [pieces[i + variations * c] for i, c in enumerate(picks)], "".join(" · " + x for x in said)
+
     def estimate(self, tokens: int, variations: int) -> float:
         """Seconds shaping ``variations`` variations of ``tokens`` tokens is expected to take."""
         return SHAPING_SECONDS_PER_TOKEN * tokens * variations if self.shaped else 0.0
@@ -574,13 +592,16 @@ class WholePiece:
 
 
 def whole_piece(net, vocab: Vocab, prompt: Prompt, bars: int | None, seconds: float | None, end: bool,
-                form_name: str | None, controls=None, theme_bars: int = 4) -> WholePiece:
+                form_name: str | None, controls=None, theme_bars: int = 4, variations: int = 1,
+                key_candidates: int = 1) -> WholePiece:
     """The plan of a composition ``bars`` bars or ``seconds`` long after ``prompt`` (maia.form.layout):
-    with ``end`` the span is whole bars (the nearest to ``seconds``); InputError for a form that does not fit."""
+    with ``end`` the span is whole bars (the nearest to ``seconds``), and each of ``variations`` samples up to
+    ``key_candidates`` continuations (maia.form.key_candidates_for); InputError for a form that does not fit."""
     from maia import form
 
     lay = form.layout(vocab, prompt, bars, seconds, end, form_name, theme_bars, LIMITS.max_tokens)
-    return WholePiece(net, vocab, prompt, lay, bars, seconds, form_name, controls)
+    k = form.key_candidates_for(end, lay.heard, key_candidates, variations)
+    return WholePiece(net, vocab, prompt, lay, bars, seconds, form_name, controls, k)
 
 
 def page_length(unit, length, end, form_name) -> tuple:
@@ -598,7 +619,8 @@ def page_length(unit, length, end, form_name) -> tuple:
 def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=KEY_OFF,
            key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, bars=None, seconds=None,
            end=False, form=None, *, interval: float = UPDATE_INTERVAL, audio: bool = True,
-           budget: float | None = None, stop: threading.Event | None = None) -> Iterator[Update]:
+           budget: float | None = None, stop: threading.Event | None = None,
+           key_candidates: int = KEY_CANDIDATES) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
     sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
     to ``budget`` seconds (default: time_budget()): sampling stops early enough for the finishing, and
@@ -610,7 +632,10 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     span after the prompt, in its metre, and releases every key on the last bar line. Then, with ``end``, it
     closes with a cadence in the home key (the key lock's, else the prompt's), and with ``form`` (ABA, AABA,
     rondo or other letters from A) the prompt's opening bars come back (maia/form.py; with the model in this
-    process, a few seconds, said in the status line). Raises InputError for a bad request."""
+    process, a few seconds, said in the status line). With ``end`` and a prompt, each variation samples up to
+    ``key_candidates`` continuations in the same batch; the first is shown and played while they are sampled
+    (the audio waits at the prompt's end), and the first that stays in the home key is kept, which the status
+    line says when it is not the one shown. Raises InputError for a bad request."""
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
     deadline = started + budget
@@ -621,8 +646,10 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     controls = steering(key, key_strength, lowest, highest, density, prompt, vocab)
     whole = None
     if bars is not None or seconds is not None:
-        whole = whole_piece(net, vocab, prompt, bars, seconds, end, form, controls)
+        whole = whole_piece(net, vocab, prompt, bars, seconds, end, form, controls, variations=config.variations,
+                            key_candidates=key_candidates)
         config = replace(config, max_new_tokens=whole.budget)
+    rows = config.variations * (whole.candidates if whole is not None else 1)  # sampled: candidates too
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
     notices = []
@@ -630,10 +657,10 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(heard_line(model, prompt, in_view, vocab))
     fill = whole.steps if whole is not None else None
-    steps = _sample(model, net, prompt.ids, config, vocab, controls, fill)  # a sampler process starts at once,
+    steps = _sample(model, net, prompt.ids, replace(config, variations=rows), vocab, controls, fill)  # at once,
     live = _live_view(folder.name, config.variations, (prompt.steps, FOREVER), audio, warnings)  # while FluidSynth loads
     job = _Job(steps=steps,
-               rows=[list(prompt.ids) for _ in range(config.variations)],
+               rows=[list(prompt.ids) for _ in range(rows)],
                decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
                config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, FOREVER),
                stop_id=vocab.end_id, base=len(prompt.ids),
@@ -893,19 +920,19 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
 
 
 def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
-    config, variations = job.config, len(job.rows)
+    config, variations = job.config, job.config.variations  # shown; job.rows may hold key candidates after them
     ended = [False] * variations
     made = 0  # new tokens per variation so far
     sampling = 0.0  # seconds spent sampling, for the status line's tokens/s
 
-    def pieces():
-        return [job.decode(ids) for ids in job.rows]
+    def pieces(rows=variations):
+        return [job.decode(ids) for ids in job.rows[:rows]]
 
-    def snapshot(k: int) -> Update:
+    def snapshot(k: int, ps: list[Piece] | None = None) -> Update:
         sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
-        ps = pieces()
-        now = [job.position(ids) for ids in job.rows]
+        ps = pieces() if ps is None else ps
+        now = [job.position(ids) for ids in job.rows[:variations]]
         hold = job.whole.hold if job.whole is not None and job.whole.shaped else None  # shaping may change the rest
         messages = live.update(ps, now, heard=None if hold is None else [min(n, hold) for n in now])
         outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
@@ -941,7 +968,8 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         for i, t in enumerate(step):
             if t is not None:
                 job.rows[i].append(t)
-                ended[i] = t == job.stop_id
+                if i < variations:
+                    ended[i] = t == job.stop_id
         if time.monotonic() >= next_at:
             yield snapshot(k)
             k += 1
@@ -953,7 +981,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     # in this process, while the page shows the music sampled and says what is being written.
     final = pieces()
     endings = [None] * len(final)  # the home key each variation was made to end in (with End)
-    shaped = ""
+    shaped = chosen = ""
     if job.whole is not None and job.whole.shaped:
         tokens = max(len(ids) for ids in job.rows)
         if stopped or out_of_time:
@@ -962,7 +990,8 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
                 > deadline:
             shaped = " · no ending: no time was left to write it"
         else:
-            update = snapshot(k)
+            final, chosen = job.whole.choose(pieces(len(job.rows)), variations)
+            update = snapshot(k, final)
             k += 1
             update.status += " · " + job.whole.doing(final)
             yield update
@@ -970,7 +999,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
             said = [f"form {job.whole.form}"] if job.whole.sections is not None else []
             if job.whole.end:
                 said.append("ends in " + " / ".join(dict.fromkeys(outputs.key_label(k) for k in endings if k)))
-            shaped = " · " + ", ".join(said)
+            shaped = " · " + ", ".join(said) + chosen
 
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.

@@ -521,3 +521,47 @@ def test_the_page_samples_with_the_chosen_default_and_the_original_is_one_click_
     button = next(b for b in blocks if getattr(b, "elem_id", None) == "original-top-k")
     (dep,) = [d for d in app.demo.fns.values() if any(t[0] == button._id for t in d.targets)]
     assert dep.fn() == 5 and [o._id for o in dep.outputs] == [slider._id]
+
+
+def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_first_while_sampling(models, tiny_midi):
+    """With End the page samples KEY_CANDIDATES continuations per variation in one batch: the live roll shows
+    and plays the first while they are sampled (the audio waits at the prompt's end, since another may be
+    kept), and the piece finished is the first in the home key (maia.form.keep_in_key), which the status says
+    when it is not the one shown. Over several seeds both happen."""
+    import base64
+
+    import numpy as np
+
+    from maia import form
+    from maia.encoding import read
+    from maia.generate import ids_to_piece
+
+    net, vocab = playground.load("fim")
+    prompt = playground.prepare_prompt(str(tiny_midi), "bach", vocab)
+    whole = playground.whole_piece(net, vocab, prompt, 4, None, True, None, key_candidates=3)
+    assert whole.candidates == 3 and whole.hold == prompt.steps
+    assert playground.whole_piece(net, vocab, prompt, 4, None, True, None, variations=2,
+                                  key_candidates=3).candidates == 2  # as many as 4 rows allow
+    picks = []
+    for seed in (4, 5, 6):  # on the tiny model, these keep the third, second and first
+        updates = run(str(tiny_midi), model="fim", bars=4, end=True, seed=seed)
+        config = replace(playground.settings(48, 5, 1.0, seed, 3), max_new_tokens=whole.budget)
+        rows = form.continue_for(net, vocab, prompt.ids, config, whole.steps)
+        pieces = [ids_to_piece(r, vocab, prompt) for r in rows]
+        (pick,) = form.keep_in_key(pieces, 1, (0, "major"), prompt.steps)
+        picks.append(pick)
+        sampling = [u for u in updates if "writing the ending" not in u.status and not u.status.startswith("done")][-1]
+        shown = ids_to_piece(rows[0], vocab, prompt)
+        sampled = messages([sampling])[0]["notes"]
+        onsets = {(round(float(o * shown.seconds_per_step), 3), int(p)) for o, p in shown.notes[:, [0, 2]]}
+        assert len(sampled) > 12 and {(n[1], n[0]) for n in sampled} <= onsets, "the first candidate is shown"
+        rate = messages(updates)[0]["rate"]
+        heard = [m for m in messages(updates[:updates.index(sampling) + 1]) if m["audio"]]
+        assert sum(len(base64.b64decode(m["audio"]["pcm"])) // 2 for m in heard) <= \
+            prompt.steps * shown.seconds_per_step * rate + 1, "nothing past the prompt is heard before the choice"
+        final = read(updates[-1].outputs[0].midi)
+        kept = pieces[pick].notes[pieces[pick].notes[:, 0] < whole.lay.hold]
+        assert np.array_equal(final.notes[final.notes[:, 0] < whole.lay.hold][:, [0, 2]], kept[:, [0, 2]])
+        said = f"variation 1 kept continuation {pick + 1} of 3, the first in the home key"
+        assert (said in updates[-1].status) == (pick > 0)
+    assert picks == [2, 1, 0]

@@ -3,6 +3,11 @@
 Usage:
     python -m training.lacrimosa --model assets/models/piano [--seeds 10] [--tokens 512] [--top-k 5]
     python -m training.lacrimosa --model assets/models/piano --complete 22 [--form ABA] [--seeds 10]
+    python -m training.lacrimosa --model assets/models/piano --page [--seeds 10]
+
+With ``--page`` each seed goes through the page's own request (maia.playground.stream with the button's
+settings: 22 bars, ending, ABA, the page's sampling defaults) and the MIDI file it writes is read back: what a
+user clicking *Complete the Lacrimosa* gets. The model must be an installed one (its folder's name is used).
 
 With ``--complete BARS`` each seed composes the whole piece instead (maia/form.py, as the app's Lacrimosa
 button does): the eight bars, then BARS more ending with a cadence in D minor, the opening theme coming
@@ -92,6 +97,34 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
             "both": sum(r["home"] and r["ends_on_tonic"] for r in rows), "rows": rows}
 
 
+def lacrimosa_page(name: str, vocab, seeds: int = 10) -> dict:
+    """The page's *Complete the Lacrimosa* button, per seed: playground.stream as app.py calls it (the
+    button's prompt, composer, length, ending and form; the page's default sampling), the finished MIDI file
+    read back, its continuation's key and final chord. The status line says when a key candidate other than
+    the first was kept."""
+    from maia import form, playground
+
+    piece, _, prompt, prompt_key = lacrimosa_prompt(vocab)
+    rows = []
+    for seed in range(seeds):
+        for update in playground.stream(str(playground.LACRIMOSA), "mozart", name, 512, SamplingConfig.top_k, 1.0,
+                                        seed, 1, bars=playground.LACRIMOSA_BARS, end=True, form="ABA", audio=False,
+                                        budget=3600.0, interval=60.0):
+            pass
+        full = read(update.outputs[0].midi, vocab.config)
+        cont = full.notes[full.notes[:, 0] >= prompt.steps]
+        key = metrics.estimate_key(cont)
+        rows.append({"seed": seed, "notes": len(cont), "key": metrics.key_name(key), "key_r": round(key[2], 3),
+                     "home": metrics.same_key_or_relative(prompt_key, key),
+                     "ends_on_tonic": form.ends_on_tonic(full, (prompt_key[0], prompt_key[1])),
+                     "seconds": round(full.duration_seconds, 1), "ending_bits_per_note": float("nan"),
+                     "status": update.status})
+    return {"prompt_key": metrics.key_name(prompt_key), "composer": "mozart", "bars": playground.LACRIMOSA_BARS,
+            "form": "ABA (the page)", "key_candidates": playground.KEY_CANDIDATES, "seeds": seeds,
+            "home": sum(r["home"] for r in rows), "ends_on_tonic": sum(r["ends_on_tonic"] for r in rows),
+            "both": sum(r["home"] and r["ends_on_tonic"] for r in rows), "rows": rows}
+
+
 def report_complete(r: dict) -> str:
     lines = [f"Lacrimosa completed (prompt in {r['prompt_key']}): {r['bars']} bars more, form {r['form'] or 'none'}, "
              f"key lock {r.get('key_strength', 0.0):g}, homecoming {r.get('homecoming', 0.0):g}, the first in key "
@@ -101,7 +134,7 @@ def report_complete(r: dict) -> str:
              "ending bits/note |", "|---:|---:|---:|---|---|---|---:|"]
     for x in r["rows"]:
         lines.append(f"| {x['seed']} | {x['notes']} | {x['seconds']} | {x['key']} | {'yes' if x['home'] else 'no'} | "
-                     f"{'yes' if x['ends_on_tonic'] else 'no'} | {x['ending_bits_per_note']:.2f} |")
+                     f"{'yes' if x['ends_on_tonic'] else 'no'} | {x['ending_bits_per_note']:.2f} |".replace("nan", "–"))
     return "\n".join(lines)
 
 
@@ -130,10 +163,18 @@ def main(argv=None) -> int:
     ap.add_argument("--key-candidates", type=int, default=1, help="with --complete: sample N candidates, keep the "
                     "first in D minor or F major (maia.form.compose's key_candidates)")
     ap.add_argument("--home", type=float, default=0.0, help="with --complete: the homecoming's strength (0: off)")
+    ap.add_argument("--page", action="store_true", help="complete it as the page's button does (maia.playground), "
+                    "reading back the MIDI file it writes")
     ap.add_argument("--no-write", action="store_true", help="print only; leave MODEL/eval.json as it is")
     a = ap.parse_args(argv)
     model, vocab, _ = load_model(a.model)
-    if a.complete:
+    if a.page:
+        r = lacrimosa_page(Path(a.model).name, vocab, a.seeds)
+        print(report_complete(r))
+        for x in r["rows"]:
+            print(f"seed {x['seed']}: {x['status']}")
+        entry = "lacrimosa_page"
+    elif a.complete:
         r = lacrimosa_complete(model, vocab, a.seeds, a.complete, None if a.form == "none" else a.form,
                                SamplingConfig(top_k=a.top_k), a.key_strength, a.key_candidates, a.home)
         print(report_complete(r))

@@ -104,13 +104,12 @@ def lacrimosa_page(name: str, vocab, seeds: int = 10) -> dict:
     the first was kept."""
     from maia import form, playground
 
-    piece, _, prompt, prompt_key = lacrimosa_prompt(vocab)
+    _, _, prompt, prompt_key = lacrimosa_prompt(vocab)
     rows = []
     for seed in range(seeds):
-        for update in playground.stream(str(playground.LACRIMOSA), "mozart", name, 512, SamplingConfig.top_k, 1.0,
+        *_, update = playground.stream(str(playground.LACRIMOSA), "mozart", name, 512, SamplingConfig.top_k, 1.0,
                                         seed, 1, bars=playground.LACRIMOSA_BARS, end=True, form="ABA", audio=False,
-                                        budget=3600.0, interval=60.0):
-            pass
+                                        budget=3600.0, interval=60.0)
         full = read(update.outputs[0].midi, vocab.config)
         cont = full.notes[full.notes[:, 0] >= prompt.steps]
         key = metrics.estimate_key(cont)

@@ -147,27 +147,24 @@ def cmd_score(a) -> int:
 
 
 def cmd_infill(a) -> int:
-    from maia.generate import SamplingConfig, infill, resolve_composer
-    from maia.infill import beats_to_steps, join_span, split_span
+    from maia.compose import Composition
+    from maia.generate import SamplingConfig, resolve_composer
+    from maia.infill import beats_to_steps
 
     model, vocab, _, name, _ = _load(a)
     if not vocab.fim:
         raise InputError(f"model {name} was not trained to fill in the middle")
     piece = _read(a, a.file, vocab)
     start, end = beats_to_steps(piece, a.from_beat, a.to_beat)
-    composer = resolve_composer(vocab, a.composer)
-    window = getattr(model, "max_context", None)
-    middle = min(a.tokens, (window or 2 * a.tokens) // 2)
-    span = split_span(piece, vocab, composer, start, end, window, middle)
-    config = SamplingConfig(max_new_tokens=middle, top_k=_top_k(a), top_p=a.top_p, temperature=a.temperature,
+    config = SamplingConfig(max_new_tokens=a.tokens, top_k=_top_k(a), top_p=a.top_p, temperature=a.temperature,
                             seed=a.seed).validate(a.limits.max_tokens)
-    ids = [t[0] for t in infill(model, span.prefix_ids, span.suffix_ids, span.steps, config, vocab, _controls(a))
-           if t[0] is not None]
-    out = join_span(span, ids, vocab)
+    comp = Composition.passage(model, vocab, piece, start, end, resolve_composer(vocab, a.composer), config,
+                               _controls(a)).sample()
+    (out,) = comp.pieces()
     out.write_midi(a.output)
     new = int(((out.notes[:, 0] >= start) & (out.notes[:, 0] < end)).sum())
     print(f"wrote {a.output}: beats {a.from_beat:g}-{a.to_beat:g} rewritten with {new} notes "
-          f"({len(ids)} tokens), {len(span.kept)} notes kept", file=sys.stderr)
+          f"({comp.made} tokens), {len(comp.span.kept)} notes kept", file=sys.stderr)
     return 0
 
 
@@ -205,7 +202,8 @@ def cmd_generate(a) -> int:
     from tqdm import tqdm
 
     from maia import form, outputs
-    from maia.generate import SamplingConfig, build_prompt, generate, ids_to_piece
+    from maia.compose import Composition
+    from maia.generate import SamplingConfig, build_prompt
 
     config = SamplingConfig(max_new_tokens=a.tokens, top_k=_top_k(a), top_p=a.top_p, min_p=a.min_p,
                             temperature=a.temperature, seed=a.seed, variations=a.variations).validate(a.limits.max_tokens)
@@ -216,22 +214,12 @@ def cmd_generate(a) -> int:
     prompt = build_prompt(vocab, a.composer, piece, max_tokens=a.limits.max_prompt_tokens)
     if prompt.message:
         print(f"maia: {prompt.message}", file=sys.stderr)
-    controls = _controls(a)
-    whole = a.bars is not None or a.seconds is not None
+    whole = a.bars is not None or a.seconds is not None  # a length in bars or seconds, perhaps an ending and a form
+    comp = Composition.continuation(model, vocab, prompt, config, a.bars, a.seconds, a.end, a.form, a.theme_bars,
+                                    _controls(a), a.key_candidates, piece, a.limits.max_tokens)
     with tqdm(total=None if whole else config.max_new_tokens, unit="tok", desc=f"{name} ({device})",
               disable=None) as bar:
-        if whole:  # a length in bars or seconds, and perhaps an ending (maia/form.py)
-            results = form.compose(model, vocab, prompt, config, a.bars, a.seconds, a.end, controls, piece,
-                                   a.limits.max_tokens, on_step=lambda _: bar.update(), form=a.form,
-                                   theme_bars=a.theme_bars, key_candidates=a.key_candidates)
-        else:
-            rows = [list(prompt.ids) for _ in range(config.variations)]
-            for step in generate(model, prompt.ids, config, vocab, controls=controls):
-                for row, t in zip(rows, step, strict=True):
-                    if t is not None:
-                        row.append(t)
-                bar.update()
-            results = [(ids_to_piece(ids, vocab, prompt), None) for ids in rows]
+        results = comp.sample(lambda _: bar.update()).finish()
     for i, (out, ending) in enumerate(results):
         # The same door as the playground's downloads (maia/outputs.py).
         files = outputs.write(out, midi=_numbered(a.output, i), wav=a.wav and _numbered(a.wav, i),

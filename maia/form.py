@@ -426,38 +426,6 @@ def keep_in_key(pieces: Sequence[Piece], variations: int, key: tuple[int, str], 
     return [in_key_first(pieces[i::variations], key, after) for i in range(variations)]
 
 
-def compose(model, vocab: Vocab, prompt, config, bars: int | None = None, seconds: float | None = None,
-            end: bool = False, controls=None, prompt_piece: Piece | None = None, max_tokens: int = 4096,
-            candidates: int = 4, on_step: Callable[[list[int | None]], None] | None = None,
-            form: str | None = None, theme_bars: int = 4, key_candidates: int = 1, home: float = 0.0):
-    """A whole piece per variation: ``prompt`` (maia.generate.Prompt) continued for ``bars`` bars or
-    ``seconds`` (ending on that bar line / step with every key released), closed by a cadence in the home
-    key when ``end``, with the opening ``theme_bars`` bars coming back as ``form`` asks (plan()). Returns
-    [(Piece, Ending or None)], one per variation. ``config.max_new_tokens`` is raised to what the span
-    needs (up to ``max_tokens``).
-
-    With an ending and ``key_candidates`` > 1, each variation is sampled that many times in the same batch
-    (as many as 4 rows allow; candidate c of variation v draws from seed + v + c * variations, so candidate
-    0 has the draws of the music sampled without them, though a larger batch may round the model's
-    arithmetic differently and so part from it) and the first whose continuation stays in the home key (or
-    its relative) is kept. ``home`` > 0 adds the homecoming (``homecoming``) at that strength."""
-    from maia.generate import ids_to_piece
-
-    lay = layout(vocab, prompt, bars, seconds, end, form, theme_bars, max_tokens)
-    cfg = replace(config, max_new_tokens=min(max_tokens, max(config.max_new_tokens, lay.budget)))
-    source = prompt_piece if prompt_piece is not None else lay.heard
-    k = key_candidates_for(end, source, key_candidates, config.variations)
-    rows = continue_for(model, vocab, prompt.ids, replace(cfg, variations=config.variations * k), lay.steps,
-                        homecoming(lay, controls, prompt_piece, home), on_step)
-    pieces = [ids_to_piece(ids, vocab, prompt) for ids in rows]
-    if k > 1:
-        key = home_key(source, controls.key if controls is not None else None)
-        v = config.variations
-        pieces = [pieces[i + v * c] for i, c in enumerate(keep_in_key(pieces, v, key, prompt.steps))]
-    return [shape(model, vocab, prompt.composer, lay, piece, cfg, controls, candidates, prompt_piece)
-            for piece in pieces]
-
-
-__all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "compose", "continue_for", "end_in_key",
+__all__ = ["Ending", "Layout", "apply_form", "bar_steps", "cadence_chord", "continue_for", "end_in_key",
            "ends_on_tonic", "final_chord", "home_key", "homecoming", "in_key_first", "keep_in_key", "key_candidates_for", "layout", "length_steps", "place_cadence", "plan", "reprise", "rewrite", "shape",
            "tail_bits_per_note", "token_budget"]

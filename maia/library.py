@@ -9,7 +9,8 @@
 ``continue_`` (the underscore because ``continue`` is Python's), ``infill`` and ``score`` take a
 ``maia.encoding.Piece`` or a path to a MIDI or score file, and return Pieces (``score``: a dict of figures).
 Underneath is the functional layer, for those who need ids, streaming or their own loop:
-maia.checkpoint.load_model, maia.generate (build_prompt, generate, infill, ids_to_piece), maia.form.compose,
+maia.checkpoint.load_model, maia.compose.Composition (the door the page and the CLI use too), maia.generate
+(build_prompt, generate, infill, ids_to_piece),
 maia.infill (split_span, join_span) and maia.scoring.score_piece. Nothing here samples on its own.
 """
 
@@ -93,8 +94,8 @@ class Maia:
         home key. Sampling: ``seed`` (None: a fresh one), ``top_k``, ``top_p``, ``min_p``, ``temperature``;
         ``controls``: a maia.controls.Controls (key lock, register, density). A prompt longer than the
         limits keeps its last bars, with a warning."""
-        from maia import form as forms
-        from maia.generate import build_prompt, generate_ids, ids_to_piece
+        from maia.compose import Composition
+        from maia.generate import build_prompt
 
         if (end or form) and bars is None and seconds is None:
             raise InputError(f"{'end' if end else 'form'} needs a length: pass bars= (or seconds=)")
@@ -103,14 +104,9 @@ class Maia:
         start = build_prompt(self.vocab, composer, piece, max_tokens=self.limits.max_prompt_tokens)
         if start.message:
             warnings.warn(start.message, stacklevel=2)
-        if bars is not None or seconds is not None:
-            results = forms.compose(self.model, self.vocab, start, config, bars, seconds, end, controls, piece,
-                                    self.limits.max_tokens, form=form, theme_bars=theme_bars,
-                                    key_candidates=key_candidates)
-            pieces = [p for p, _ in results]
-        else:
-            rows = generate_ids(self.model, start.ids, config, self.vocab, controls)
-            pieces = [ids_to_piece(ids, self.vocab, start) for ids in rows]
+        comp = Composition.continuation(self.model, self.vocab, start, config, bars, seconds, end, form, theme_bars,
+                                        controls, key_candidates, piece, self.limits.max_tokens)
+        pieces = [p for p, _ in comp.sample().finish()]
         return pieces[0] if variations == 1 else pieces
 
     def infill(self, piece: Piece | str | Path, start: float, end: float, *, composer: str | None = None,
@@ -120,24 +116,18 @@ class Maia:
         written anew, everything else kept note for note; ``variations`` > 1 gives a list. Needs a model
         trained to fill in the middle (the shipped piano model is one). ``tokens``: most tokens for the
         passage (at most half the model's window)."""
-        from maia.generate import infill, resolve_composer
-        from maia.infill import beats_to_steps, join_span, split_span
+        from maia.compose import Composition
+        from maia.generate import resolve_composer
+        from maia.infill import beats_to_steps
 
         if not self.vocab.fim:
             raise InputError(f"model {self.name} was not trained to fill in the middle")
         piece = self.read(piece)
         lo, hi = beats_to_steps(piece, start, end)
-        name = resolve_composer(self.vocab, composer)
-        window = getattr(self.model, "max_context", None)
-        middle = min(tokens, (window or 2 * tokens) // 2)  # the middle may take half the window
-        span = split_span(piece, self.vocab, name, lo, hi, window, middle)
-        config = self._sampling(middle, seed, top_k, top_p, None, temperature, variations)
-        rows: list[list[int]] = [[] for _ in range(variations)]
-        for step in infill(self.model, span.prefix_ids, span.suffix_ids, span.steps, config, self.vocab, controls):
-            for row, t in zip(rows, step, strict=True):
-                if t is not None:
-                    row.append(t)
-        pieces = [join_span(span, ids, self.vocab) for ids in rows]
+        config = self._sampling(tokens, seed, top_k, top_p, None, temperature, variations)
+        comp = Composition.passage(self.model, self.vocab, piece, lo, hi, resolve_composer(self.vocab, composer),
+                                   config, controls)
+        pieces = comp.sample().pieces()
         return pieces[0] if variations == 1 else pieces
 
     def score(self, piece: Piece | str | Path, composer: str | None = None) -> dict:

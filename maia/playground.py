@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -48,13 +48,13 @@ import torch
 
 from maia import memory, outputs
 from maia.checkpoint import WEIGHTS, installed_models, load_model, models_root, read_vocab
+from maia.compose import PASSAGE_TOKENS, Composition
 from maia.encoding import MIDI_SUFFIXES, Piece, read
 from maia.errors import InputError, MaiaError, ServerError
 from maia.generate import (
     Prompt,
     SamplingConfig,
     build_prompt,
-    generate,
     ids_to_piece,
     prompt_tokens_in_view,
     time_steps,
@@ -74,7 +74,6 @@ FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are show
 CORPUS_TOKENS_PER_SECOND = (18.0, 27.0, 47.0)
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
-MIDDLE_TOKENS = 512  # most tokens a regenerated passage may take
 HISTORY_LENGTH = 50  # pieces one session's undo can go back through
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
 
@@ -156,24 +155,17 @@ def load(name: str):
     return model, vocab
 
 
-def _sample(name: str, net, prompt_ids, config: SamplingConfig, vocab: Vocab, controls=None,
-            fill_steps: int | None = None):
-    """maia.generate's steps for the model called ``name`` (loaded here as ``net``): in a sampler process
-    when serving with them, else in this thread. ``fill_steps``: every variation fills exactly that span."""
-    if _POOL is not None:
-        folder, mtime = _resolve(name)
-        return _POOL.generate(folder, prompt_ids, config, controls, mtime=mtime, fill_steps=fill_steps)
-    return generate(net, prompt_ids, config, vocab, fill_steps=fill_steps, controls=controls)
-
-
-def _sample_middle(name: str, net, span, config: SamplingConfig, vocab: Vocab):
-    """maia.generate.infill's steps for ``span`` (maia/infill.py), where ``_sample`` would sample."""
-    from maia.generate import infill
-
-    if _POOL is not None:
-        folder, mtime = _resolve(name)
-        return _POOL.infill(folder, span.prefix_ids, span.suffix_ids, span.steps, config, mtime=mtime)
-    return infill(net, span.prefix_ids, span.suffix_ids, span.steps, config, vocab)
+def _steps(name: str, comp: Composition) -> Iterator[list[int | None]]:
+    """maia.generate's per-step tokens for ``comp`` (the model called ``name``): in a sampler process when
+    serving with them, else in this thread (Composition.steps)."""
+    if _POOL is None:
+        return comp.steps()
+    folder, mtime = _resolve(name)
+    if comp.span is not None:
+        s = comp.span
+        return _POOL.infill(folder, s.prefix_ids, s.suffix_ids, s.steps, comp.sampling, mtime=mtime)
+    return _POOL.generate(folder, comp.prompt.ids, comp.sampling, comp.steering or comp.controls, mtime=mtime,
+                          fill_steps=comp.fill_steps)
 
 
 def vocab_of(name: str | None) -> Vocab:
@@ -504,104 +496,35 @@ def length_settings(bars, seconds, end, form_name) -> tuple[int | None, float | 
     return bars, seconds, end, form_name
 
 
-@dataclass
-class WholePiece:
-    """A composition of a set length (maia/form.py's Layout): the span every variation fills, its token
-    budget, and what is done to each variation once sampled (the theme brought back, the cadence in the home
-    key). ``hold``: the first grid step that may change then; the live audio waits there. ``candidates``:
-    continuations sampled per variation (rows v, v + variations, ...), of which ``choose`` keeps the first in
-    the home key; the page shows and plays the first while they are sampled."""
-
-    net: object
-    vocab: Vocab
-    prompt: Prompt
-    lay: object  # maia.form.Layout
-    bars: int | None
-    seconds: float | None
-    form: str | None
-    controls: object = None
-    candidates: int = 1
-
-    @property
-    def steps(self) -> int:
-        return self.lay.steps
-
-    @property
-    def budget(self) -> int:
-        return self.lay.budget
-
-    @property
-    def end(self) -> bool:
-        return self.lay.end
-
-    @property
-    def sections(self):
-        return self.lay.sections
-
-    @property
-    def hold(self) -> int:
-        return self.lay.prompt_steps if self.candidates > 1 else self.lay.hold  # another candidate may be kept
-
-    @property
-    def shaped(self) -> bool:
-        return self.end or self.sections is not None
-
-    def length(self) -> str:
-        return f"{self.bars} bars" if self.bars is not None else f"{self.seconds:g} s"
-
-    def key(self, piece: Piece) -> tuple[int, str]:
-        from maia.form import home_key
-
-        lock = self.controls.key if self.controls is not None else None
-        return home_key(self.lay.heard if len(self.lay.heard) else None, lock, piece)
-
-    def doing(self, pieces: list[Piece]) -> str:
-        """What shaping is about to do, for the status line."""
-        parts = [f"bringing the theme back ({self.form})"] if self.sections is not None else []
-        if self.end:
-            keys = {self.key(p) for p in pieces}
-            name = outputs.key_label(next(iter(keys))) if len(keys) == 1 else "each one's home key"
-            parts.append(f"writing the ending in {name}")
-        return " and ".join(parts) + "…"
-
-    def choose(self, pieces: list[Piece], variations: int) -> tuple[list[Piece], str]:
-        """The sampled rows (``candidates`` per variation) -> the continuation kept for each variation (the
-        first in the home key or its relative, maia.form.keep_in_key), and what the status line says of
-        a choice other than the first."""
-        from maia.form import keep_in_key
-
-        if self.candidates <= 1:
-            return pieces[:variations], ""
-        picks = keep_in_key(pieces, variations, self.key(pieces[0]), self.lay.prompt_steps)
-        said = [f"variation {i + 1} kept continuation {c + 1} of {self.candidates}, the first in the home key"
-                for i, c in enumerate(picks) if c]
-        return [pieces[i + variations * c] for i, c in enumerate(picks)], "".join(" · " + x for x in said)
-
-    def estimate(self, tokens: int, variations: int) -> float:
-        """Seconds shaping ``variations`` variations of ``tokens`` tokens is expected to take."""
-        return SHAPING_SECONDS_PER_TOKEN * tokens * variations if self.shaped else 0.0
-
-    def shape(self, piece: Piece, config: SamplingConfig) -> tuple[Piece, tuple[int, str] | None]:
-        """One sampled variation with the theme back and the ending (maia.form.shape, as the CLI makes
-        them); and the key it ends in (None without an ending)."""
-        from maia import form
-
-        piece, ending = form.shape(self.net, self.vocab, self.prompt.composer, self.lay, piece, config, self.controls,
-                                   ENDING_CANDIDATES)
-        return piece, None if ending is None else ending.key
+def whole_piece(net, vocab: Vocab, prompt: Prompt, config: SamplingConfig, bars: int | None, seconds: float | None,
+                end: bool, form_name: str | None, controls=None, key_candidates: int = KEY_CANDIDATES) -> Composition:
+    """The page's composition: ``config.max_new_tokens`` tokens after ``prompt``, or (``bars`` or ``seconds``) a
+    whole piece of that length planned by maia.form.layout, each variation sampling up to ``key_candidates``
+    continuations with an ending (maia.compose.Composition.continuation); InputError for a form that does not
+    fit."""
+    return Composition.continuation(net, vocab, prompt, config, bars, seconds, end, form_name, 4, controls,
+                                    key_candidates, max_tokens=LIMITS.max_tokens)
 
 
-def whole_piece(net, vocab: Vocab, prompt: Prompt, bars: int | None, seconds: float | None, end: bool,
-                form_name: str | None, controls=None, theme_bars: int = 4, variations: int = 1,
-                key_candidates: int = 1) -> WholePiece:
-    """The plan of a composition ``bars`` bars or ``seconds`` long after ``prompt`` (maia.form.layout):
-    with ``end`` the span is whole bars (the nearest to ``seconds``), and each of ``variations`` samples up to
-    ``key_candidates`` continuations (maia.form.key_candidates_for); InputError for a form that does not fit."""
-    from maia import form
+def shaping_seconds(comp: Composition, tokens: int) -> float:
+    """Seconds finishing ``comp`` (the theme's return, the ending) is expected to take, at ``tokens`` per row."""
+    return SHAPING_SECONDS_PER_TOKEN * tokens * comp.variations if comp.shaped else 0.0
 
-    lay = form.layout(vocab, prompt, bars, seconds, end, form_name, theme_bars, LIMITS.max_tokens)
-    k = form.key_candidates_for(end, lay.heard, key_candidates, variations)
-    return WholePiece(net, vocab, prompt, lay, bars, seconds, form_name, controls, k)
+
+def shaping_line(comp: Composition, pieces: list[Piece]) -> str:
+    """What finishing is about to do, for the status line."""
+    parts = [f"bringing the theme back ({comp.form})"] if comp.lay.sections is not None else []
+    if comp.lay.end:
+        keys = {comp.key(p) for p in pieces}
+        name = outputs.key_label(next(iter(keys))) if len(keys) == 1 else "each one's home key"
+        parts.append(f"writing the ending in {name}")
+    return " and ".join(parts) + "…"
+
+
+def chosen_line(comp: Composition, picks: list[int]) -> str:
+    """The status line's word on a key candidate kept other than the first (the one shown while sampling)."""
+    return "".join(f" · variation {i + 1} kept continuation {c + 1} of {comp.candidates}, the first in the home key"
+                   for i, c in enumerate(picks) if c)
 
 
 def page_length(unit, length, end, form_name) -> tuple:
@@ -644,28 +567,19 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
     net, vocab = load(model)
     prompt = prepare_prompt(prompt_midi, composer, vocab)
     controls = steering(key, key_strength, lowest, highest, density, prompt, vocab)
-    whole = None
-    if bars is not None or seconds is not None:
-        whole = whole_piece(net, vocab, prompt, bars, seconds, end, form, controls, variations=config.variations,
-                            key_candidates=key_candidates)
-        config = replace(config, max_new_tokens=whole.budget)
-    rows = config.variations * (whole.candidates if whole is not None else 1)  # sampled: candidates too
+    comp = whole_piece(net, vocab, prompt, config, bars, seconds, end, form, controls, key_candidates)
     folder = new_request_folder()
     warnings = [prompt.message] if prompt.message else []
     notices = []
-    in_view = prompt_tokens_in_view(net, len(prompt.ids), config)
+    in_view = prompt_tokens_in_view(net, len(prompt.ids), comp.config)
     if in_view < len(prompt.ids):  # information, not a problem: the model reads the prompt's end
         notices.append(heard_line(model, prompt, in_view, vocab))
-    fill = whole.steps if whole is not None else None
-    steps = _sample(model, net, prompt.ids, replace(config, variations=rows), vocab, controls, fill)  # at once,
-    live = _live_view(folder.name, config.variations, (prompt.steps, FOREVER), audio, warnings)  # while FluidSynth loads
-    job = _Job(steps=steps,
-               rows=[list(prompt.ids) for _ in range(rows)],
-               decode=lambda ids: ids_to_piece(ids, vocab, prompt), position=lambda ids: time_steps(ids, vocab),
-               config=config, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, FOREVER),
-               stop_id=vocab.end_id, base=len(prompt.ids),
+    steps = _steps(model, comp)  # a sampler process starts at once, while FluidSynth loads
+    live = _live_view(folder.name, comp.variations, (prompt.steps, FOREVER), audio, warnings)
+    length = None if comp.lay is None else f"{bars} bars" if bars is not None else f"{float(seconds):g} s"
+    job = _Job(steps=steps, comp=comp, model=model, title=f"maia — {prompt.composer}", mine=(prompt.steps, FOREVER),
                key=controls.key if controls is not None and controls.key_strength > 0 else None, stop=stop,
-               whole=whole, ended=f"composed its {whole.length()}" if whole is not None else "reached the end of the piece")
+               ended=f"composed its {length}" if length else "reached the end of the piece")
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, notices)
     finally:  # also when the client goes away mid-stream (Gradio closes the generator)
@@ -680,7 +594,7 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     kept bit for bit (maia/infill.py). Raises InputError for a bad request (no file, a span outside
     the music, a model without fill-in-the-middle). ``stop``: as for ``stream``."""
     from maia.generate import resolve_composer
-    from maia.infill import beats_to_steps, join_span, split_span
+    from maia.infill import beats_to_steps
 
     started = time.monotonic()
     budget = time_budget() if budget is None else budget
@@ -699,29 +613,15 @@ def regenerate(source_midi, from_beat, to_beat, composer, model, top_k, temperat
     except (TypeError, ValueError):
         raise InputError("from and to must be beats (numbers)") from None
     start, end = beats_to_steps(piece, from_beat, to_beat)
-    window = getattr(net, "max_context", None)
-    middle = min(MIDDLE_TOKENS, (window or 2 * MIDDLE_TOKENS) // 2)
     name = resolve_composer(vocab, composer)
-    span = split_span(piece, vocab, name, start, end, window, middle)
-    config = settings(middle, top_k, temperature, seed, 1)
+    comp = Composition.passage(net, vocab, piece, start, end, name, settings(PASSAGE_TOKENS, top_k, temperature, seed, 1))
     folder = new_request_folder()
     warnings = []
-    steps = _sample_middle(model, net, span, config, vocab)  # (started before FluidSynth loads, as in stream)
+    steps = _steps(model, comp)  # (started before FluidSynth loads, as in stream)
     live = _live_view(folder.name, 1, (start, end), audio, warnings)
-    kept_steps = start
-
-    def decode(ids):
-        return join_span(span, ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
-
-    def position(ids):
-        return kept_steps + time_steps(ids[len(span.prefix_ids) + len(span.suffix_ids) + 3:], vocab)
-
-    prompt_len = len(span.prefix_ids) + len(span.suffix_ids) + 3  # + <fim:prefix> <fim:suffix> <fim:middle>
-    job = _Job(steps=steps,
-               rows=[[0] * prompt_len], decode=decode, position=position, config=config, model=model,
+    job = _Job(steps=steps, comp=comp, model=model,
                title=f"maia — {name}, beats {float(from_beat):g}–{float(to_beat):g} regenerated", mine=(start, end),
-               stop_id=vocab.fim_end_id, base=prompt_len, stop=stop,
-               ended="filled the passage: the music after it follows unchanged")
+               stop=stop, ended="filled the passage: the music after it follows unchanged")
     try:
         yield from _drive(job, folder, live, deadline, interval, warnings, [])
     finally:
@@ -742,9 +642,10 @@ def show(entry: dict | None) -> Update:
     turns = [(round(a / sps), round(b / sps)) for a, b in entry["turns_s"]] if entry.get("turns_s") else None
     live = _live_view(folder.name, 1, mine, True, [], turns)
     title = "A duet with maia" if turns else "maia"
-    job = _Job(steps=iter([]), rows=[[]], decode=lambda _ids: piece, position=lambda _ids: piece.end_step,
-               config=SamplingConfig(max_new_tokens=1), model="history", title=title,
-               mine=(turns[0][0], FOREVER) if turns else mine, stop_id=-1)  # the PNG roll: your first phrase blue
+    done = Composition(None, None, SamplingConfig(max_new_tokens=1), "", [[]], lambda _ids: piece,
+                       lambda _ids: piece.end_step)  # nothing to sample: the piece as it is
+    job = _Job(steps=iter([]), comp=done, model="history", title=title,
+               mine=(turns[0][0], FOREVER) if turns else mine)  # the PNG roll: your first phrase blue
     try:
         update = list(_drive(job, folder, live, time.monotonic() + time_budget(), UPDATE_INTERVAL, [], []))[-1]
     finally:
@@ -891,20 +792,14 @@ class _Job:
     """What one request samples and how its tokens become music: the continuation of a prompt (``stream``)
     or the middle of a span (``regenerate``). ``_drive`` runs either."""
 
-    steps: Iterator  # maia.generate's per-step token lists
-    rows: list[list[int]]  # per variation, the ids that decode to its music
-    decode: Callable[[list[int]], Piece]  # one row -> its music
-    position: Callable[[list[int]], int]  # one row -> the grid step sampling has reached
-    config: SamplingConfig
+    steps: Iterator  # maia.generate's per-step token lists, for comp's rows
+    comp: Composition  # the rows, how they become music, and how it is finished (maia/compose.py)
     model: str
     title: str  # of the sheet music
     mine: tuple[int, int]  # grid steps whose notes the user wrote (the prompt) or maia wrote (a span)
-    stop_id: int
-    base: int = 0  # tokens in each row before sampling
     key: tuple[int, str] | None = None  # a key lock: the key the line names and the sheet notates
     stop: threading.Event | None = None  # set: sampling ends, and what was made is finished (the page's Stop)
     ended: str = "reached the end of the piece"  # what the status line says of a row that sampled its stop_id
-    whole: WholePiece | None = None  # a set length: each variation is shaped (form, ending) once sampled
 
 
 def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
@@ -920,20 +815,17 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
 
 
 def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, warnings, notices) -> Iterator[Update]:
-    config, variations = job.config, job.config.variations  # shown; job.rows may hold key candidates after them
-    ended = [False] * variations
-    made = 0  # new tokens per variation so far
+    comp = job.comp
+    config, variations = comp.config, comp.variations  # shown; comp.rows may hold key candidates after them
+    made = 0  # steps sampled so far (new tokens per variation)
     sampling = 0.0  # seconds spent sampling, for the status line's tokens/s
-
-    def pieces(rows=variations):
-        return [job.decode(ids) for ids in job.rows[:rows]]
 
     def snapshot(k: int, ps: list[Piece] | None = None) -> Update:
         sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
-        ps = pieces() if ps is None else ps
-        now = [job.position(ids) for ids in job.rows[:variations]]
-        hold = job.whole.hold if job.whole is not None and job.whole.shaped else None  # shaping may change the rest
+        ps = comp.pieces() if ps is None else ps
+        now = comp.positions()
+        hold = comp.hold  # finishing may change the music after it: the audio waits there
         messages = live.update(ps, now, heard=None if hold is None else [min(n, hold) for n in now])
         outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
                        analysis=f"{len(p)} notes · {p.duration_seconds:.1f} s")
@@ -941,35 +833,33 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         if k >= 2:  # Gradio has copied update k-2's files into its cache by now
             shutil.rmtree(folder / f"u{k - 2:04d}", ignore_errors=True)
         first = k == 0
-        return Update(outs, _status(made, config, ended, sampling, job.model, job.ended), warnings if first else [],
-                      notices if first else [])
+        return Update(outs, _status(made, config, comp.ended, sampling, job.model, job.ended),
+                      warnings if first else [], notices if first else [])
+
+    def tokens() -> int:
+        return max(len(ids) for ids in comp.rows)
 
     k = 0
-    if job.base > 2:  # show the music there is right away: the first update of the click
+    if comp.base > 2:  # show the music there is right away: the first update of the click
         yield snapshot(k)
         k += 1
     next_at = time.monotonic() + (interval if k else min(interval, FIRST_UPDATE))
     out_of_time = stopped = False
+    steps = comp.run(job.steps)
     while True:
         if job.stop is not None and job.stop.is_set():
             stopped = True  # a normal end: what was made is finished as a whole piece
             break
-        tokens = max(len(ids) for ids in job.rows)
-        shaping = job.whole.estimate(tokens, variations) if job.whole is not None else 0.0
-        if time.monotonic() + finish_seconds(tokens // 2, variations) + shaping > deadline:  # ~2 tokens a note
+        if time.monotonic() + finish_seconds(tokens() // 2, variations) + shaping_seconds(comp, tokens()) \
+                > deadline:  # ~2 tokens a note
             out_of_time = True  # keep what was made, and the time to finish it
             break
         t0 = time.monotonic()
-        step = next(job.steps, None)
+        step = next(steps, None)
         sampling += time.monotonic() - t0
         if step is None:
             break
         made += 1
-        for i, t in enumerate(step):
-            if t is not None:
-                job.rows[i].append(t)
-                if i < variations:
-                    ended[i] = t == job.stop_id
         if time.monotonic() >= next_at:
             yield snapshot(k)
             k += 1
@@ -977,29 +867,29 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     if hasattr(job.steps, "close"):  # a generator: release the model's cache now
         job.steps.close()
 
-    # A set length: the theme comes back and the piece ends in its home key (maia/form.py), with the model
-    # in this process, while the page shows the music sampled and says what is being written.
-    final = pieces()
+    # A set length: the key candidate is chosen, the theme comes back and the piece ends in its home key
+    # (maia/compose.py), with the model in this process, while the page shows the music and says what is written.
+    final = comp.pieces()
     endings = [None] * len(final)  # the home key each variation was made to end in (with End)
-    shaped = chosen = ""
-    if job.whole is not None and job.whole.shaped:
-        tokens = max(len(ids) for ids in job.rows)
+    shaped = ""
+    if comp.shaped:
         if stopped or out_of_time:
             shaped = " · no ending: the music stopped before its last bar"
-        elif time.monotonic() + job.whole.estimate(tokens, variations) + finish_seconds(tokens // 2, variations) \
+        elif time.monotonic() + shaping_seconds(comp, tokens()) + finish_seconds(tokens() // 2, variations) \
                 > deadline:
             shaped = " · no ending: no time was left to write it"
         else:
-            final, chosen = job.whole.choose(pieces(len(job.rows)), variations)
+            final, picks = comp.choose()
             update = snapshot(k, final)
             k += 1
-            update.status += " · " + job.whole.doing(final)
+            update.status += " · " + shaping_line(comp, final)
             yield update
-            final, endings = map(list, zip(*[job.whole.shape(p, config) for p in final], strict=True))
-            said = [f"form {job.whole.form}"] if job.whole.sections is not None else []
-            if job.whole.end:
+            final, endings = map(list, zip(*comp.shape(final, ENDING_CANDIDATES), strict=True))
+            endings = [None if e is None else e.key for e in endings]
+            said = [f"form {comp.form}"] if comp.lay.sections is not None else []
+            if comp.lay.end:
                 said.append("ends in " + " / ".join(dict.fromkeys(outputs.key_label(k) for k in endings if k)))
-            shaped = " · " + ", ".join(said) + chosen
+            shaped = " · " + ", ".join(said) + chosen_line(comp, picks)
 
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.
@@ -1014,7 +904,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     messages = live.finish(final)
     for out, message in zip(outs, messages, strict=True):
         out.live = message
-    status = "done: " + _status(made, config, ended, sampling, job.model, job.ended) + shaped
+    status = "done: " + _status(made, config, comp.ended, sampling, job.model, job.ended) + shaped
     if stopped:
         status += " · stopped: the music made so far is the piece"
     warned = []

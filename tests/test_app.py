@@ -538,15 +538,16 @@ def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_f
 
     net, vocab = playground.load("fim")
     prompt = playground.prepare_prompt(str(tiny_midi), "bach", vocab)
-    whole = playground.whole_piece(net, vocab, prompt, 4, None, True, None, key_candidates=3)
-    assert whole.candidates == 3 and whole.hold == prompt.steps
-    assert playground.whole_piece(net, vocab, prompt, 4, None, True, None, variations=2,
+    config = playground.settings(48, 5, 1.0, 0, 1)
+    whole = playground.whole_piece(net, vocab, prompt, config, 4, None, True, None, key_candidates=3)
+    assert whole.candidates == 3 and whole.hold == prompt.steps and len(whole.rows) == 3
+    assert playground.whole_piece(net, vocab, prompt, replace(config, variations=2), 4, None, True, None,
                                   key_candidates=3).candidates == 2  # as many as 4 rows allow
     picks = []
     for seed in (4, 5, 6):  # on the tiny model, these keep the third, second and first
         updates = run(str(tiny_midi), model="fim", bars=4, end=True, seed=seed)
-        config = replace(playground.settings(48, 5, 1.0, seed, 3), max_new_tokens=whole.budget)
-        rows = form.continue_for(net, vocab, prompt.ids, config, whole.steps)
+        config = replace(whole.sampling, seed=seed)
+        rows = form.continue_for(net, vocab, prompt.ids, config, whole.fill_steps)
         pieces = [ids_to_piece(r, vocab, prompt) for r in rows]
         (pick,) = form.keep_in_key(pieces, 1, (0, "major"), prompt.steps)
         picks.append(pick)

@@ -5,6 +5,7 @@ import pytest
 
 from maia import form
 from maia.checkpoint import load_model
+from maia.compose import compose
 from maia.encoding import Piece
 from maia.errors import InputError
 from maia.generate import SamplingConfig, build_prompt, time_steps
@@ -56,7 +57,7 @@ def test_n_bars_end_exactly_on_the_bar_line_with_a_tonic_chord(fim, ts):
     bar = form.bar_steps(ts)
     assert prompt.steps == int(1.5 * bar)
     cfg = SamplingConfig(seed=1, top_k=20)
-    ((out, ending),) = form.compose(model, vocab, prompt, cfg, bars=3, end=True, prompt_piece=piece, candidates=2)
+    ((out, ending),) = compose(model, vocab, prompt, cfg, bars=3, end=True, prompt_piece=piece, candidates=2)
     end = 2 * bar + 3 * bar  # the bar line after the prompt's 1.5 bars, then 3 bars
     assert out.end_step == end  # the final chord is held to the last bar line, nothing sounds past it
     assert out.time_signature == ts
@@ -82,14 +83,14 @@ def test_without_an_ending_the_time_is_filled_exactly(plain, bars):
 def test_seconds_are_met_within_a_step(plain):
     model, vocab = plain
     prompt = build_prompt(vocab, "bach", d_minor_prompt())
-    ((out, _),) = form.compose(model, vocab, prompt, SamplingConfig(seed=0), seconds=3.3)
+    ((out, _),) = compose(model, vocab, prompt, SamplingConfig(seed=0), seconds=3.3)
     assert out.end_step <= prompt.steps + round(3.3 * 100.0 * Q / 60)
 
 
 def test_a_model_without_fill_in_the_middle_still_ends_and_says_so(plain):
     model, vocab = plain
     piece = d_minor_prompt()
-    ((out, ending),) = form.compose(model, vocab, build_prompt(vocab, "bach", piece), SamplingConfig(seed=0), bars=2,
+    ((out, ending),) = compose(model, vocab, build_prompt(vocab, "bach", piece), SamplingConfig(seed=0), bars=2,
                                     end=True, prompt_piece=piece)
     assert form.ends_on_tonic(out, (2, "minor")) and ending.rewritten_bars == 0
     assert "cannot fill in the middle" in ending.message
@@ -129,7 +130,7 @@ def test_the_theme_comes_back_note_for_note(plain):
     model, vocab = plain
     piece = d_minor_prompt((4, 4), 2.0)
     prompt = build_prompt(vocab, "bach", piece)
-    ((out, _),) = form.compose(model, vocab, prompt, SamplingConfig(seed=4), bars=6, prompt_piece=piece, form="ABA",
+    ((out, _),) = compose(model, vocab, prompt, SamplingConfig(seed=4), bars=6, prompt_piece=piece, form="ABA",
                                theme_bars=2)
     at = 96 + 4 * 48  # after the prompt's 2 bars: B for 4 bars, then A
     back = out.notes[out.notes[:, 0] >= at].copy()
@@ -189,7 +190,7 @@ def test_a_whole_piece_comes_home_before_its_ending(plain):
     piece = d_minor_prompt((4, 4), bars=2)
     prompt = build_prompt(vocab, "bach", piece)
     cfg = SamplingConfig(seed=2, top_k=50, max_new_tokens=2000)  # tokens enough for notes in every part
-    ((out, _),) = form.compose(model, vocab, prompt, cfg, bars=12, end=True, prompt_piece=piece, form="ABA",
+    ((out, _),) = compose(model, vocab, prompt, cfg, bars=12, end=True, prompt_piece=piece, form="ABA",
                                theme_bars=2, home=0.9)  # B: bars 0-8, home from bar 4; the theme at 9-10, the cadence at 11
     start = prompt.steps + 4 * 48
     free = out.notes[(out.notes[:, 0] >= prompt.steps) & (out.notes[:, 0] < start)]
@@ -231,14 +232,14 @@ def test_key_candidates_keep_the_first_sampled_continuation_in_the_home_key(plai
                                                                       max_new_tokens=lay.budget), lay.steps)
     pieces = [ids_to_piece(r, vocab, prompt) for r in rows]
     want = form.in_key_first(pieces, (2, "minor"), prompt.steps)
-    ((out, _),) = form.compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece, key_candidates=3)
+    ((out, _),) = compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece, key_candidates=3)
     before = lay.hold  # shaping may shorten the notes held into it: compare onsets, pitches and velocities
     assert np.array_equal(out.notes[out.notes[:, 0] < before][:, [0, 2, 3]],
                           pieces[want].notes[pieces[want].notes[:, 0] < before][:, [0, 2, 3]])
-    ((one, _),) = form.compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece)  # no candidates
+    ((one, _),) = compose(model, vocab, prompt, cfg, bars=6, end=True, prompt_piece=piece)  # no candidates
     assert np.array_equal(one.notes[one.notes[:, 0] < before][:, [0, 2, 3]],
                           pieces[0].notes[pieces[0].notes[:, 0] < before][:, [0, 2, 3]])
-    two = form.compose(model, vocab, prompt, SamplingConfig(seed=5, top_k=50, variations=2), bars=6, end=True,
+    two = compose(model, vocab, prompt, SamplingConfig(seed=5, top_k=50, variations=2), bars=6, end=True,
                        prompt_piece=piece, key_candidates=3)  # 2 variations: 2 candidates each, 4 rows
     assert len(two) == 2
 

@@ -14,6 +14,7 @@ from helpers import ROOT, assert_valid_piece
 import maia
 from maia import form
 from maia.checkpoint import CheckpointError
+from maia.compose import compose
 from maia.encoding import Piece, read
 from maia.errors import InputError
 from maia.generate import SamplingConfig, build_prompt, generate_ids, ids_to_piece
@@ -88,18 +89,18 @@ def test_continue_variations_and_from_nothing(fim):
     np.testing.assert_array_equal(again.notes, fim.continue_(tokens=24, seed=1).notes)  # a seed gives the same music
 
 
-def test_continue_bars_goes_through_form_compose(fim, tiny_midi):
-    """bars= / end= are maia.form.compose's: the same piece, ending within the bars asked for."""
+def test_continue_bars_goes_through_compose(fim, tiny_midi):
+    """bars= / end= are maia.compose.compose's: the same piece, ending within the bars asked for."""
     piece = fim.continue_(tiny_midi, composer="mozart", bars=2, end=True, seed=2)
     prompt = build_prompt(fim.vocab, "mozart", read(tiny_midi, fim.vocab.config))
-    ((want, ending),) = form.compose(fim.model, fim.vocab, prompt, SamplingConfig(seed=2), 2, None, True, None,
+    ((want, ending),) = compose(fim.model, fim.vocab, prompt, SamplingConfig(seed=2), 2, None, True, None,
                                      read(tiny_midi, fim.vocab.config))
     np.testing.assert_array_equal(piece.notes, want.notes)
     assert ending is not None
     bar = form.bar_steps((3, 4))
     assert piece.end_step <= prompt.steps + (-prompt.steps) % bar + 2 * bar
     picked = fim.continue_(tiny_midi, composer="mozart", bars=2, end=True, seed=2, key_candidates=3)
-    ((want, _),) = form.compose(fim.model, fim.vocab, prompt, SamplingConfig(seed=2), 2, None, True, None,
+    ((want, _),) = compose(fim.model, fim.vocab, prompt, SamplingConfig(seed=2), 2, None, True, None,
                                 read(tiny_midi, fim.vocab.config), key_candidates=3)
     np.testing.assert_array_equal(picked.notes, want.notes)
 

@@ -36,9 +36,10 @@ from tqdm import tqdm
 
 from maia import metrics
 from maia.checkpoint import CONFIG, load_model, read_config
+from maia.compose import Composition
 from maia.encoding import decode_ids
 from maia.errors import MaiaError
-from maia.generate import Prompt, SamplingConfig, generate_ids, ids_to_piece, time_steps
+from maia.generate import Prompt, SamplingConfig, ids_to_piece, time_steps
 from maia.scoring import bits_by_kind, model_window, remap_ids, sliding_window_bits
 from maia.vocab import Vocab
 from training.data import Corpus
@@ -93,7 +94,7 @@ def music_statistics(model, vocab: Vocab, pieces: list[np.ndarray], entries: lis
     for k in tqdm(range(n), desc="continuations", leave=False):
         prompt = prompts[k % len(prompts)]
         cfg = replace(sampling, max_new_tokens=tokens, seed=(sampling.seed or 0) + k, variations=1)
-        (ids,) = generate_ids(model, prompt.ids, cfg, vocab)
+        (ids,) = Composition.continuation(model, vocab, prompt, cfg).sample().rows
         generated.append(continuation(ids, prompt, vocab))
     out = metrics.compare(generated, reference)
     # Keys differ from piece to piece, so the pooled pitch classes of the continuations and of the real ones

@@ -70,9 +70,10 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
     """Whole Lacrimosas: per seed, the continuation's key, whether it is D minor or F major, and whether the
     final chord's lowest note is D. ``key_strength`` > 0 holds the notes to the prompt's key as the page's
     key lock does (0.5: a note outside the scale is half as likely); ``key_candidates`` and ``homecoming`` as
-    maia.form.compose takes them (key_candidates, home: the first of N candidates in key; the homecoming's
+    maia.compose.compose takes them (key_candidates, home: the first of N candidates in key; the homecoming's
     strength)."""
     from maia import form
+    from maia.compose import compose
     from maia.controls import Controls
 
     piece, composer, prompt, prompt_key = lacrimosa_prompt(vocab)
@@ -80,7 +81,7 @@ def lacrimosa_complete(model, vocab, seeds: int = 10, bars: int = 22, form_name:
     for seed in range(seeds):
         cfg = replace(config or SamplingConfig(), seed=seed, variations=1)
         lock = Controls(key=prompt_key[:2], key_strength=key_strength) if key_strength > 0 else None
-        ((full, ending),) = form.compose(model, vocab, prompt, cfg, bars=bars, end=True, controls=lock,
+        ((full, ending),) = compose(model, vocab, prompt, cfg, bars=bars, end=True, controls=lock,
                                          prompt_piece=piece, form=form_name, key_candidates=key_candidates,
                                          home=homecoming)
         cont = full.notes[full.notes[:, 0] >= prompt.steps]
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--key-strength", type=float, default=0.0, help="with --complete: hold the notes to D minor "
                     "(0..1, as the page's key lock; 0: off)")
     ap.add_argument("--key-candidates", type=int, default=1, help="with --complete: sample N candidates, keep the "
-                    "first in D minor or F major (maia.form.compose's key_candidates)")
+                    "first in D minor or F major (maia.compose.compose's key_candidates)")
     ap.add_argument("--home", type=float, default=0.0, help="with --complete: the homecoming's strength (0: off)")
     ap.add_argument("--page", action="store_true", help="complete it as the page's button does (maia.playground), "
                     "reading back the MIDI file it writes")

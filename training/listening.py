@@ -22,9 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from maia import listener
+from maia.compose import Composition
 from maia.encoding import Piece
 from maia.errors import InputError
-from maia.generate import Prompt, SamplingConfig, generate, ids_to_piece
+from maia.generate import Prompt, SamplingConfig, ids_to_piece
 from maia.vocab import Vocab
 
 
@@ -117,13 +118,10 @@ def _after(piece: Piece, start: int, stop: int) -> Piece:
 def continue_case(model, vocab: Vocab, case: Case, cfg: SamplingConfig) -> tuple[Piece, list[int]]:
     """One sampled continuation of ``case`` over its span: (piece from step 0, its new ids)."""
     budget = int(min(8192, max(256, 3 * len(case.real_ids) + 64)))
-    new = []
-    for (t,) in generate(model, case.prompt.ids, replace(cfg, max_new_tokens=budget, variations=1), vocab,
-                         fill_steps=case.steps):
-        if t is not None:
-            new.append(t)
-    full = ids_to_piece(case.prompt.ids + new, vocab, case.prompt)
-    return _after(full, case.prompt.steps, case.prompt.steps + case.steps), new
+    comp = Composition.continuation(model, vocab, case.prompt, replace(cfg, max_new_tokens=budget, variations=1),
+                                    steps=case.steps).sample()
+    (full,) = comp.pieces()
+    return _after(full, case.prompt.steps, case.prompt.steps + case.steps), comp.rows[0][comp.base:]
 
 
 def measure(pieces: list[Piece], ids: list[list[int]], prompts: list[Piece], reference: list[Piece], vocab) -> dict:

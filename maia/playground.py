@@ -74,6 +74,7 @@ FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are show
 CORPUS_TOKENS_PER_SECOND = (18.0, 27.0, 47.0)
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
+WAV_SECONDS_PER_SECOND = 0.02  # the WAV rendered again at 44.1 kHz, per second of music (0.011 measured at load 10)
 HISTORY_LENGTH = 50  # pieces one session's undo can go back through
 REQUESTS_DIR = Path(tempfile.gettempdir()) / "maia-requests"  # one subfolder per request
 
@@ -428,10 +429,11 @@ def _disk_error(e: OSError) -> ServerError:
                        "please try again later")
 
 
-def finish_seconds(notes: int, variations: int) -> float:
+def finish_seconds(notes: int, variations: int, seconds: float = 0.0) -> float:
     """What finishing is expected to take (MIDI, WAV, PNG roll, MusicXML and engraving), measured on the
-    CPU of BENCHMARKS.md: about 0.25 s and 4 ms per note of each variation (music21 dominates)."""
-    return variations * (FINISH_BASE_SECONDS + FINISH_SECONDS_PER_NOTE * notes)
+    CPU of BENCHMARKS.md: about 0.25 s and 4 ms per note of each variation (music21 dominates), and the WAV's
+    rendering, 0.02 s per second of music (``seconds``)."""
+    return variations * (FINISH_BASE_SECONDS + FINISH_SECONDS_PER_NOTE * notes + WAV_SECONDS_PER_SECOND * seconds)
 
 
 KEY_OFF, KEY_OF_PROMPT = "off", "the prompt's key"
@@ -819,12 +821,15 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     config, variations = comp.config, comp.variations  # shown; comp.rows may hold key candidates after them
     made = 0  # steps sampled so far (new tokens per variation)
     sampling = 0.0  # seconds spent sampling, for the status line's tokens/s
+    heard = 0.0  # seconds of music at the last update: the WAVs to render (finish_seconds)
 
     def snapshot(k: int, ps: list[Piece] | None = None) -> Update:
         sub = folder / f"u{k:04d}"
         sub.mkdir(exist_ok=True)
+        nonlocal heard
         ps = comp.pieces() if ps is None else ps
         now = comp.positions()
+        heard = max(p.duration_seconds for p in ps)
         hold = comp.hold  # finishing may change the music after it: the audio waits there
         messages = live.update(ps, now, heard=None if hold is None else [min(n, hold) for n in now])
         outs = [Output(midi=p.write_midi(sub / f"maia-{i + 1}.mid"), live=m,
@@ -850,7 +855,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
         if job.stop is not None and job.stop.is_set():
             stopped = True  # a normal end: what was made is finished as a whole piece
             break
-        if time.monotonic() + finish_seconds(tokens() // 2, variations) + shaping_seconds(comp, tokens()) \
+        if time.monotonic() + finish_seconds(tokens() // 2, variations, heard) + shaping_seconds(comp, tokens()) \
                 > deadline:  # ~2 tokens a note
             out_of_time = True  # keep what was made, and the time to finish it
             break
@@ -875,7 +880,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     if comp.shaped:
         if stopped or out_of_time:
             shaped = " · no ending: the music stopped before its last bar"
-        elif time.monotonic() + shaping_seconds(comp, tokens()) + finish_seconds(tokens() // 2, variations) \
+        elif time.monotonic() + shaping_seconds(comp, tokens()) + finish_seconds(tokens() // 2, variations, heard) \
                 > deadline:
             shaped = " · no ending: no time was left to write it"
         else:
@@ -921,7 +926,7 @@ def _stream(job: _Job, folder: Path, live, deadline: float, interval: float, war
     outs = [replace(o) for o in outs]  # the update above stays as it was sent
     for i, (piece, out) in enumerate(zip(final, outs, strict=True)):
         sheet = None
-        if time.monotonic() + finish_seconds(len(piece), 1) < deadline:  # only a sheet that fits the budget
+        if time.monotonic() + finish_seconds(len(piece), 1) < deadline:  # only a sheet that fits (its WAV is made)
             seed = config.seed if config.seed is not None else "random"
             sheet = _finish(piece, out, job.mine, job.title, f"model {job.model}, seed {seed}, variation {i + 1}",
                             job.key)

@@ -10,6 +10,9 @@ Usage:
 
 Bad input ends with one line on stderr naming the file and the problem, and exit status 1 (2 for a
 command-line usage error). Never a traceback.
+
+Over 300 lines because it holds every subcommand's flags and help (argparse is long-winded); each ``cmd_*`` is
+short and composes through maia/compose.py and finishes through maia/outputs.py, as the page does.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ repeated ``p`` and forgets ``<end>``, and the result is still a playable piece.
 
 MIDI is parsed with symusic (C++; pretty_midi is ~100x slower on large files); MusicXML, kern, abc and
 other score formats go through music21.
+
+One file over 300 lines on purpose: reading, the token rules and decoding are one contract (a change to one
+breaks the round trip of the others), and the conventions ask that it be read first and whole.
 """
 
 from __future__ import annotations

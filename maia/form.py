@@ -16,6 +16,10 @@ How the ending is made (docs/models.md, "Whole pieces", measures each step):
 
 The reprise (``reprise``) brings the prompt's opening phrase back in the home key at a bar line near
 the end, and rewrites the bar before it with fill-in-the-middle so the return is approached, not pasted.
+
+One file over 300 lines on purpose: the span, the ending and the reprise all work on one ``Layout`` of grid
+steps and call each other (the reprise's join and the ending are both fill-in-the-middle rewrites), so they
+are read together. maia/compose.py drives them for a composition.
 """
 
 from __future__ import annotations

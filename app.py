@@ -2,8 +2,9 @@
 
     python app.py        # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
 
-This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py, and the
-Gallery and Listen tabs in maia/gallery/page.py.
+This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py (with
+maia/options.py, maia/history.py and maia/permalinks.py), the server's state in one maia.serving.Serving
+(SERVING, built here from MAIA_*), and the Gallery and Listen tabs in maia/gallery/page.py.
 """
 
 from __future__ import annotations
@@ -15,29 +16,30 @@ import random
 
 import gradio as gr
 
-from maia import duet, playground
+from maia import duet, options, permalinks, playground
+from maia import history as page_history
 from maia.encoding import MIDI_SUFFIXES
 from maia.errors import MaiaError
 from maia.gallery import open_gallery
 from maia.gallery import page as gallery_page
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, SamplingConfig
 from maia.limits import Limits
+from maia.serving import Serving
 from maia.web import KEYS_TEMPLATE, ROLL_TEMPLATE, keys_js, roll_js
 
 try:
     LIMITS = Limits.from_env()  # the only reading of MAIA_* settings (maia/limits.py)
 except MaiaError as e:
     raise SystemExit(f"maia: {e}") from None
-playground.use(LIMITS)
+SERVING = Serving(LIMITS)  # the models, the sampler processes, the folders and the Stop buttons of this server
 GALLERY, GALLERY_PROBLEM = open_gallery(LIMITS)  # None and one line when its database cannot be used
 MAX_VARIATIONS = VARIATIONS_RANGE[1]
 DEFAULT_BARS = 16  # a page's first piece: about 20 s of sampling and shaping on 2 CPU cores (README)
-DEFAULT_MODEL = next(iter(playground.model_choices()), None)
+DEFAULT_MODEL = next(iter(SERVING.model_choices()), None)
 ROLL_JS = roll_js()
 KEYS_JS = keys_js()
 LOG = logging.getLogger("maia")
-STOPS = playground.Stops()  # the Stop button's requests, per browser session
-DUETS = duet.Duets(playground.load)  # the duets being played: their dialogues, by id (maia/duet.py)
+DUETS = duet.Duets(SERVING.load)  # the duets being played: their dialogues, by id (maia/duet.py)
 if GALLERY is None:
     LOG.warning("the gallery is off: %s", GALLERY_PROBLEM)
 
@@ -65,9 +67,9 @@ def session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None)
 
 
-def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=playground.KEY_OFF,
+def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=options.KEY_OFF,
              key_strength=1.0, lowest=21, highest=108, density=1.0, bars=None, seconds=None, end=False, form="none",
-             request: gr.Request = None):
+             request: gr.Request = None, *, serving: Serving = SERVING):
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
     steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
     (lowest and highest MIDI keys) and a note density factor (0.25..4).
@@ -80,12 +82,12 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
     so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
     slots are empty. Then a status line. The page's Stop ends the sampling and the music made so far is
-    finished like a whole piece."""
+    finished like a whole piece. (``serving``: this server's; a test passes its own.)"""
     try:
-        with STOPS.running(session(request)) as stop:
+        with serving.stops.running(session(request)) as stop:
             for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed,
                                             variations, key, key_strength, lowest, highest, density, bars, seconds,
-                                            end, form, stop=stop):
+                                            end, form, stop=stop, serving=serving):
                 for text in update.warnings:
                     gr.Warning(text)
                 for text in update.notices:
@@ -106,23 +108,24 @@ def compose_page(prompt_midi, composer, model, tokens, top_k, temperature, seed,
                  lowest, highest, density, length_unit, length, end, form, request: gr.Request = None):
     """The page's Compose: its length control (bars, seconds or tokens, and a number) as /generate's values."""
     try:
-        bars, seconds, end, form = playground.page_length(length_unit, length, end, form)
+        bars, seconds, end, form = options.page_length(length_unit, length, end, form)
     except MaiaError as e:
         raise refused(e) from None
     yield from generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
                         lowest, highest, density, bars, seconds, end, form, request)
 
 
-def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed, request: gr.Request = None):
+def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed, request: gr.Request = None, *,
+               serving: Serving = SERVING):
     """Rewrite the passage of a MIDI file between two quarter-note beats (from 0) with a
     fill-in-the-middle model, keeping everything before and after it bit for bit.
 
     Streams, like /generate for one variation: the live roll's message, the files (MIDI so far; when done
     also WAV, MusicXML, PNG roll), an analysis line, and a status line."""
     try:
-        with STOPS.running(session(request)) as stop:
+        with serving.stops.running(session(request)) as stop:
             for update in playground.regenerate(upload(source), from_beat, to_beat, composer, model, top_k,
-                                                temperature, seed, stop=stop):
+                                                temperature, seed, stop=stop, serving=serving):
                 for text in update.warnings:
                     gr.Warning(text)
                 o = update.outputs[0]
@@ -144,7 +147,7 @@ def regenerate_current(files, from_beat, to_beat, composer, model, top_k, temper
 
 def remember(history, live, files, status):
     """After a composition: variation 1's piece goes into the session's history; Stop is off again."""
-    history = playground.remember(history, live, files, status)
+    history = page_history.remember(history, live, files, status)
     return history, *history_buttons(history), disarm()
 
 
@@ -154,11 +157,11 @@ def history_buttons(history):
 
 
 def step_history(history, delta):
-    history, entry = playground.step_history(history, delta)
+    history, entry = page_history.step_history(history, delta)
     if entry is None:
         return history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *history_buttons(history)
     try:
-        update = playground.show(entry)
+        update = playground.show(entry, SERVING)
     except MaiaError as e:
         raise refused(e) from None
     o = update.outputs[0]
@@ -170,7 +173,7 @@ def step_history(history, delta):
 def played(evt: gr.EventData):
     """A phrase played on the page (the instrument's Stop recording) becomes the prompt, as an upload would."""
     try:
-        return playground.played_prompt(getattr(evt, "midi", None))
+        return playground.played_prompt(getattr(evt, "midi", None), SERVING)
     except MaiaError as e:
         raise refused(e) from None
 
@@ -179,7 +182,7 @@ def duet_finished(evt: gr.EventData):
     """A duet ended on the page: the whole dialogue becomes variation 1's piece, as a composition's result does
     (the roll, the player, the sheet music, the downloads), and then goes into the history."""
     try:
-        update = playground.finish_duet(getattr(evt, "midi", None), getattr(evt, "turns", None))
+        update = playground.finish_duet(getattr(evt, "midi", None), getattr(evt, "turns", None), SERVING)
     except MaiaError as e:
         raise refused(e) from None
     o = update.outputs[0]
@@ -208,15 +211,15 @@ def make_link(prompt_midi, composer, model, tokens, top_k, temperature, seed, va
               length_unit, length, end, form]
     base = request.headers.get("referer") or f"http://{request.headers.get('host', '127.0.0.1:7860')}/"
     try:
-        return playground.permalink(base, prompt_midi, dict(zip(playground.LINK_FIELDS, values, strict=True)))
+        return permalinks.permalink(base, prompt_midi, dict(zip(permalinks.LINK_FIELDS, values, strict=True)), SERVING)
     except OSError as e:  # the upload is gone, or the temp folder is full
         raise gr.Error(f"cannot make the link: {e.strerror or e}") from None
 
 
 def restore(request: gr.Request):
     """The page's values from a permalink's query string (a plain visit changes nothing)."""
-    values = playground.from_link(dict(request.query_params))
-    return [values.get(k, gr.skip()) for k in ("prompt_midi", *playground.LINK_FIELDS)]
+    values = permalinks.from_link(dict(request.query_params), SERVING)
+    return [values.get(k, gr.skip()) for k in ("prompt_midi", *permalinks.LINK_FIELDS)]
 
 
 def show_slots(n):
@@ -225,7 +228,7 @@ def show_slots(n):
 
 def length_hint(tokens, prompt_midi=None, model=None):
     """How much music the tokens make: at the prompt's own pace, else the corpus's range (no fixed rate)."""
-    return playground.length_hint(tokens, upload(prompt_midi), model)
+    return playground.length_hint(tokens, upload(prompt_midi), model, SERVING)
 
 
 def length_unit_changed(unit):
@@ -237,15 +240,15 @@ def length_unit_changed(unit):
 
 def composers_for(model, composer):
     """The new model's composers, keeping the chosen one when the model knows it (else saying so)."""
-    value, notice = playground.composer_for(model, composer)
+    value, notice = options.composer_for(model, composer, SERVING)
     if notice:
         gr.Info(notice)
-    return gr.update(choices=playground.composer_choices(model), value=value)
+    return gr.update(choices=options.composer_choices(model, SERVING), value=value)
 
 
 def arm(request: gr.Request):
     """A composition was asked for: Stop applies to it, enabled and red while it runs (grey when idle)."""
-    STOPS.arm(session(request))
+    SERVING.stops.arm(session(request))
     return gr.update(interactive=True, variant="stop")
 
 
@@ -255,7 +258,7 @@ def disarm():
 
 def stop_composing(request: gr.Request):
     """Stop: the running composition ends and finishes what it made (its stream's last updates)."""
-    STOPS.stop(session(request))
+    SERVING.stops.stop(session(request))
     return disarm()
 
 
@@ -292,21 +295,21 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 prompt_midi = gr.File(label="Prompt (MIDI): optional", file_types=sorted(MIDI_SUFFIXES),
                                       type="filepath", height=130)
                 with gr.Row():
-                    composer_list = playground.composer_choices(DEFAULT_MODEL)
+                    composer_list = options.composer_choices(DEFAULT_MODEL, SERVING)
                     composer = gr.Dropdown(composer_list, value=composer_list[0][1], label="Composer",
                                            allow_custom_value=True, min_width=120)
-                    model = gr.Dropdown(playground.model_choices(), value=DEFAULT_MODEL, label="Model", min_width=120)
+                    model = gr.Dropdown(SERVING.model_choices(), value=DEFAULT_MODEL, label="Model", min_width=120)
                 with gr.Row(equal_height=True):
                     length = gr.Number(value=DEFAULT_BARS, label="Length", minimum=0, precision=0, min_width=90,
                                        elem_id="length")
                     tokens_note = gr.Markdown("the number of tokens is set under Advanced, below",
                                               visible=False, min_height=0)
-                    length_unit = gr.Dropdown(list(playground.LENGTH_UNITS), value="bars", label="in", min_width=90,
+                    length_unit = gr.Dropdown(list(options.LENGTH_UNITS), value="bars", label="in", min_width=90,
                                               elem_id="length-unit")
                 with gr.Row(equal_height=True) as whole_row:
                     end = gr.Checkbox(value=True, label="End in the home key", min_width=160, elem_id="end",
                                       info="a cadence on the last downbeat")
-                    form = gr.Dropdown(list(playground.FORMS), value="none", label="Form", allow_custom_value=True,
+                    form = gr.Dropdown(list(options.FORMS), value="none", label="Form", allow_custom_value=True,
                                        min_width=90, info="the opening comes back", elem_id="form")
                 with gr.Row():
                     compose = gr.Button("Compose", variant="primary", min_width=100)
@@ -329,14 +332,14 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                                        info="used when the length is in tokens: no ending or form then")
                     seconds = gr.Markdown(length_hint(512), elem_id="length-hint")
                 with gr.Accordion("Steering", open=False):
-                    key = gr.Dropdown(playground.key_choices(), value=playground.KEY_OFF, label="Key lock",
+                    key = gr.Dropdown(options.key_choices(), value=options.KEY_OFF, label="Key lock",
                                       info="hold the notes to a key's scale")
                     key_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Key strength",
                                              info="1: never outside the scale; 0: no effect")
                     with gr.Row():  # note names (C4: middle C); the values stay MIDI keys, as /generate takes them
-                        lowest = gr.Dropdown(playground.register_choices(), value=21, label="Lowest key",
+                        lowest = gr.Dropdown(options.register_choices(), value=21, label="Lowest key",
                                              min_width=90, elem_id="lowest")
-                        highest = gr.Dropdown(playground.register_choices(), value=108, label="Highest key",
+                        highest = gr.Dropdown(options.register_choices(), value=108, label="Highest key",
                                               min_width=90, elem_id="highest")
                     density = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Note density",
                                         info="notes against moving on in time: above 1 more notes per second, below fewer")
@@ -379,19 +382,19 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                 gallery_page.save_controls(GALLERY, token, [f for _, f in continues], status, [
                     prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
                     key_strength, lowest, highest, density, length_unit, length, end,
-                    form], variations)  # a finished variation with the settings it was made with
+                    form], variations, SERVING)  # a finished variation with the settings it was made with
         gallery_page.build_tabs(GALLERY, GALLERY_PROBLEM, token)  # the Gallery and Listen tabs
 
     inputs = [prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest,
               highest, density]
     page_inputs = [*inputs, length_unit, length, end, form]  # the page's length control, End and Form
-    history = gr.State(playground.new_history())  # per browser session: undo never crosses users
+    history = gr.State(page_history.new_history())  # per browser session: undo never crosses users
     first = outputs[:3]  # variation 1: live roll, files, analysis
     # The API's two endpoints take their values as sent (preprocess=False): maia checks each one and says in one
     # line what is wrong, where Gradio's own checks fail on e.g. tokens="abc" with a generic error, and round a
     # seed through a float.
     # Each composition arms Stop first (outside the queue, so a Stop while it waits in the queue counts), and
-    # disarms it when done. Stop asks the stream to finish what it made (STOPS): no Gradio cancel, which would
+    # disarms it when done. Stop asks the stream to finish what it made (SERVING.stops): no Gradio cancel, which would
     # drop the stream mid-update, leave the player waiting and put an "Error" badge on the roll.
     # The API's /generate takes bars, seconds, end and form as values of their own (no value: a length in tokens,
     # as before they came), where the page has one length control.
@@ -432,7 +435,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
         remember, [history, first[0], first[1], status], [history, undo, redo, stop], api_visibility="private")
     first[0].span(span_selected, None, [from_beat, to_beat], api_visibility="private")
     settings = [composer, model, tokens, top_k, temperature, seed, variations, key, key_strength, lowest, highest,
-                density, length_unit, length, end, form]  # in playground.LINK_FIELDS order
+                density, length_unit, length, end, form]  # in permalinks.LINK_FIELDS order
     link_button.click(make_link, [prompt_midi, *settings], link, api_visibility="private")
     demo.load(restore, None, [prompt_midi, *settings], api_visibility="private")
     stop.click(stop_composing, None, stop, queue=False, api_visibility="private")
@@ -458,8 +461,8 @@ if __name__ == "__main__":
     handler.setFormatter(logging.Formatter("%(asctime)s maia %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
-    concurrency = playground.configure_serving()
-    playground.warm_up(DEFAULT_MODEL)  # load before serving, so the first click composes at once
+    concurrency = SERVING.start()
+    SERVING.warm_up(DEFAULT_MODEL)  # load before serving, so the first click composes at once
     demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -56,7 +56,7 @@ MAX_SECONDS = 3600.0  # the dialogue's clock: an hour at most
 BPM_RANGE = (30, 300)
 DUET_PROMPT_TOKENS = 512  # the dialogue maia hears: its last bars, within this many tokens (about 20 s of
 #                           music; half the piano model's window, so that prompt and answer fit in it)
-KEY_OF_PHRASE = "the prompt's key"  # the page's key-lock choice: your playing's key (playground.KEY_OF_PROMPT)
+KEY_OF_PHRASE = "the prompt's key"  # the page's key-lock choice: your playing's key (maia.options.KEY_OF_PROMPT)
 KEY_OFF = "off"
 USER, MAIA = 0, 1  # who played a note (maia.live's numbering)
 
@@ -396,7 +396,7 @@ MAX_MESSAGE_BYTES = 256 * 1024  # one turn's JSON (512 notes take about 20 KiB)
 
 class Duets:
     """The server's dialogues, at most ``limit`` at once, by id. ``load`` gives an installed model by name ->
-    (model, vocab), loaded once per process (maia.playground.load). ``routes`` serves them over HTTP:
+    (model, vocab), loaded once per server (maia.serving.Serving.load). ``routes`` serves them over HTTP:
 
         POST /maia/duet/start  {"model", "composer", "bpm", "top_k", "temperature", "seed"}  -> {"type": "ready", "duet": id}
         POST /maia/duet/turn   {"duet": id, "notes", "beat", "bars", "key", ...}  -> one JSON line per event, as

@@ -199,7 +199,7 @@ class LiveView:
                     pcm = np.concatenate(chunks[self.sent[i]:k]).astype("<i2")
                     message["audio"] = {"at": at, "pcm": base64.b64encode(pcm.tobytes()).decode("ascii")}
                     self.sent[i] = k
-            if self.turns is not None:  # kept in the page's history with the piece (maia.playground.remember)
+            if self.turns is not None:  # kept in the page's history with the piece (maia.history.remember)
                 sps = piece.seconds_per_step
                 message["turns"] = [[round(a * sps, 3), round(b * sps, 3)] for a, b in self.turns]
             if sheets and sheets[i]:

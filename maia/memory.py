@@ -5,7 +5,7 @@ each thread that allocates its own malloc arena (up to 8 per core). Memory freed
 stays in those arenas, fragmented, so the server's resident memory grows with every new thread that has
 served a step. ``python -m bench.memory`` (48 requests of the piano model from 4 threads, after a warm-up):
 +44% resident memory as it is, +8.4% with ``trim`` after each request, +5.8% with ``limit_arenas(2)`` too
-(BENCHMARKS.md, docs/reliability.md). ``configure_serving`` calls ``limit_arenas``; each request calls ``trim`` at its end.
+(BENCHMARKS.md, docs/reliability.md). ``Serving.start`` (maia/serving.py) calls ``limit_arenas``; each request calls ``trim`` at its end.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 
 from maia.errors import MaiaError, ServerError
 
-MAX_MODELS = 4  # models each process keeps loaded, as playground._load's cache
+MAX_MODELS = 4  # models each process keeps loaded, as a Serving keeps (maia/serving.py)
 
 
 class Steps:

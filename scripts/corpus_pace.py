@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maia import playground
 from maia.encoding import MIDI_SUFFIXES, encode_ids, read
 from maia.errors import MaiaError
+from maia.serving import Serving
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     a = ap.parse_args()
     files = sorted(f for f in Path(a.data).rglob("*") if f.suffix.lower() in MIDI_SUFFIXES)
     random.Random(0).shuffle(files)
-    vocab = playground.vocab_of(a.model)
+    vocab = Serving.default().vocab_of(a.model)
     rates = []
     for f in files[:a.files]:
         try:

@@ -8,26 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from maia import playground
+from maia import history, options, permalinks, playground
 from maia.errors import InputError
 from maia.limits import Limits
+from maia.serving import Serving
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SETTINGS = dict(composer="bach", model="gpt", tokens=48, top_k=5, temperature=1.0, seed=1)
 
 
 @pytest.fixture
-def models(tiny_models_dir, monkeypatch):
-    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(tiny_models_dir)))
-    return tiny_models_dir
+def serving(tiny_models_dir):
+    """The tiny models' Serving: what this file's requests run with."""
+    return Serving(Limits(models_dir=str(tiny_models_dir)))
 
 
-def run(prompt_midi, variations=1, **kw):
-    return list(playground.stream(prompt_midi, **{**SETTINGS, **kw}, variations=variations, interval=0.0))
+def run(serving, prompt_midi, variations=1, **kw):
+    return list(playground.stream(prompt_midi, **{**SETTINGS, **kw}, variations=variations, interval=0.0,
+                                  serving=serving))
 
 
-def test_stream_returns_files_that_exist(models, tiny_midi):
-    updates = run(str(tiny_midi), variations=2)
+def test_stream_returns_files_that_exist(serving, tiny_midi):
+    updates = run(serving, str(tiny_midi), variations=2)
     first, last = updates[0], updates[-1]
     assert len(updates) > 2 and last.done and not first.done
     assert "48/48 tokens" in last.status or "reached the end" in last.status
@@ -59,7 +61,7 @@ def messages(updates, i=0):
     return [json.loads(u.outputs[i].live) for u in updates]
 
 
-def test_live_messages_grow_the_notes_and_append_the_audio_and_the_wav_is_the_clis(models, tiny_midi, tmp_path):
+def test_live_messages_grow_the_notes_and_append_the_audio_and_the_wav_is_the_clis(serving, tiny_midi, tmp_path):
     """The page's roll gets every note at every update (prompt notes marked as the user's), and audio
     chunks that join without a gap or an overlap; the WAV offered for download is the CLI's for the same piece
     (maia.outputs.write): 44.1 kHz, peak 0.9."""
@@ -70,7 +72,7 @@ def test_live_messages_grow_the_notes_and_append_the_audio_and_the_wav_is_the_cl
 
     from maia.encoding import read
 
-    updates = run(str(tiny_midi), tokens=96)
+    updates = run(serving, str(tiny_midi), tokens=96)
     ms = messages(updates)
     assert [m["seq"] for m in ms] == list(range(len(ms))) and len({m["request"] for m in ms}) == 1
     assert not any(m["done"] for m in ms[:-2]) and ms[-2]["done"] and ms[-1]["done"]  # the music, then its sheet
@@ -108,26 +110,26 @@ def test_live_messages_grow_the_notes_and_append_the_audio_and_the_wav_is_the_cl
     assert np.abs(heard).max() > 1000
 
 
-def test_a_piece_from_a_composer_alone_is_all_maia(models):
-    ms = messages(run(None))
+def test_a_piece_from_a_composer_alone_is_all_maia(serving):
+    ms = messages(run(serving, None))
     assert ms[-1]["notes"] and all(n[4] == 1 for n in ms[-1]["notes"]) and ms[-1]["mine"][0] == 0
 
 
-def test_the_last_message_carries_the_sheet_music_with_a_timemap(models, tiny_midi):
-    last = messages(run(str(tiny_midi)))[-1]
+def test_the_last_message_carries_the_sheet_music_with_a_timemap(serving, tiny_midi):
+    last = messages(run(serving, str(tiny_midi)))[-1]
     pages, timemap = last["sheet"]["pages"], last["sheet"]["timemap"]
     assert pages and pages[0].lstrip().startswith("<svg")
     assert timemap and all(f'id="{i}"' in pages[0] for _, ids in timemap for i in ids)
 
 
-def test_the_time_budget_covers_the_whole_request(models, tiny_midi):
+def test_the_time_budget_covers_the_whole_request(serving, tiny_midi):
     """A 0.5 s budget is kept by the whole request, the finishing included (it once took 6.3 s)."""
     import time
 
-    run(str(tiny_midi))  # load the model and the libraries first
+    run(serving, str(tiny_midi))  # load the model and the libraries first
     t0 = time.monotonic()
     updates = list(playground.stream(str(tiny_midi), **{**SETTINGS, "tokens": 4096}, variations=2,
-                                     interval=0.1, budget=0.5))
+                                     interval=0.1, budget=0.5, serving=serving))
     took = time.monotonic() - t0
     assert took < 1.5, took  # 0.5 s and what one token, one update or one sheet overshoots by on a busy CPU
     last = updates[-1]
@@ -135,7 +137,7 @@ def test_the_time_budget_covers_the_whole_request(models, tiny_midi):
     assert all(o.midi.exists() for o in last.outputs)
 
 
-def test_status_reports_the_sampling_speed_not_the_rendering(models, monkeypatch):
+def test_status_reports_the_sampling_speed_not_the_rendering(serving, monkeypatch):
     """The status line's tokens/s counts sampling only: slowing the updates leaves it alone."""
     import re
     import time
@@ -145,7 +147,7 @@ def test_status_reports_the_sampling_speed_not_the_rendering(models, monkeypatch
     def speed(updates):
         return float(re.search(r"sampled at (\d+) tokens/s", updates[-1].status).group(1))
 
-    fast = speed(run(None, tokens=64))
+    fast = speed(run(serving, None, tokens=64))
     real_update = maia.live.LiveView.update
 
     def slow(self, *a, **k):
@@ -154,10 +156,10 @@ def test_status_reports_the_sampling_speed_not_the_rendering(models, monkeypatch
 
     monkeypatch.setattr(maia.live.LiveView, "update", slow)
     # 64 updates x 50 ms of sleep: counted as sampling time, the speed would fall to under 20 tokens/s
-    assert speed(run(None, tokens=64)) > max(0.25 * fast, 60)
+    assert speed(run(serving, None, tokens=64)) > max(0.25 * fast, 60)
 
 
-def test_a_client_that_goes_away_closes_the_audio(models, tiny_midi, monkeypatch):
+def test_a_client_that_goes_away_closes_the_audio(serving, tiny_midi, monkeypatch):
     import threading
 
     import maia.live
@@ -166,7 +168,7 @@ def test_a_client_that_goes_away_closes_the_audio(models, tiny_midi, monkeypatch
     real_close = maia.live.LiveView.close
     monkeypatch.setattr(maia.live.LiveView, "close", lambda self: (closed.append(1), real_close(self)))
     before = threading.active_count()
-    gen = playground.stream(str(tiny_midi), **{**SETTINGS, "tokens": 512}, variations=1, interval=0.0)
+    gen = playground.stream(str(tiny_midi), **{**SETTINGS, "tokens": 512}, variations=1, interval=0.0, serving=serving)
     for _ in zip(range(3), gen, strict=False):
         pass
     gen.close()  # what Gradio does when the browser disconnects or Stop is pressed
@@ -174,19 +176,19 @@ def test_a_client_that_goes_away_closes_the_audio(models, tiny_midi, monkeypatch
     assert threading.active_count() <= before
 
 
-def test_each_request_has_its_own_folder(models):
-    a = run(None)[-1].outputs[0].midi
-    b = run(None)[-1].outputs[0].midi
+def test_each_request_has_its_own_folder(serving):
+    a = run(serving, None)[-1].outputs[0].midi
+    b = run(serving, None)[-1].outputs[0].midi
     assert a.parent != b.parent and a.exists() and b.exists()
     assert a.read_bytes() == b.read_bytes()  # same seed, same music, different files
 
 
-def test_lstm_and_unknown_models(models):
-    assert playground.model_choices() == ["gpt", "lstm", "fim"]
-    assert run(None, model="lstm")[-1].done
-    for bad in ["sparse", str(models / "gpt"), "../gpt", ""]:
+def test_lstm_and_unknown_models(serving):
+    assert serving.model_choices() == ["gpt", "lstm", "fim"]
+    assert run(serving, None, model="lstm")[-1].done
+    for bad in ["sparse", str(Path(serving.limits.models_dir) / "gpt"), "../gpt", ""]:
         with pytest.raises(InputError, match="unknown model"):
-            run(None, model=bad)
+            run(serving, None, model=bad)
 
 
 @pytest.mark.parametrize(
@@ -198,77 +200,76 @@ def test_lstm_and_unknown_models(models):
         ("cut.mid", b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x10\x00\x00\x90", "corrupt"),
     ],
 )
-def test_bad_upload_is_a_clear_error_and_the_next_request_works(models, tmp_path, tiny_midi, name, data, message):
+def test_bad_upload_is_a_clear_error_and_the_next_request_works(serving, tmp_path, tiny_midi, name, data, message):
     bad = tmp_path / name
     bad.write_bytes(data)
     with pytest.raises(InputError, match=message):
-        run(str(bad))
-    assert run(str(tiny_midi))[-1].done
+        run(serving, str(bad))
+    assert run(serving, str(tiny_midi))[-1].done
 
 
-def test_bad_settings_are_clear_errors(models):
+def test_bad_settings_are_clear_errors(serving):
     with pytest.raises(InputError, match="unknown composer"):
-        run(None, composer="nobody")
+        run(serving, None, composer="nobody")
     with pytest.raises(InputError, match="top-k"):
-        run(None, top_k=51)
+        run(serving, None, top_k=51)
     with pytest.raises(InputError, match="variations"):
-        run(None, variations=5)
+        run(serving, None, variations=5)
     with pytest.raises(InputError, match="whole number"):
-        run(None, tokens="many")
+        run(serving, None, tokens="many")
 
 
-def test_without_fluidsynth_the_roll_and_midi_still_come(models, monkeypatch):
+def test_without_fluidsynth_the_roll_and_midi_still_come(serving, monkeypatch):
     import maia.synth
 
     monkeypatch.setattr(maia.synth, "fluidsynth_available", lambda: False)
-    updates = run(None)
+    updates = run(serving, None)
     assert any("fluidsynth" in w for w in updates[0].warnings)
     last = updates[-1].outputs[0]
     assert last.audio is None and last.roll.exists() and last.midi.exists()
     assert all(m["audio"] is None for m in messages(updates)) and messages(updates)[-1]["notes"]
 
 
-def test_a_soundfont_that_will_not_load_leaves_a_page_without_audio(models, monkeypatch, tmp_path):
+def test_a_soundfont_that_will_not_load_leaves_a_page_without_audio(serving, monkeypatch, tmp_path):
     bad = tmp_path / "broken.sf2"
     bad.write_bytes(b"not a soundfont")
-    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, soundfont=str(bad)))
-    updates = run(None)
+    updates = run(Serving(replace(serving.limits, soundfont=str(bad))), None)
     assert any("no audio" in w and "broken.sf2" in w for w in updates[0].warnings)
     assert updates[-1].done and updates[-1].outputs[0].audio is None
     assert all(m["audio"] is None for m in messages(updates)) and messages(updates)[-1]["notes"]
 
 
-def test_steering_keeps_maia_in_the_key_and_register_asked_for(models, tiny_midi):
+def test_steering_keeps_maia_in_the_key_and_register_asked_for(serving, tiny_midi):
     """The page's key lock at full strength and its register bounds hold every new note; the prompt's
     own key can be the lock; off changes nothing."""
     from maia.controls import SCALES, parse_key
 
     def new_notes(**steer):
-        ms = messages(run(str(tiny_midi), tokens=160, **steer))
+        ms = messages(run(serving, str(tiny_midi), tokens=160, **steer))
         return [n for n in ms[-1]["notes"] if n[4] == 1]
 
     tonic, mode = parse_key("E minor")
     notes = new_notes(key="E minor", key_strength=1.0, lowest=52, highest=76)
     assert notes and all((n[0] - tonic) % 12 in SCALES[mode] and 52 <= n[0] <= 76 for n in notes)
-    assert new_notes(key=playground.KEY_OFF) == new_notes()  # off is off
-    prompt_key = new_notes(key=playground.KEY_OF_PROMPT)  # the arpeggio's key: C major
+    assert new_notes(key=options.KEY_OFF) == new_notes()  # off is off
+    prompt_key = new_notes(key=options.KEY_OF_PROMPT)  # the arpeggio's key: C major
     assert prompt_key and all((n[0] - 0) % 12 in SCALES["major"] for n in prompt_key)
     with pytest.raises(InputError, match="needs a prompt"):
-        run(None, key=playground.KEY_OF_PROMPT)
+        run(serving, None, key=options.KEY_OF_PROMPT)
     with pytest.raises(InputError, match="key"):
-        run(None, key="H major")
+        run(serving, None, key="H major")
     with pytest.raises(InputError, match="register"):
-        run(None, lowest=60, highest=64)
+        run(serving, None, lowest=60, highest=64)
 
 
-def test_regenerate_rewrites_only_the_passage(models, tmp_path):
+def test_regenerate_rewrites_only_the_passage(serving, tmp_path):
     """Everything before and after the span is kept note for note; the new notes all start inside it and
     are drawn as maia's, the kept ones as the user's; the audio is the whole piece's."""
     from maia.encoding import read
 
-    source = run(None, tokens=96)[-1].outputs[0].midi
+    source = run(serving, None, tokens=96)[-1].outputs[0].midi
     before = read(source).notes
-    updates = list(playground.regenerate(str(source), 2, 6, "bach", "fim", 5, 1.0, 7, interval=0.0))
+    updates = list(playground.regenerate(str(source), 2, 6, "bach", "fim", 5, 1.0, 7, interval=0.0, serving=serving))
     last = updates[-1]
     assert last.done and len(updates) >= 2
     after = read(last.outputs[0].midi).notes
@@ -287,70 +288,72 @@ def test_regenerate_rewrites_only_the_passage(models, tmp_path):
     for bad, message in [((None, 2, 6), "nothing to regenerate"), ((str(source), 6, 2), "need 0 <= from < to"),
                          ((str(source), 2000, 6000), "beat")]:
         with pytest.raises(InputError, match=message):
-            list(playground.regenerate(*bad, "bach", "fim", 5, 1.0, 7, interval=0.0))
+            list(playground.regenerate(*bad, "bach", "fim", 5, 1.0, 7, interval=0.0, serving=serving))
     with pytest.raises(InputError, match="fill in the middle"):
-        list(playground.regenerate(str(source), 2, 6, "bach", "lstm", 5, 1.0, 7, interval=0.0))
+        list(playground.regenerate(str(source), 2, 6, "bach", "lstm", 5, 1.0, 7, interval=0.0, serving=serving))
 
 
-def test_history_undo_redo_and_show(models):
+def test_history_undo_redo_and_show(serving):
     """remember/step_history: undo goes back, redo forward, a new piece after an undo drops the undone
     ones; show() gives a finished entry back with its notes and audio."""
-    h = playground.new_history()
-    pieces = [run(None, tokens=32, seed=s)[-1] for s in (1, 2, 3)]
+    h = history.new_history()
+    pieces = [run(serving, None, tokens=32, seed=s)[-1] for s in (1, 2, 3)]
     for u in pieces:
-        h = playground.remember(h, u.outputs[0].live, [str(u.outputs[0].midi)], u.status)
+        h = history.remember(h, u.outputs[0].live, [str(u.outputs[0].midi)], u.status)
     assert [e["midi"] for e in h["items"]] == [str(u.outputs[0].midi) for u in pieces] and h["at"] == 2
-    h, entry = playground.step_history(h, -1)
+    h, entry = history.step_history(h, -1)
     assert entry["midi"] == str(pieces[1].outputs[0].midi)
-    shown = playground.show(entry)
+    shown = playground.show(entry, serving)
     assert shown.done and shown.outputs[0].midi.read_bytes() == pieces[1].outputs[0].midi.read_bytes()
     assert messages([shown])[0]["notes"] == messages([pieces[1]])[-1]["notes"]
-    h, entry = playground.step_history(h, +1)
+    h, entry = history.step_history(h, +1)
     assert entry["midi"] == str(pieces[2].outputs[0].midi)
-    assert playground.step_history(h, +1)[1] is None  # nothing to redo
-    h, _ = playground.step_history(h, -1)
-    h = playground.remember(h, pieces[0].outputs[0].live, [str(pieces[0].outputs[0].midi)], "")
+    assert history.step_history(h, +1)[1] is None  # nothing to redo
+    h, _ = history.step_history(h, -1)
+    h = history.remember(h, pieces[0].outputs[0].live, [str(pieces[0].outputs[0].midi)], "")
     assert len(h["items"]) == 3 and h["at"] == 2  # the undone third piece is gone
-    unfinished = messages(run(None, tokens=32))[0]
-    assert playground.remember(h, json.dumps({**unfinished, "done": False}), ["x.mid"], "") == h
+    unfinished = messages(run(serving, None, tokens=32))[0]
+    assert history.remember(h, json.dumps({**unfinished, "done": False}), ["x.mid"], "") == h
 
 
-def test_permalinks_round_trip_settings_examples_and_uploads(models, tiny_midi, tmp_path):
+def test_permalinks_round_trip_settings_examples_and_uploads(serving, tiny_midi, tmp_path):
     from urllib.parse import parse_qsl, urlsplit
 
     values = dict(composer="chopin", model="gpt", tokens=96, top_k=7, temperature=0.9, seed=42, variations=2,
                   key="D minor", key_strength=0.8, lowest=36, highest=96, density=1.5, length_unit="bars", length=12.0,
                   end=True, form="AABA")
-    url = playground.permalink("http://127.0.0.1:7860/?old=1", str(tiny_midi), values)
+    url = permalinks.permalink("http://127.0.0.1:7860/?old=1", str(tiny_midi), values, serving)
     assert url.startswith("http://127.0.0.1:7860/?") and "old=1" not in url
-    back = playground.from_link(dict(parse_qsl(urlsplit(url).query)))
+    back = permalinks.from_link(dict(parse_qsl(urlsplit(url).query)), serving)
     assert {k: back[k] for k in values} == values
     assert Path(back["prompt_midi"]).read_bytes() == tiny_midi.read_bytes()  # the upload, by its hash
     lacrimosa = playground.LACRIMOSA
-    url = playground.permalink("http://x/", str(lacrimosa), values)
-    assert "example=lacrimosa.mid" in url and playground.from_link({"example": "lacrimosa.mid"})["prompt_midi"] == str(lacrimosa)
+    url = permalinks.permalink("http://x/", str(lacrimosa), values, serving)
+    assert "example=lacrimosa.mid" in url
+    assert permalinks.from_link({"example": "lacrimosa.mid"}, serving)["prompt_midi"] == str(lacrimosa)
     # a forged link sets nothing it should not
-    bad = playground.from_link({"tokens": "1e9", "seed": "-1", "upload": "../../etc/passwd", "example": "/etc/passwd",
+    bad = permalinks.from_link({"tokens": "1e9", "seed": "-1", "upload": "../../etc/passwd", "example": "/etc/passwd",
                                 "temperature": "nan", "density": "1e3", "evil": "1", "length_unit": "beats",
-                                "length": "inf", "end": "maybe", "form": "A<script>"})
+                                "length": "inf", "end": "maybe", "form": "A<script>"}, serving)
     assert bad == {}
-    assert playground.from_link({"end": "False", "length_unit": "seconds"}) == {"end": False, "length_unit": "seconds"}
+    assert permalinks.from_link({"end": "False", "length_unit": "seconds"}, serving) == {"end": False,
+                                                                                         "length_unit": "seconds"}
     # and the same link composes the same music
     page = ("length_unit", "length", "end", "form", "variations")
-    first = run(back["prompt_midi"], **{k: back[k] for k in values if k not in page})
-    again = run(back["prompt_midi"], **{k: back[k] for k in values if k not in page})
+    first = run(serving, back["prompt_midi"], **{k: back[k] for k in values if k not in page})
+    again = run(serving, back["prompt_midi"], **{k: back[k] for k in values if k not in page})
     assert first[-1].outputs[0].midi.read_bytes() == again[-1].outputs[0].midi.read_bytes()
 
 
-def test_composer_choices_come_from_the_vocabulary(models):
-    assert playground.composer_choices("gpt") == [("Bach", "bach"), ("Mozart", "mozart"), ("Chopin", "chopin"),
-                                                 ("Any (unknown)", "unknown")]
+def test_composer_choices_come_from_the_vocabulary(serving):
+    assert options.composer_choices("gpt", serving) == [("Bach", "bach"), ("Mozart", "mozart"), ("Chopin", "chopin"),
+                                                       ("Any (unknown)", "unknown")]
 
 
-def test_continue_uses_a_variation_as_the_next_prompt(models):
-    midi = run(None, tokens=32)[-1].outputs[0].midi
+def test_continue_uses_a_variation_as_the_next_prompt(serving):
+    midi = run(serving, None, tokens=32)[-1].outputs[0].midi
     prompt = playground.continue_from(str(midi))
-    longer = run(prompt, tokens=32)[-1].outputs[0].midi
+    longer = run(serving, prompt, tokens=32)[-1].outputs[0].midi
     from maia.encoding import read
 
     assert len(read(longer)) >= len(read(midi))
@@ -360,10 +363,10 @@ def test_continue_uses_a_variation_as_the_next_prompt(models):
 
 # ---- app.py ---------------------------------------------------------------------------------------
 @pytest.fixture
-def app(models, monkeypatch):
+def app(tiny_models_dir, monkeypatch):
     import app
 
-    monkeypatch.setenv("MAIA_MODELS_DIR", str(models))
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
     return importlib.reload(app)  # it reads MAIA_* (Limits.from_env) and builds its dropdowns from them
 
 
@@ -418,7 +421,7 @@ def test_generate_with_bars_composes_exactly_that_many_bars_in_the_prompts_metre
             assert piece.end_step == prompt.end_step + 2 * bar, "exactly 2 bars after the prompt"
             assert piece.notes[:, 0].max() < piece.end_step and len(piece) > len(prompt)
         assert "composed its 2 bars" in last[-1]
-    update = run(str(tiny_midi), seconds=3.0)[-1]
+    update = run(app.SERVING, str(tiny_midi), seconds=3.0)[-1]
     assert read(update.outputs[0].midi).end_step == prompt.end_step + 54
 
 
@@ -441,12 +444,12 @@ def test_generate_with_end_closes_on_the_home_keys_tonic_chord(app, tiny_midi):
     assert any("writing the ending in C major…" in s for s in statuses) and "ends in C major" in statuses[-1]
 
 
-def test_a_form_brings_the_opening_back_before_the_ending(models, tiny_midi):
+def test_a_form_brings_the_opening_back_before_the_ending(serving, tiny_midi):
     """form=ABA over 8 bars: the prompt's 2 bars (its whole theme) come back in bars 6-7 of maia's, in C major
     (the second rewritten to lead into the cadence), and the last bar is the cadence."""
     from maia.encoding import read
 
-    updates = run(str(tiny_midi), model="fim", bars=8, end=True, form="ABA")
+    updates = run(serving, str(tiny_midi), model="fim", bars=8, end=True, form="ABA")
     piece = read(updates[-1].outputs[0].midi)
     prompt = read(tiny_midi)
     bar = 36
@@ -484,7 +487,7 @@ def test_bad_lengths_endings_and_forms_are_one_line_errors(app, tiny_midi, kw, m
     import gradio as gr
 
     with pytest.raises(InputError, match=message) as e:
-        run(str(tiny_midi), **kw)
+        run(app.SERVING, str(tiny_midi), **kw)
     assert "\n" not in str(e.value)
     with pytest.raises(gr.Error, match=message):
         list(app.generate(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, 1, **kw))
@@ -495,18 +498,18 @@ def test_the_pages_length_control_and_stop_before_the_ending(app, tiny_midi):
     keeps the music made and writes no ending."""
     import threading
 
-    assert playground.page_length("bars", 8, True, "ABA") == (8, None, True, "ABA")
-    assert playground.page_length("seconds", 20.5, False, "none") == (None, 20.5, False, "none")
-    assert playground.page_length("tokens", 8, True, "ABA") == (None, None, False, None)
+    assert options.page_length("bars", 8, True, "ABA") == (8, None, True, "ABA")
+    assert options.page_length("seconds", 20.5, False, "none") == (None, 20.5, False, "none")
+    assert options.page_length("tokens", 8, True, "ABA") == (None, None, False, None)
     with pytest.raises(InputError, match="the length is in bars, seconds, tokens"):
-        playground.page_length("beats", 8, False, None)
+        options.page_length("beats", 8, False, None)
     last = list(app.compose_page(str(tiny_midi), "bach", "gpt", 32, 5, 1.0, 3, 1, "off", 1.0, 21, 108, 1.0, "tokens",
                                  8, True, "ABA"))[-1]
     assert last[-1].startswith("done: 32/32 tokens")
     stop = threading.Event()
     stop.set()
     last = list(playground.stream(str(tiny_midi), **SETTINGS, variations=1, bars=4, end=True, interval=0.0,
-                                  stop=stop))[-1]
+                                  stop=stop, serving=app.SERVING))[-1]
     assert last.done and "no ending" in last.status and "stopped" in last.status
 
 
@@ -523,7 +526,7 @@ def test_the_page_samples_with_the_chosen_default_and_the_original_is_one_click_
     assert dep.fn() == 5 and [o._id for o in dep.outputs] == [slider._id]
 
 
-def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_first_while_sampling(models, tiny_midi):
+def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_first_while_sampling(serving, tiny_midi):
     """With End the page samples KEY_CANDIDATES continuations per variation in one batch: the live roll shows
     and plays the first while they are sampled (the audio waits at the prompt's end, since another may be
     kept), and the piece finished is the first in the home key (maia.form.keep_in_key), which the status says
@@ -536,16 +539,16 @@ def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_f
     from maia.encoding import read
     from maia.generate import ids_to_piece
 
-    net, vocab = playground.load("fim")
-    prompt = playground.prepare_prompt(str(tiny_midi), "bach", vocab)
-    config = playground.settings(48, 5, 1.0, 0, 1)
-    whole = playground.whole_piece(net, vocab, prompt, config, 4, None, True, None, key_candidates=3)
+    net, vocab = serving.load("fim")
+    prompt = playground.prepare_prompt(str(tiny_midi), "bach", vocab, serving)
+    config = options.settings(48, 5, 1.0, 0, 1, serving.limits.max_tokens)
+    whole = playground.whole_piece(net, vocab, prompt, config, 4, None, True, None, key_candidates=3, serving=serving)
     assert whole.candidates == 3 and whole.hold == prompt.steps and len(whole.rows) == 3
     assert playground.whole_piece(net, vocab, prompt, replace(config, variations=2), 4, None, True, None,
-                                  key_candidates=3).candidates == 2  # as many as 4 rows allow
+                                  key_candidates=3, serving=serving).candidates == 2  # as many as 4 rows allow
     picks = []
     for seed in (4, 5, 6):  # on the tiny model, these keep the third, second and first
-        updates = run(str(tiny_midi), model="fim", bars=4, end=True, seed=seed)
+        updates = run(serving, str(tiny_midi), model="fim", bars=4, end=True, seed=seed)
         config = replace(whole.sampling, seed=seed)
         rows = form.continue_for(net, vocab, prompt.ids, config, whole.fill_steps)
         pieces = [ids_to_piece(r, vocab, prompt) for r in rows]

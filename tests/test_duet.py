@@ -177,6 +177,7 @@ MIDI_OF_A_DUET = _duet_midi()
 def test_a_finished_duet_is_the_page_piece_and_its_history_keeps_who_played(tmp_path):
     """The finished duet goes through the page's finishing (maia.playground.show): the roll's message with
     yours and maia's notes, the sheet music, the files; the history keeps maia's turns, so Undo/Redo shows it so."""
+    from maia import history as page_history
     from maia import playground
 
     update = playground.finish_duet(MIDI_OF_A_DUET, [[1.0, 3.0], [4.0, 6.0]])
@@ -186,7 +187,7 @@ def test_a_finished_duet_is_the_page_piece_and_its_history_keeps_who_played(tmp_
     assert [n[4] for n in message["notes"]] == [0, 0, 1, 1, 0, 0, 1, 1]  # who played each note, in time order
     assert out.midi.suffix == ".mid" and out.musicxml is not None and out.roll is not None
     assert "a duet of 2 turns" in update.status
-    history = playground.remember(playground.new_history(), out.live, [str(out.midi)], update.status)
+    history = page_history.remember(page_history.new_history(), out.live, [str(out.midi)], update.status)
     assert history["items"][0]["turns_s"] == [[1.0, 3.0], [4.0, 6.0]]
     again = json.loads(playground.show(history["items"][0]).outputs[0].live)
     assert [n[4] for n in again["notes"]] == [0, 0, 1, 1, 0, 0, 1, 1]

@@ -152,12 +152,11 @@ def test_without_web_midi_one_line_says_why_and_the_keyboard_still_plays(browser
     assert [p for p, _, _ in prompt_notes(page)] == [62]
 
 
-def test_a_bad_recording_is_refused_in_one_line(monkeypatch):
+def test_a_bad_recording_is_refused_in_one_line():
     from maia import playground
     from maia.errors import InputError
-    from maia.limits import Limits
+    from maia.serving import Serving
 
-    monkeypatch.setattr(playground, "LIMITS", Limits())
     for data, says in [("", "nothing was played"), ("%%%", "bad base64"), ("TVRoZA==", "played.mid: ")]:
         with pytest.raises(InputError, match=says):
-            playground.played_prompt(data)
+            playground.played_prompt(data, Serving())

@@ -42,14 +42,15 @@ def test_only_maia_limits_reads_the_environment():
     assert offenders, "maia/limits.py reads the environment"
 
 
-def test_one_model_registry(tiny_models_dir, tmp_path, monkeypatch):
+def test_one_model_registry(tiny_models_dir, tmp_path):
     """The order models are offered in is defined once (maia.registry, re-exported by maia.checkpoint): the
     app's list, the CLI's list and its default model all come from it. Checked on a folder whose names are
     not in alphabetical order of preference, so a list of names kept anywhere else would show."""
     from helpers import maia
 
-    from maia import checkpoint, playground
+    from maia import checkpoint
     from maia.limits import Limits
+    from maia.serving import Serving
 
     sources = {f.name: f.read_text() for f in (ROOT / "maia").rglob("*.py")}
     assert [n for n, s in sources.items() if "PREFERRED_MODELS = " in s] == ["registry.py"]
@@ -61,8 +62,7 @@ def test_one_model_registry(tiny_models_dir, tmp_path, monkeypatch):
                 (root / name / f.name).symlink_to(f)
     offered = ["gpt", "lstm", "alpha", "zeta"]  # the preferred ones in their order, then the rest by name
     assert list(checkpoint.installed_models(root)) == offered
-    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(root)))
-    assert playground.model_choices() == offered
+    assert Serving(Limits(models_dir=str(root))).model_choices() == offered
     info = maia("info", models_dir=root)
     assert info.returncode == 0, info.stderr
     assert [line.split()[1].rstrip(":") for line in info.stdout.splitlines() if line.startswith("model ")] == offered

@@ -9,24 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maia import playground
+from maia import options, permalinks, playground
 from maia.encoding import Piece, read
 from maia.limits import Limits
+from maia.serving import Serving
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
-def models(tiny_models_dir, monkeypatch):
-    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(tiny_models_dir)))
-    return tiny_models_dir
+def serving(tiny_models_dir):
+    """The tiny models' Serving: what this file's requests run with."""
+    return Serving(Limits(models_dir=str(tiny_models_dir)))
 
 
 @pytest.fixture
-def app(models, monkeypatch):
+def app(tiny_models_dir, monkeypatch):
     import app
 
-    monkeypatch.setenv("MAIA_MODELS_DIR", str(models))
+    monkeypatch.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
     return importlib.reload(app)
 
 
@@ -62,7 +63,7 @@ def test_defect_09_a_prompt_with_tempo_changes_keeps_the_speed_it_is_heard_at(tm
     assert 110 < piece.tempo_qpm < 120
 
 
-def test_defect_09_the_continuation_keeps_the_prompts_heard_tempo(models, tmp_path):
+def test_defect_09_the_continuation_keeps_the_prompts_heard_tempo(serving, tmp_path):
     from symusic import Note, Score, Tempo, Track
 
     score = Score(480)
@@ -72,7 +73,8 @@ def test_defect_09_the_continuation_keeps_the_prompts_heard_tempo(models, tmp_pa
     score.tracks.append(track)
     path = tmp_path / "tempo-change.mid"
     score.dump_midi(str(path))
-    update = list(playground.stream(str(path), "bach", "gpt", 16, 5, 1.0, 1, 1, interval=0.0, audio=False))[-1]
+    update = list(playground.stream(str(path), "bach", "gpt", 16, 5, 1.0, 1, 1, interval=0.0, audio=False,
+                                  serving=serving))[-1]
     assert read(update.outputs[0].midi).tempo_qpm == pytest.approx(read(path).tempo_qpm, rel=1e-3)
 
 
@@ -160,20 +162,21 @@ def test_defect_07_pitches_are_spelt_in_the_key_with_only_the_needed_accidentals
     assert "<accidental>" not in xml.replace("<accidental>natural</accidental>", "")  # the signature says it
 
 
-def test_defect_12_the_key_line_reports_the_locked_key(models):
+def test_defect_12_the_key_line_reports_the_locked_key(serving):
     """Locked to F# major at strength 1, the line names F♯ major (the lock), whatever Krumhansl-Schmuckler
     makes of the notes; and the sheet's signature is F# major's six sharps."""
     updates = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, key="F# major", interval=0.0,
-                                     audio=False))
+                                     audio=False, serving=serving))
     last = updates[-1].outputs[0]
     assert last.analysis.startswith("Key: F♯ major (locked)"), last.analysis
     assert "<fifths>6</fifths>" in last.musicxml.read_text()
-    free = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, interval=0.0, audio=False))[-1]
+    free = list(playground.stream(None, "bach", "gpt", 64, 5, 1.0, 3, 1, interval=0.0, audio=False,
+                                  serving=serving))[-1]
     assert "locked" not in free.outputs[0].analysis and free.outputs[0].analysis.startswith("Key: ")
 
 
-def test_defect_11_changing_the_model_keeps_the_composer_it_knows(models, tmp_path, monkeypatch):
-    assert playground.composer_for("lstm", "mozart") == ("mozart", None)  # lstm knows Mozart: kept
+def test_defect_11_changing_the_model_keeps_the_composer_it_knows(serving, tmp_path):
+    assert options.composer_for("lstm", "mozart", serving) == ("mozart", None)  # lstm knows Mozart: kept
     # a model without Haydn: the composer changes, and a line says so
     import torch
 
@@ -188,24 +191,23 @@ def test_defect_11_changing_the_model_keeps_the_composer_it_knows(models, tmp_pa
         kind = dict(vocab_size=len(vocab), block_size=32, n_layer=1, n_head=1, n_embd=8, d_ff=16) if name == "gpt" \
             else dict(vocab_size=len(vocab), emb_dim=4, hidden=8, n_layer=1, block_size=32)
         save_model(root / name, build_model(name, kind).eval(), name, build_model(name, kind).config, vocab, dtype=None)
-    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(root)))
-    value, notice = playground.composer_for("lstm", "haydn")
+    value, notice = options.composer_for("lstm", "haydn", Serving(Limits(models_dir=str(root))))
     assert value == "bach" and "does not know Haydn" in notice
 
 
-def test_defect_13_a_permalink_keeps_the_uploads_name_and_drops_an_unknown_composer(models, tiny_midi, tmp_path):
+def test_defect_13_a_permalink_keeps_the_uploads_name_and_drops_an_unknown_composer(serving, tiny_midi, tmp_path):
     from urllib.parse import parse_qsl, urlsplit
 
     upload = tmp_path / "My Sonata.mid"
     upload.write_bytes(tiny_midi.read_bytes())
-    url = playground.permalink("http://x/", str(upload), dict(composer="mozart", model="gpt"))
-    back = playground.from_link(dict(parse_qsl(urlsplit(url).query)))
+    url = permalinks.permalink("http://x/", str(upload), dict(composer="mozart", model="gpt"), serving)
+    back = permalinks.from_link(dict(parse_qsl(urlsplit(url).query)), serving)
     assert Path(back["prompt_midi"]).name == "My Sonata.mid" and back["composer"] == "mozart"
-    assert "composer" not in playground.from_link({"composer": "zzz", "model": "gpt"})
-    assert "composer" not in playground.from_link({"composer": "zzz"})
+    assert "composer" not in permalinks.from_link({"composer": "zzz", "model": "gpt"}, serving)
+    assert "composer" not in permalinks.from_link({"composer": "zzz"}, serving)
 
 
-def test_defect_04_stop_finishes_what_was_made(models):
+def test_defect_04_stop_finishes_what_was_made(serving):
     """Stop (the stream's stop event set mid-way) is a normal end: the last update is a finished piece, with its
     WAV, MusicXML and sheet music, and the status says it was stopped."""
     import json
@@ -213,7 +215,7 @@ def test_defect_04_stop_finishes_what_was_made(models):
 
     stop = threading.Event()
     updates = []
-    for update in playground.stream(None, "bach", "gpt", 4096, 5, 1.0, 1, 1, interval=0.0, stop=stop):
+    for update in playground.stream(None, "bach", "gpt", 4096, 5, 1.0, 1, 1, interval=0.0, stop=stop, serving=serving):
         updates.append(update)
         if len(updates) == 3:
             stop.set()
@@ -230,7 +232,9 @@ def test_defect_04_stop_finishes_what_was_made(models):
 def test_defect_03_04_stop_reaches_the_sessions_running_composition_only():
     """Stops: a Stop sets the running composition's event of that session only; a Stop while the composition waits
     in the queue stops it when it starts; a new Compose (arm) forgets a Stop meant for an earlier one."""
-    stops = playground.Stops()
+    from maia.serving import Stops
+
+    stops = Stops()
     with stops.running("a") as a, stops.running("b") as b:
         assert stops.stop("a") is True
         assert a.is_set() and not b.is_set()
@@ -245,8 +249,9 @@ def test_defect_03_04_stop_reaches_the_sessions_running_composition_only():
         assert stops.stop(None) is False and not alone.is_set()
 
 
-def test_friction_a_regenerated_passage_does_not_read_like_a_truncation(models, tiny_midi):
-    last = list(playground.regenerate(str(tiny_midi), 2, 5, "bach", "fim", 5, 1.0, 1, interval=0.0, audio=False))[-1]
+def test_friction_a_regenerated_passage_does_not_read_like_a_truncation(serving, tiny_midi):
+    last = list(playground.regenerate(str(tiny_midi), 2, 5, "bach", "fim", 5, 1.0, 1, interval=0.0, audio=False,
+                                      serving=serving))[-1]
     assert last.done and "reached the end of the piece" not in last.status
     assert "filled the passage" in last.status, last.status
 
@@ -262,36 +267,38 @@ def _repeated(path, qpm: float, every: int, n: int = 48):
     return Piece(notes, 12, qpm, (4, 4)).write_midi(path)
 
 
-def test_friction_the_length_hint_gives_the_prompts_pace_or_the_corpus_range(models, tmp_path):
+def test_friction_the_length_hint_gives_the_prompts_pace_or_the_corpus_range(serving, tmp_path):
     """'≈ 26 s of music' for 512 tokens was 7 to 114 s: with a prompt the hint is at the prompt's own pace (a
     dense prompt makes fewer seconds of the same tokens), without one a range from the corpus's paces."""
     lo, _, hi = playground.CORPUS_TOKENS_PER_SECOND
-    alone = playground.length_hint(512)
+    alone = playground.length_hint(512, serving=serving)
     assert f"usually {512 / hi:.0f}–{512 / lo:.0f} s" in alone and "≈" not in alone, alone
     dense = _repeated(tmp_path / "dense.mid", 120, 3)  # sixteenths
     sparse = _repeated(tmp_path / "sparse.mid", 120, 12)  # quarters
-    vocab = playground.vocab_of("gpt")
+    vocab = serving.vocab_of("gpt")
     for path in (dense, sparse):
-        prompt = playground.prepare_prompt(str(path), None, vocab)
+        prompt = playground.prepare_prompt(str(path), None, vocab, serving)
         rate = (len(prompt.ids) - 2) / (read(path).duration_seconds)
-        assert f"≈ {512 / rate:.0f} s of music at the prompt's pace" in playground.length_hint(512, str(path), "gpt")
-    seconds = [float(playground.length_hint(512, str(p), "gpt").split("≈ ")[1].split(" s")[0]) for p in (dense, sparse)]
+        hint = playground.length_hint(512, str(path), "gpt", serving)
+        assert f"≈ {512 / rate:.0f} s of music at the prompt's pace" in hint
+    seconds = [float(playground.length_hint(512, str(p), "gpt", serving).split("≈ ")[1].split(" s")[0])
+               for p in (dense, sparse)]
     assert seconds[0] * 2 < seconds[1], seconds
-    assert playground.length_hint("abc") == ""
+    assert playground.length_hint("abc", serving=serving) == ""
 
 
-def test_friction_a_long_prompt_is_described_in_seconds_and_bars_not_tokens(models, tiny_midi):
+def test_friction_a_long_prompt_is_described_in_seconds_and_bars_not_tokens(serving, tiny_midi):
     """'piano reads the last 767 of the prompt's 1996 tokens' -> seconds and bars: the tiny gpt (a 32-token window)
     hears the end of the 2-bar, 4-second arpeggio."""
     update = next(iter(playground.stream(str(tiny_midi), "bach", "gpt", 16, 5, 1.0, 1, 1, interval=0.0,
-                                         audio=False)))
+                                         audio=False, serving=serving)))
     notice = next(n for n in update.notices if "hears" in n)
     assert notice.startswith("gpt hears the last ") and "s of the prompt's 4 s" in notice, notice
     assert "of its 2 bars" in notice and "token" not in notice, notice
 
 
 def test_friction_the_register_is_chosen_by_note_names():
-    choices = playground.register_choices()
+    choices = options.register_choices()
     assert choices[0] == ("A0", 21) and choices[-1] == ("C8", 108) and ("C4", 60) in choices
     assert ("F♯3", 54) in choices and len(choices) == 88
 
@@ -309,10 +316,10 @@ def test_friction_the_png_roll_draws_a_piece_from_nothing_in_maias_orange(tmp_pa
     assert orange > 0.002 and blue == 0, (orange, blue)
 
 
-def test_friction_the_key_line_agrees_with_the_key_the_piece_ends_in(models, tiny_midi):
+def test_friction_the_key_line_agrees_with_the_key_the_piece_ends_in(serving, tiny_midi):
     """'Key: A major' beside 'ends in F♯ minor': a piece made to end in its home key names that key on its line."""
     last = list(playground.stream(str(tiny_midi), "bach", "fim", 32, 5, 1.0, 3, 1, bars=4, end=True,
-                                  interval=0.0, audio=False))[-1]
+                                  interval=0.0, audio=False, serving=serving))[-1]
     ending = last.status.split("ends in ")[1].split(" ·")[0]
     assert last.outputs[0].analysis.startswith(f"Key: {ending} (it ends there) · "), (last.outputs[0].analysis,
                                                                                        last.status)

@@ -140,11 +140,8 @@ def test_cli_in_a_real_process(files, tmp_path):
 # ---- the app's handler --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app(tiny_models_dir):
-    from maia import playground
-
     mp = pytest.MonkeyPatch()
     mp.setenv("MAIA_MODELS_DIR", str(tiny_models_dir))
-    mp.setattr(playground, "LIMITS", playground.LIMITS)  # app.py sets the server's; put them back after
     import app
 
     yield importlib.reload(app)  # it reads MAIA_* (Limits.from_env) and builds its dropdowns from them
@@ -161,8 +158,10 @@ def warnings_shown(monkeypatch):
     return shown
 
 
-def compose(app, prompt, tokens=16, model="gpt"):
-    return list(app.generate(None if prompt is None else str(prompt), "bach", model, tokens, 5, 1.0, 1, 1))
+def compose(app, prompt, tokens=16, model="gpt", serving=None):
+    """The page's /generate handler; with ``serving``, on that Serving instead of the app's own."""
+    return list(app.generate(None if prompt is None else str(prompt), "bach", model, tokens, 5, 1.0, 1, 1,
+                             serving=serving or app.SERVING))
 
 
 def assert_finished(values):
@@ -204,14 +203,14 @@ def test_app_refuses_models_named_by_path(app, tiny_models_dir):
 
 
 # ---- limits on work ----------------------------------------------------------------------------------
-def test_time_budget_keeps_what_was_made(app, warnings_shown, monkeypatch):
+def test_time_budget_keeps_what_was_made(app, warnings_shown):
     import time
 
-    from maia import playground
+    from maia.serving import Serving
 
-    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, time_budget=0.5))
+    short = Serving(replace(app.SERVING.limits, time_budget=0.5))
     t = time.monotonic()
-    values = compose(app, None, tokens=4096)
+    values = compose(app, None, tokens=4096, serving=short)
     assert time.monotonic() - t < 60  # 4096 tokens of the tiny model take longer than the budget allows
     assert_finished(values)
     assert "stopped at the time limit" in values[-1][-1]
@@ -223,10 +222,9 @@ def test_time_budget_keeps_what_was_made(app, warnings_shown, monkeypatch):
 
 
 def test_prompt_longer_than_the_context_is_announced(app, warnings_shown, tiny_midi):
-    from maia import playground
     from maia.generate import SamplingConfig, prompt_tokens_in_view
 
-    net, _ = playground.load("gpt")  # block_size 32: the window keeps the composer token + 24 tokens
+    net, _ = app.SERVING.load("gpt")  # block_size 32: the window keeps the composer token + 24 tokens
     assert [prompt_tokens_in_view(net, n, SamplingConfig()) for n in (10, 32, 33, 500)] == [10, 32, 24, 24]
     compose(app, tiny_midi)  # 38 prompt tokens
     # information, not a warning: the model hears the prompt's end (in seconds and bars, issue 21)
@@ -240,38 +238,39 @@ def test_prompt_longer_than_the_context_is_announced(app, warnings_shown, tiny_m
 def test_old_request_folders_are_swept(app):
     import time
 
-    from maia import playground
-
-    playground.REQUESTS_DIR.mkdir(exist_ok=True)
-    old = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
+    requests = app.SERVING.requests_dir
+    requests.mkdir(exist_ok=True)
+    old = Path(tempfile.mkdtemp(prefix="maia-", dir=requests))
     (old / "maia-1.wav").write_bytes(b"RIFF")
-    then = time.time() - playground.LIMITS.keep_files - 60
+    then = time.time() - app.SERVING.limits.keep_files - 60
     os.utime(old, (then, then))
-    fresh = Path(tempfile.mkdtemp(prefix="maia-", dir=playground.REQUESTS_DIR))
+    fresh = Path(tempfile.mkdtemp(prefix="maia-", dir=requests))
     midi = Path(compose(app, None, tokens=8)[-1][1][0])
     assert not old.exists() and fresh.exists()
-    assert midi.parent.parent == playground.REQUESTS_DIR and midi.parent not in (old, fresh)
+    assert midi.parent.parent == requests and midi.parent not in (old, fresh)
     fresh.rmdir()
 
 
-def test_old_permalink_uploads_are_swept_like_request_folders(tiny_midi):
+def test_old_permalink_uploads_are_swept_like_request_folders(tiny_midi, tmp_path):
     """An upload kept for a link lives as long as a request folder; making a link again keeps it that long again."""
     import time
 
-    from maia import playground
+    from maia.permalinks import permalink
+    from maia.serving import Serving
 
-    playground.UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
-    old = playground.UPLOADS_DIR / ("0" * 32)
+    serving = Serving(uploads_dir=tmp_path / "maia-links")
+    serving.uploads_dir.mkdir(parents=True, exist_ok=True)
+    old = serving.uploads_dir / ("0" * 32)
     old.mkdir(exist_ok=True)
     (old / "gone.mid").write_bytes(b"MThd")
-    then = time.time() - playground.LIMITS.keep_files - 60
+    then = time.time() - serving.limits.keep_files - 60
     os.utime(old, (then, then))
-    link = playground.permalink("http://127.0.0.1:7860/", str(tiny_midi), {})
+    link = permalink("http://127.0.0.1:7860/", str(tiny_midi), {}, serving)
     digest = link.split("upload=")[1]
-    kept = playground.UPLOADS_DIR / digest
+    kept = serving.uploads_dir / digest
     assert not old.exists() and (kept / Path(tiny_midi).name).is_file()
     os.utime(kept, (then, then))
-    playground.permalink("http://127.0.0.1:7860/", str(tiny_midi), {})  # the same upload linked again
+    permalink("http://127.0.0.1:7860/", str(tiny_midi), {}, serving)  # the same upload linked again
     assert kept.stat().st_mtime > then + 30 and kept.exists()
 
 
@@ -321,48 +320,49 @@ def test_cli_broken_model_folder(tiny_models_dir, tmp_path, tiny_midi, case):
     assert_one_line(out, "broken_model", message)
 
 
-def test_app_with_broken_installed_models(app, tiny_models_dir, tmp_path, monkeypatch):
+def test_app_with_broken_installed_models(app, tiny_models_dir, tmp_path):
     import gradio as gr
 
-    from maia import playground
+    from maia.options import composer_choices
+    from maia.serving import Serving
 
     root = tmp_path / "models"
     broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: None)
     broken_copy(tiny_models_dir / "gpt", root / "badvocab", edit(["vocab", "composers"], "bach"))
     broken_copy(tiny_models_dir / "gpt", root / "noweights", lambda f: (f / "model.safetensors").unlink())
-    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, models_dir=str(root)))
-    assert playground.composer_choices("badvocab")[-1] == ("Any (unknown)", "unknown")  # the page still builds
+    serving = Serving(replace(app.SERVING.limits, models_dir=str(root)))
+    assert composer_choices("badvocab", serving)[-1] == ("Any (unknown)", "unknown")  # the page still builds
     with pytest.raises(gr.Error, match=r"badvocab.*invalid vocabulary"):
-        compose(app, None, model="badvocab")
+        compose(app, None, model="badvocab", serving=serving)
     with pytest.raises(gr.Error, match=r"noweights has no model.safetensors"):
-        compose(app, None, model="noweights")
-    assert_finished(compose(app, None, tokens=8))
+        compose(app, None, model="noweights", serving=serving)
+    assert_finished(compose(app, None, tokens=8, serving=serving))
 
 
-def test_a_model_folder_deleted_or_corrupted_while_serving(app, tiny_models_dir, tmp_path, monkeypatch):
+def test_a_model_folder_deleted_or_corrupted_while_serving(app, tiny_models_dir, tmp_path):
     """The operator deletes or overwrites a model the server has already loaded: each request says so in one
     line, the other models keep composing, and a restored folder serves again."""
     import shutil
 
     import gradio as gr
 
-    from maia import playground
+    from maia.serving import Serving
 
     root = tmp_path / "models"
     for name in ("gpt", "lstm"):
         broken_copy(tiny_models_dir / name, root / name, lambda f: None)
-    monkeypatch.setattr(playground, "LIMITS", replace(playground.LIMITS, models_dir=str(root)))
-    assert_finished(compose(app, None, tokens=8))  # loaded and cached
+    serving = Serving(replace(app.SERVING.limits, models_dir=str(root)))
+    assert_finished(compose(app, None, tokens=8, serving=serving))  # loaded and cached
     shutil.rmtree(root / "gpt")
     with pytest.raises(gr.Error, match=r"unknown model 'gpt'; installed: lstm"):
-        compose(app, None, model="gpt")
-    assert_finished(compose(app, None, tokens=8, model="lstm"))
+        compose(app, None, model="gpt", serving=serving)
+    assert_finished(compose(app, None, tokens=8, model="lstm", serving=serving))
     broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: (f / "model.safetensors").write_bytes(b"\0" * 64))
     with pytest.raises(gr.Error, match=r"model\.safetensors"):
-        compose(app, None, model="gpt")
+        compose(app, None, model="gpt", serving=serving)
     shutil.rmtree(root / "gpt")
     broken_copy(tiny_models_dir / "gpt", root / "gpt", lambda f: None)
-    assert_finished(compose(app, None, tokens=8))
+    assert_finished(compose(app, None, tokens=8, serving=serving))
 
 
 @pytest.mark.parametrize("where", ["request folder", "files"])
@@ -373,14 +373,15 @@ def test_a_full_or_unwritable_temp_folder(app, monkeypatch, tmp_path, where):
 
     import gradio as gr
 
-    from maia import playground
     from maia.encoding import Piece
+    from maia.serving import Serving
 
+    serving = app.SERVING
     with monkeypatch.context() as mp:
         if where == "request folder":
             blocker = tmp_path / "not-a-folder"
             blocker.write_text("")
-            mp.setattr(playground, "REQUESTS_DIR", blocker / "maia-requests")
+            serving = Serving(app.SERVING.limits, requests_dir=blocker / "maia-requests")
         else:
             def full(self, path, *a, **k):
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -388,7 +389,7 @@ def test_a_full_or_unwritable_temp_folder(app, monkeypatch, tmp_path, where):
             mp.setattr(Piece, "write_midi", full)
         with pytest.raises(gr.Error, match=r"the server cannot write this piece's files \((Not a directory|No space "
                                            r"left on device)\); please try again later"):
-            compose(app, None, tokens=8)
+            compose(app, None, tokens=8, serving=serving)
     assert_finished(compose(app, None, tokens=8))
 
 

@@ -106,29 +106,30 @@ def test_a_process_that_dies_fails_one_request_and_is_replaced(pool, tiny_models
     assert list(pool.generate(folder, ids, config)) == _local(folder, ids, config)
 
 
-def test_the_playground_composes_and_regenerates_the_same_music_in_a_sampler_process(pool, tiny_models_dir, tiny_midi,
-                                                                                     monkeypatch):
+def test_the_playground_composes_and_regenerates_the_same_music_in_a_sampler_process(pool, tiny_models_dir, tiny_midi):
     from maia import playground
     from maia.encoding import read
     from maia.limits import Limits
+    from maia.serving import Serving
 
-    monkeypatch.setattr(playground, "LIMITS", Limits(models_dir=str(tiny_models_dir)))
+    limits = Limits(models_dir=str(tiny_models_dir))
+    here, there = Serving(limits), Serving(limits, pool=pool)  # sampling in this thread, in the pool's processes
 
-    def final(run):
-        *_, last = run()
+    def final(run, serving):
+        *_, last = run(serving)
         return [read(o.midi).notes.tolist() for o in last.outputs]
 
-    def compose():
-        return playground.stream(str(tiny_midi), "bach", "gpt", 48, 5, 1.0, 1, 2, interval=0.0, audio=False)
+    def compose(serving):
+        return playground.stream(str(tiny_midi), "bach", "gpt", 48, 5, 1.0, 1, 2, interval=0.0, audio=False,
+                                 serving=serving)
 
-    def regenerate():
-        return playground.regenerate(str(tiny_midi), 1, 3, "bach", "fim", 5, 1.0, 4, interval=0.0, audio=False)
+    def regenerate(serving):
+        return playground.regenerate(str(tiny_midi), 1, 3, "bach", "fim", 5, 1.0, 4, interval=0.0, audio=False,
+                                     serving=serving)
 
-    here = [final(compose), final(regenerate)]
-    monkeypatch.setattr(playground, "_POOL", pool)
-    assert [final(compose), final(regenerate)] == here
+    assert [final(compose, there), final(regenerate, there)] == [final(compose, here), final(regenerate, here)]
     steps = []  # a stream closed early (the user pressed Stop) gives its process back
-    for update in compose():
+    for update in compose(there):
         steps.append(update)
         if len(steps) == 2:
             break

@@ -35,7 +35,7 @@ from maia.gallery.shelf import prompt_of, variant_of
 ALL = "(all)"
 SETTING_FIELDS = ("composer", "model", "tokens", "top_k", "temperature", "seed", "variations", "key", "key_strength",
                   "lowest", "highest", "density", "length_unit", "length", "end",
-                  "form")  # the order of app.py's settings (playground.LINK_FIELDS)
+                  "form")  # the order of app.py's settings (permalinks.LINK_FIELDS)
 
 
 def allowed_paths(gallery) -> list[str]:
@@ -63,13 +63,14 @@ def finished(status: str | None) -> bool:
     return "done:" in status and "writing the sheet music" not in status
 
 
-def save_from_playground(gallery, title, token, which, status, files, prompt_midi, *settings) -> str:
+def save_from_playground(gallery, title, token, which, status, files, prompt_midi, *settings, serving=None) -> str:
     """Saves variation ``which`` (``files``: each variation's downloads, variation 1 first) with its settings;
     returns the line to show. A piece still being composed or notated (``status``) is refused in one line, so that
-    what is saved is the finished piece with its sheet music and roll, never the update before them."""
+    what is saved is the finished piece with its sheet music and roll, never the update before them. ``serving``:
+    the playground's (maia/serving.py), where its links keep their uploads."""
     if gallery is None:
         raise gr.Error("the gallery is not available on this server")
-    from maia import playground
+    from maia import permalinks
     from maia.encoding import read
     from maia.metrics import estimate_key, key_name
 
@@ -94,7 +95,7 @@ def save_from_playground(gallery, title, token, which, status, files, prompt_mid
         piece = read(kinds["midi"])
         # the playground's own permalink: an example by name, an upload by its hash (its file kept where the
         # playground's links find it)
-        link = playground.permalink("", prompt_midi, values).partition("?")[2]
+        link = permalinks.permalink("", prompt_midi, values, serving).partition("?")[2]
         query = dict(parse_qsl(link))
         example, upload = query.get("example"), query.get("upload")
         settings_kept = {k: values[k] for k in SETTING_FIELDS if k not in ("composer", "model", "seed")}
@@ -114,10 +115,11 @@ def save_from_playground(gallery, title, token, which, status, files, prompt_mid
     return f"saved to the gallery as {uid}" + (f" (variation {which})" if shown > 1 else "")
 
 
-def save_controls(gallery, token, files, status, inputs, variations) -> None:
+def save_controls(gallery, token, files, status, inputs, variations, serving=None) -> None:
     """A title box, which variation, and a Save to gallery button (in the current layout). ``files``: each
     variation's downloads; ``status``: the playground's status line (a piece is saved once it is done);
-    ``inputs``: [prompt_midi, *settings]; ``variations``: the variations slider (the choice follows it)."""
+    ``inputs``: [prompt_midi, *settings]; ``variations``: the variations slider (the choice follows it);
+    ``serving``: the playground's (maia/serving.py)."""
     with gr.Row():
         title = gr.Textbox(label="Title", max_length=120, placeholder="a title for the gallery", scale=3,
                            elem_id="gallery-save-title")
@@ -127,7 +129,8 @@ def save_controls(gallery, token, files, status, inputs, variations) -> None:
                            elem_id="gallery-save")
     saved = gr.Textbox(label="Gallery", interactive=False, elem_id="gallery-saved")
     n = len(files)
-    button.click(lambda t, tok, w, st, *rest: save_from_playground(gallery, t, tok, w, st, list(rest[:n]), *rest[n:]),
+    button.click(lambda t, tok, w, st, *rest: save_from_playground(gallery, t, tok, w, st, list(rest[:n]), *rest[n:],
+                                                                   serving=serving),
                  [title, token, which, status, *files, *inputs], saved, api_visibility="private")
     variations.change(lambda v: gr.update(choices=list(range(1, int(v) + 1)), value=1, visible=int(v) > 1),
                       variations, which, api_visibility="private")

@@ -69,7 +69,7 @@ def session(request: gr.Request | None) -> str | None:
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=options.KEY_OFF,
              key_strength=1.0, lowest=21, highest=108, density=1.0, bars=None, seconds=None, end=False, form="none",
-             request: gr.Request = None, *, serving: Serving = SERVING):
+             request: gr.Request = None, *, serving: Serving = SERVING):  # (a test passes a Serving of its own)
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
     steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
     (lowest and highest MIDI keys) and a note density factor (0.25..4).
@@ -82,7 +82,7 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
     notes, the audio since the last update, and when done the engraved sheet music), the files (the MIDI
     so far; when done also the WAV, the MusicXML and the piano roll PNG) and an analysis line; unused
     slots are empty. Then a status line. The page's Stop ends the sampling and the music made so far is
-    finished like a whole piece. (``serving``: this server's; a test passes its own.)"""
+    finished like a whole piece."""
     try:
         with serving.stops.running(session(request)) as stop:
             for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed,

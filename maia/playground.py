@@ -381,6 +381,7 @@ def _drive(job: _Job, folder: Path, live, deadline: float, interval: float, warn
     finally:  # finished, failed or cancelled: the sampling stops, what the request freed goes back to the system
         if hasattr(job.steps, "close"):
             job.steps.close()
+        job.serving.release(folder)  # its files may be swept from now on (limits.keep_files)
         memory.trim()
 
 
@@ -569,6 +570,7 @@ def _page_midi(data: str | None, name: str, nothing: str, empty: str, serving: S
     except (binascii.Error, ValueError):
         raise InputError("the recording did not arrive whole (bad base64); please record again") from None
     path = serving.new_request_folder() / name
+    serving.release(path.parent)  # a file, not a running request: kept like any other for limits.keep_files
     try:
         path.write_bytes(midi)
     except OSError as e:

@@ -60,6 +60,8 @@ class Serving:
         self.uploads_dir = Path(uploads_dir) if uploads_dir is not None else UPLOADS_DIR
         self.pool = pool
         self.stops = Stops()
+        self._active: set[Path] = set()  # the folders of requests still running: never swept
+        self._active_lock = threading.Lock()
         self._load = functools.lru_cache(maxsize=MAX_MODELS)(_load_model)  # this Serving's own cache
 
     @classmethod
@@ -156,11 +158,14 @@ class Serving:
 
     # ---- folders ---------------------------------------------------------------------------------------
     def sweep(self, folder: Path) -> None:
-        """Removes the entries of ``folder`` last touched more than ``limits.keep_files`` seconds ago."""
+        """Removes the entries of ``folder`` last touched more than ``limits.keep_files`` seconds ago, except the
+        folders of requests still running (a request may outlast a short ``keep_files`` on a busy machine)."""
         cutoff = time.time() - self.limits.keep_files
+        with self._active_lock:
+            active = set(self._active)
         for old in folder.iterdir():
             try:
-                if old.stat().st_mtime < cutoff:
+                if old not in active and old.stat().st_mtime < cutoff:
                     shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
             except OSError:  # another request removed it first
                 pass
@@ -172,9 +177,17 @@ class Serving:
         try:
             self.requests_dir.mkdir(exist_ok=True)
             self.sweep(self.requests_dir)
-            return Path(tempfile.mkdtemp(prefix="maia-", dir=self.requests_dir))
+            folder = Path(tempfile.mkdtemp(prefix="maia-", dir=self.requests_dir))
         except OSError as e:
             raise disk_error(e) from None
+        with self._active_lock:
+            self._active.add(folder)
+        return folder
+
+    def release(self, folder: Path) -> None:
+        """``folder``'s request has finished: its files may be swept once they are ``limits.keep_files`` old."""
+        with self._active_lock:
+            self._active.discard(folder)
 
 
 def _load_model(folder: str, mtime: float, dev: str):

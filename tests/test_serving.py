@@ -70,3 +70,18 @@ def test_a_serving_sweeps_only_what_its_own_keep_files_says(tmp_path):
     assert made.exists()
     sweeps.new_request_folder()
     assert not made.exists() and len(list(Path(folder).iterdir())) == 2
+
+
+def test_a_running_requests_folder_outlasts_a_short_keep_files(tiny_models_dir, tmp_path, tiny_midi):
+    """A request that runs longer than keep_files (a busy machine, a long piece) keeps its folder while it runs,
+    though other requests sweep meanwhile; once it has finished, the next request sweeps it."""
+    serving = Serving(Limits(models_dir=str(tiny_models_dir), keep_files=0.0), requests_dir=tmp_path / "requests")
+    updates = playground.stream(str(tiny_midi), model="gpt", tokens=48, serving=serving, **SETTINGS)
+    next(updates)  # running: its folder holds the first update's files
+    (running,) = (tmp_path / "requests").iterdir()
+    serving.new_request_folder()  # another request sweeps everything older than 0 s but the running one
+    assert running.is_dir()
+    *_, last = updates
+    assert last.done and last.outputs[0].midi.is_file()
+    serving.new_request_folder()
+    assert not running.exists()

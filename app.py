@@ -5,6 +5,9 @@
 This file is the page only: layout and wiring. What the buttons do lives in maia/playground.py (with
 maia/options.py, maia/history.py and maia/permalinks.py), the server's state in one maia.serving.Serving
 (SERVING, built here from MAIA_*), and the Gallery and Listen tabs in maia/gallery/page.py.
+
+Over 300 lines because the page has many controls (length, ending, form, steering, the instrument, the duet,
+regeneration, history, downloads) and each is declared and wired here; no handler decides anything itself.
 """
 
 from __future__ import annotations

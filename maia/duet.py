@@ -27,6 +27,9 @@ maia's reaction does not grow with the dialogue. Once what maia heard nears ``ma
 ``prepare`` (between turns, while the answer still sounds) has it hear the dialogue from a later bar line and
 primes a cache with that. Everything a user can send wrong is an ``InputError`` with one line; sizes are
 bounded (``MAX_TURNS``, ``MAX_PHRASE_NOTES``, ``MAX_BARS``, ``MAX_GAP_BEATS``, ``MAX_DUETS``).
+
+Over 300 lines because the phrase's checks, one turn, the dialogue and its cache, and the duets a server holds
+(``Duets``, the page's route) share one clock and one cache and are read together; each class is short.
 """
 
 from __future__ import annotations

@@ -51,30 +51,22 @@ def tiny_corpus(tmp_path_factory):
 
 
 TINY_COMPOSERS = ("bach", "mozart", "chopin")
-TINY_MODELS = {  # random-init models, small enough that a test composes hundreds of tokens in a blink
-    "gpt": dict(vocab_size=0, block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64),
-    "lstm": dict(vocab_size=0, emb_dim=4, hidden=32, n_layer=2, block_size=32),
-    "fim": dict(vocab_size=0, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64),  # a gpt
-}
 
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
-    """A models folder (use it as MAIA_MODELS_DIR) with a random-init tiny "gpt" (block_size 32, so the
-    window slides), "lstm", and "fim", a gpt with the fill-in-the-middle tokens, all with the composers
-    bach, mozart and chopin; weights kept in float32."""
-    import torch
+    """A models folder (use it as MAIA_MODELS_DIR) with helpers.tiny_model's random-init "gpt" (block_size 32, so
+    the window slides) and "lstm", and "fim", a gpt of window 64 with the fill-in-the-middle tokens, all with the
+    composers bach, mozart and chopin; weights kept in float32."""
+    from helpers import tiny_model
 
     from maia.checkpoint import save_model
-    from maia.models import build_model
     from maia.vocab import Vocab
 
     root = tmp_path_factory.mktemp("models")
-    for name, cfg in TINY_MODELS.items():
-        kind = "gpt" if name == "fim" else name
+    for name, kind, over in (("gpt", "gpt", {}), ("lstm", "lstm", {}), ("fim", "gpt", {"block_size": 64})):
         vocab = Vocab(composers=TINY_COMPOSERS, fim=name == "fim")  # "fim" can fill in the middle
-        torch.manual_seed(0)
-        model = build_model(kind, {**cfg, "vocab_size": len(vocab)}).eval()
+        model = tiny_model(kind, vocab, **over)
         save_model(root / name, model, kind, model.config, vocab, dtype=None)
     return root
 

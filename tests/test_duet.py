@@ -21,17 +21,14 @@ D_MINOR = (2, "minor")
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A random-init GPT as small as conftest's, with a window of 512 tokens (a duet's prompt and answer fit,
-    so the KV cache is kept between turns)."""
-    import torch
+    """helpers.tiny_model's GPT with a window of 512 tokens (a duet's prompt and answer fit, so the KV cache is
+    kept between turns)."""
+    from helpers import tiny_model
 
-    from maia.models import build_model
     from maia.vocab import Vocab
 
     vocab = Vocab(composers=("bach", "mozart", "chopin"))
-    torch.manual_seed(0)
-    model = build_model("gpt", dict(vocab_size=len(vocab), block_size=512, n_layer=2, n_head=2, n_embd=32, d_ff=64))
-    return model.eval(), vocab
+    return tiny_model("gpt", vocab, block_size=512), vocab
 
 
 def phrase(start: float = 0.0, pitches=(62, 65, 69, 74, 73, 69), step: float = 0.25) -> list:

@@ -136,13 +136,20 @@ def gallery_data_dir(tmp_path_factory):
 
 # ---- the page in a browser (tests/test_browser.py, test_instrument.py, test_gallery_browser.py) ----------------
 @pytest.fixture(scope="session")
-def app_url(tiny_models_dir, tmp_path_factory):
-    """app.py serving the tiny models on a free port of 127.0.0.1: its URL. One server per test process, shared by
-    the browser tests that need nothing else of it; stopped by PID at the end."""
+def app_server(tiny_models_dir, tmp_path_factory):
+    """app.py serving the tiny models on a free port of 127.0.0.1, with the default limits: (its URL, its PID).
+    One server per test process (an app.py and its sampler processes start in ~10 s of CPU), shared by the
+    browser and load tests that need nothing else of it; stopped by PID at the end."""
     from helpers import served_app
 
-    with served_app(tiny_models_dir, tmp_path_factory) as url:
-        yield url
+    with served_app(tiny_models_dir, tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    """The URL of app_server."""
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +170,4 @@ def _close_pages(request):
     browser = request.node.funcargs.get("browser")
     for context in browser.contexts if browser is not None else ():
         context.close()
+

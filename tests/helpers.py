@@ -134,16 +134,16 @@ def choose(page, elem_id: str, option: str):
 
 @contextlib.contextmanager
 def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
-    """app.py on a free port of 127.0.0.1 serving ``models_dir``: its URL, and stopped by PID afterwards; the
-    test fails with the app's log if it never serves."""
+    """app.py on a free port of 127.0.0.1 serving ``models_dir``: (its URL, its PID), and stopped by PID
+    afterwards; the test fails with the app's log if it never serves."""
     import pytest
 
     from bench.appserver import serve
 
     log = tmp_path_factory.mktemp("app") / "app.log"
     try:
-        with serve(models_dir, log, timeout=120, extra_env=extra_env) as (url, _pid):
-            yield url
+        with serve(models_dir, log, timeout=120, extra_env=extra_env) as (url, pid):
+            yield url, pid
     except RuntimeError as e:  # app.py exited or never served
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 

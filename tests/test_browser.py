@@ -256,11 +256,12 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
 
 
 def test_defect_02_the_sheet_music_lights_the_notes_under_the_playhead_and_its_clock_moves(page, tiny_midi):
-    compose(page, tiny_midi, 1024)
+    compose(page, tiny_midi, 128)  # the 4-second prompt and its continuation: seconds of music to play
     wait_done(page, None)
     page.locator("#live-1 button.tab-sheet").click()
     if not page.evaluate(f"{STATS}.playing()"):
         page.locator("#live-1 button.play").click()
+    page.evaluate(f"{STATS}.seek(0)")  # from the start, however far the autoplay had got
     time_text = page.locator("#live-1 .time")
     before = time_text.text_content()
     page.wait_for_function("document.querySelector('#live-1 .maia-live').shadowRoot"

@@ -171,3 +171,23 @@ def _close_pages(request):
     for context in browser.contexts if browser is not None else ():
         context.close()
 
+
+# ---- the order the tests run in, and how pytest-xdist deals them out ------------------------------------------
+# pyproject.toml's addopts hold --dist loadgroup --no-loadscope-reorder: the workers take the tests one or two at a
+# time, in the order below, except the modules of ONE_UNIT, which one worker takes whole (each parses music21
+# scores in module fixtures that two workers would both parse). The slow tests go first, the two longest of all
+# first of them (most of their time is spent waiting on a server, which the other worker uses), so that the
+# workers end together instead of one of them finishing a browser test alone; the quick tests fill in at the end.
+LONGEST = ("test_soak.py", "test_load.py")
+ONE_UNIT = ("test_encoding.py", "test_data.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        return 0 if item.path.name in LONGEST else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: in file order within each rank
+    for item in items:
+        if item.path.name in ONE_UNIT:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

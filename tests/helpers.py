@@ -142,7 +142,7 @@ def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
 
     log = tmp_path_factory.mktemp("app") / "app.log"
     try:
-        with serve(models_dir, log, timeout=120, extra_env=extra_env) as (url, pid):
+        with serve(models_dir, log, timeout=300, extra_env=extra_env) as (url, pid):  # a loaded machine is slow to start it
             yield url, pid
     except RuntimeError as e:  # app.py exited or never served
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")

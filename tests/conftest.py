@@ -138,7 +138,7 @@ def gallery_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_server(tiny_models_dir, tmp_path_factory):
     """app.py serving the tiny models on a free port of 127.0.0.1, with the default limits: (its URL, its PID).
-    One server per test process (an app.py and its sampler processes start in ~10 s of CPU), shared by the
+    One server per test process (an app.py starts sampler processes, each importing torch), shared by the
     browser and load tests that need nothing else of it; stopped by PID at the end."""
     from helpers import served_app
 

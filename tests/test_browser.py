@@ -53,7 +53,7 @@ def stats(page) -> dict:
 def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     from playwright.sync_api import expect
 
-    compose(page, tiny_midi, 512)  # ~80 s of music from the tiny gpt: it plays on well after the composing
+    compose(page, tiny_midi, 512)  # the tiny random gpt waits a lot: music that plays on well after the composing
     # notes are on the canvas while sampling runs: the prompt's blue at the first update, maia's orange
     # before the last one
     page.wait_for_function(f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
@@ -238,7 +238,7 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
     variations = page.get_by_label("number input for Variations")
     variations.fill("3")
     variations.press("Enter")
-    compose(page, tiny_midi, 256)  # three variations of ~30 s of music each
+    compose(page, tiny_midi, 256)  # three variations: music that plays while they are composed
     seen = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

@@ -10,8 +10,8 @@ Steps:
    then 12 s at rest: the server's threads and open files then are the baseline for leaks.
 3. ``--users`` threads, each with its own gradio_client, send requests one after another until the time is up,
    in turn: a streamed /generate read to its end; a /generate cancelled after its first update (a client that
-   goes away); a bad upload (text named .mid, which must be refused with a message); a streamed /generate with
-   the Lacrimosa prompt; and /infill of beats 4-8 of the Lacrimosa when the model can fill in the middle.
+   goes away); a streamed /generate with the Lacrimosa prompt; a bad upload (text named .mid, which must be
+   refused with a message); and /infill of beats 4-8 of the Lacrimosa when the model can fill in the middle.
 4. Every 2 s, sample the server's resident memory, threads and open files (/proc/PID), its sampler processes'
    (maia/sampler.py) added in.
 5. When the time is up, let the server idle for 12 s, sample again and count its request folders.
@@ -41,7 +41,9 @@ from pathlib import Path
 from bench.appserver import ROOT, pick_model, serve
 
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
-KINDS = ("stream", "cancel", "bad upload", "lacrimosa", "infill")
+# User u starts with kind u, then goes on in this order: with 4 users, the 4th starts with the bad upload (refused
+# at once) and goes straight on to the 5th kind, so even a short run sends every kind.
+KINDS = ("stream", "cancel", "lacrimosa", "bad upload", "infill")
 REST = 12  # seconds at rest before threads and files are counted: anyio retires a worker thread idle for 10 s
 KEEP_FILES = 60  # seconds the server keeps a request's folder in a soak run (MAIA_KEEP_FILES)
 

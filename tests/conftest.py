@@ -51,30 +51,22 @@ def tiny_corpus(tmp_path_factory):
 
 
 TINY_COMPOSERS = ("bach", "mozart", "chopin")
-TINY_MODELS = {  # random-init models, small enough that a test composes hundreds of tokens in a blink
-    "gpt": dict(vocab_size=0, block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64),
-    "lstm": dict(vocab_size=0, emb_dim=4, hidden=32, n_layer=2, block_size=32),
-    "fim": dict(vocab_size=0, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64),  # a gpt
-}
 
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
-    """A models folder (use it as MAIA_MODELS_DIR) with a random-init tiny "gpt" (block_size 32, so the
-    window slides), "lstm", and "fim", a gpt with the fill-in-the-middle tokens, all with the composers
-    bach, mozart and chopin; weights kept in float32."""
-    import torch
+    """A models folder (use it as MAIA_MODELS_DIR) with helpers.tiny_model's random-init "gpt" (block_size 32, so
+    the window slides) and "lstm", and "fim", a gpt of window 64 with the fill-in-the-middle tokens, all with the
+    composers bach, mozart and chopin; weights kept in float32."""
+    from helpers import tiny_model
 
     from maia.checkpoint import save_model
-    from maia.models import build_model
     from maia.vocab import Vocab
 
     root = tmp_path_factory.mktemp("models")
-    for name, cfg in TINY_MODELS.items():
-        kind = "gpt" if name == "fim" else name
+    for name, kind, over in (("gpt", "gpt", {}), ("lstm", "lstm", {}), ("fim", "gpt", {"block_size": 64})):
         vocab = Vocab(composers=TINY_COMPOSERS, fim=name == "fim")  # "fim" can fill in the middle
-        torch.manual_seed(0)
-        model = build_model(kind, {**cfg, "vocab_size": len(vocab)}).eval()
+        model = tiny_model(kind, vocab, **over)
         save_model(root / name, model, kind, model.config, vocab, dtype=None)
     return root
 
@@ -144,13 +136,20 @@ def gallery_data_dir(tmp_path_factory):
 
 # ---- the page in a browser (tests/test_browser.py, test_instrument.py, test_gallery_browser.py) ----------------
 @pytest.fixture(scope="session")
-def app_url(tiny_models_dir, tmp_path_factory):
-    """app.py serving the tiny models on a free port of 127.0.0.1: its URL. One server per test process, shared by
-    the browser tests that need nothing else of it; stopped by PID at the end."""
+def app_server(tiny_models_dir, tmp_path_factory):
+    """app.py serving the tiny models on a free port of 127.0.0.1, with the default limits: (its URL, its PID).
+    One server per test process (an app.py starts sampler processes, each importing torch), shared by the
+    browser and load tests that need nothing else of it; stopped by PID at the end."""
     from helpers import served_app
 
-    with served_app(tiny_models_dir, tmp_path_factory) as url:
-        yield url
+    with served_app(tiny_models_dir, tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    """The URL of app_server."""
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +170,24 @@ def _close_pages(request):
     browser = request.node.funcargs.get("browser")
     for context in browser.contexts if browser is not None else ():
         context.close()
+
+
+# ---- the order the tests run in, and how pytest-xdist deals them out ------------------------------------------
+# pyproject.toml's addopts hold --dist loadgroup --no-loadscope-reorder: the workers take the tests one or two at a
+# time, in the order below, except the modules of ONE_UNIT, which one worker takes whole (each parses music21
+# scores in module fixtures that two workers would both parse). The slow tests go first, the two longest of all
+# first of them (most of their time is spent waiting on a server, which the other worker uses), so that the
+# workers end together instead of one of them finishing a browser test alone; the quick tests fill in at the end.
+LONGEST = ("test_soak.py", "test_load.py")
+ONE_UNIT = ("test_encoding.py", "test_data.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        return 0 if item.path.name in LONGEST else 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)  # stable: in file order within each rank
+    for item in items:
+        if item.path.name in ONE_UNIT:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

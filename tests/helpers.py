@@ -63,6 +63,25 @@ def maia_subprocess(*args, models_dir: Path, timeout=180) -> subprocess.Complete
                           text=True, timeout=timeout)
 
 
+TINY = {  # random-init models, small enough that a test composes hundreds of tokens in a blink
+    "gpt": dict(block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64),
+    "lstm": dict(emb_dim=4, hidden=32, n_layer=2, block_size=32),
+}
+
+
+def tiny_model(kind: str, vocab, seed: int = 0, **overrides):
+    """A random-init ``kind`` model ("gpt" or "lstm") of TINY's size with ``overrides``, for ``vocab`` (a Vocab
+    or its size), its weights drawn after torch.manual_seed(``seed``), in eval mode: the one tiny model the
+    tests compose with, save and load (tests/test_models.py tests build_model itself)."""
+    import torch
+
+    from maia.models import build_model
+
+    torch.manual_seed(seed)
+    size = vocab if isinstance(vocab, int) else len(vocab)
+    return build_model(kind, {**TINY[kind], "vocab_size": size, **overrides}).eval()
+
+
 def random_piece(seed: int, n: int = 120) -> Piece:
     rng = np.random.default_rng(seed)
     onset = np.sort(rng.integers(0, 12 * n // 2, n))
@@ -115,16 +134,16 @@ def choose(page, elem_id: str, option: str):
 
 @contextlib.contextmanager
 def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
-    """app.py on a free port of 127.0.0.1 serving ``models_dir``: its URL, and stopped by PID afterwards; the
-    test fails with the app's log if it never serves."""
+    """app.py on a free port of 127.0.0.1 serving ``models_dir``: (its URL, its PID), and stopped by PID
+    afterwards; the test fails with the app's log if it never serves."""
     import pytest
 
     from bench.appserver import serve
 
     log = tmp_path_factory.mktemp("app") / "app.log"
     try:
-        with serve(models_dir, log, timeout=120, extra_env=extra_env) as (url, _pid):
-            yield url
+        with serve(models_dir, log, timeout=300, extra_env=extra_env) as (url, pid):  # a loaded machine is slow to start it
+            yield url, pid
     except RuntimeError as e:  # app.py exited or never served
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 

@@ -53,7 +53,7 @@ def stats(page) -> dict:
 def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     from playwright.sync_api import expect
 
-    compose(page, tiny_midi, 1536)
+    compose(page, tiny_midi, 512)  # the tiny random gpt waits a lot: music that plays on well after the composing
     # notes are on the canvas while sampling runs: the prompt's blue at the first update, maia's orange
     # before the last one
     page.wait_for_function(f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
@@ -238,7 +238,7 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
     variations = page.get_by_label("number input for Variations")
     variations.fill("3")
     variations.press("Enter")
-    compose(page, tiny_midi, 512)
+    compose(page, tiny_midi, 256)  # three variations: music that plays while they are composed
     seen = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -256,11 +256,12 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
 
 
 def test_defect_02_the_sheet_music_lights_the_notes_under_the_playhead_and_its_clock_moves(page, tiny_midi):
-    compose(page, tiny_midi, 1024)
+    compose(page, tiny_midi, 128)  # the 4-second prompt and its continuation: seconds of music to play
     wait_done(page, None)
     page.locator("#live-1 button.tab-sheet").click()
     if not page.evaluate(f"{STATS}.playing()"):
         page.locator("#live-1 button.play").click()
+    page.evaluate(f"{STATS}.seek(0)")  # from the start, however far the autoplay had got
     time_text = page.locator("#live-1 .time")
     before = time_text.text_content()
     page.wait_for_function("document.querySelector('#live-1 .maia-live').shadowRoot"

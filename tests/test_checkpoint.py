@@ -4,23 +4,18 @@ import json
 
 import pytest
 import torch
+from helpers import TINY, tiny_model
 
 from maia.checkpoint import CheckpointError, list_models, load_model, resolve_model, save_model
-from maia.models import build_model
 from maia.vocab import Vocab
 
 VOCAB = Vocab(composers=("Bach", "Chopin"))
 V = len(VOCAB)
-TINY = {
-    "gpt": dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32, d_ff=64),
-    "lstm": dict(vocab_size=V, emb_dim=4, hidden=32, n_layer=2, block_size=16),
-}
 
 
 def saved(folder, kind="gpt", dtype=None, extra=None):
     """A tiny model of `kind`, saved to `folder`."""
-    torch.manual_seed(0)
-    model = build_model(kind, TINY[kind]).eval()
+    model = tiny_model(kind, VOCAB)
     save_model(folder, model, kind, model.config, VOCAB, extra=extra, dtype=dtype)
     return model
 

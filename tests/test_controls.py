@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from helpers import tiny_model
 
 from maia.controls import SCALES, Controls, control_bias, in_scale_share, parse_key
 from maia.errors import InputError
 from maia.generate import SamplingConfig, generate_ids, ids_to_piece
 from maia.merges import learn_merges
-from maia.models import build_model
 from maia.vocab import Vocab
 
 VOCAB = Vocab(composers=("bach",))
@@ -76,8 +75,7 @@ def test_parse_key():
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_sampling_with_controls_stays_in_key_and_register():
-    torch.manual_seed(0)
-    model = build_model("gpt", dict(vocab_size=len(VOCAB), block_size=64, n_layer=1, n_head=2, n_embd=32, d_ff=64)).eval()
+    model = tiny_model("gpt", VOCAB, block_size=64, n_layer=1)
     prompt = [VOCAB.composer_id("bach"), VOCAB.start_id, VOCAB.on_offset + 62]  # D: in D minor and the register
     cfg = SamplingConfig(max_new_tokens=300, min_new_tokens=300, top_k=50, seed=1)  # no <end>: 300 tokens
     free = ids_to_piece(generate_ids(model, prompt, cfg, VOCAB)[0], VOCAB).notes
@@ -92,8 +90,7 @@ def test_sampling_with_controls_stays_in_key_and_register():
 def test_a_late_key_lock_holds_only_from_its_step():
     """key_from: the notes before that step of the continuation are free, the notes from it are in the key
     (the homecoming before an ending, maia/form.py)."""
-    torch.manual_seed(0)
-    model = build_model("gpt", dict(vocab_size=len(VOCAB), block_size=64, n_layer=1, n_head=2, n_embd=32, d_ff=64)).eval()
+    model = tiny_model("gpt", VOCAB, block_size=64, n_layer=1)
     prompt = [VOCAB.composer_id("bach"), VOCAB.start_id, VOCAB.on_offset + 62]
     cfg = SamplingConfig(max_new_tokens=400, min_new_tokens=400, top_k=50, seed=0)
     start = 24  # half a bar of 4/4 (this random model waits a lot)

@@ -21,17 +21,14 @@ D_MINOR = (2, "minor")
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A random-init GPT as small as conftest's, with a window of 512 tokens (a duet's prompt and answer fit,
-    so the KV cache is kept between turns)."""
-    import torch
+    """helpers.tiny_model's GPT with a window of 512 tokens (a duet's prompt and answer fit, so the KV cache is
+    kept between turns)."""
+    from helpers import tiny_model
 
-    from maia.models import build_model
     from maia.vocab import Vocab
 
     vocab = Vocab(composers=("bach", "mozart", "chopin"))
-    torch.manual_seed(0)
-    model = build_model("gpt", dict(vocab_size=len(vocab), block_size=512, n_layer=2, n_head=2, n_embd=32, d_ff=64))
-    return model.eval(), vocab
+    return tiny_model("gpt", vocab, block_size=512), vocab
 
 
 def phrase(start: float = 0.0, pitches=(62, 65, 69, 74, 73, 69), step: float = 0.25) -> list:
@@ -223,57 +220,53 @@ D_MINOR_PHRASE = [(62, 0.0, 0.15, 90), (65, 0.2, 0.15, 80), (69, 0.4, 0.15, 80),
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    from helpers import served_app
-
-    with served_app(tiny_models_dir, tmp_path_factory) as url:
-        yield url
+def server(app_url):
+    """The app serving the tiny models (conftest.py's app_url); the browser is conftest.py's too."""
+    return app_url
 
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_duet_of_three_turns_in_the_browser(server):
-    from helpers import chromium
+def test_a_duet_of_three_turns_in_the_browser(server, browser):
     from symusic import Score
 
-    with chromium() as browser:
-        page, keys = open_instrument(browser, server, BPM)
-        keys.locator("select.rest").select_option("1")
-        keys.locator("input.answer-bars").fill("1")
-        keys.locator("input.pedal-ends").check()
-        keys.locator("button.duet-on").click()
-        page.wait_for_function("window.maiaDuet.ready === true", timeout=20_000)
-        # turn 1 ends with a rest, turn 2 with "Your turn, maia", turn 3 with the sustain pedal coming up
-        for i, how in enumerate(["rest", "key", "pedal"]):
-            extra = "[[[0xb0, 64, 127], 0.05], [[0xb0, 64, 0], 1.0]]" if how == "pedal" else "[]"
-            page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, {extra})")
-            if how == "key":
-                keys.locator("button.your-turn").click()
-            page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
-                                   "&& !window.maiaDuet.answering", timeout=20_000)
-        duet = page.evaluate("window.maiaDuet")
-        assert not duet["errors"] and [t["why"] for t in duet["turns"]] == ["rest", "key", "pedal"]
-        notes, beat = duet["notes"], 60 / BPM
-        maia = [n for n in notes if n[4] == 1]
-        assert maia and len([n for n in notes if n[4] == 0]) == 3 * len(D_MINOR_PHRASE)
-        for t in duet["turns"]:
-            start = t["beat"] * beat
-            phrase_end = max(n[2] for n in notes if n[4] == 0 and n[1] < start)
-            assert start > phrase_end - 1e-6  # maia comes in after the phrase...
-            assert t["at"] >= t["detected"]  # ...on a beat after its end was detected...
-            assert t["first"] >= t["at"] - 1 and t["notes"] > 0  # ...and its first note sounds there, not before
-            mine = [n for n in maia if start - 1e-6 <= n[1] < t["reply"]["end"]]
-            assert mine and min(n[1] for n in mine) == pytest.approx(start, abs=1e-3)
-            assert max(n[2] for n in mine) <= t["reply"]["end"] + 1e-3  # within its bar
-        assert all((n[0] - 2) % 12 in SCALES["minor"] for n in maia)  # in the phrase's key, D minor
-        ons = [m for m in page.evaluate("window.__midi.sent") if m[0][0] == 0x90]
-        assert sorted(m[0][1] for m in ons) == sorted(n[0] for n in maia)  # every answer went to MIDI out too
-        # the whole dialogue downloads as one MIDI file, note for note
-        with page.expect_download() as download:
-            keys.locator("a.duet-midi").click()
-        score = Score.from_midi(download.value.path().read_bytes())
-        got = sorted((n.pitch, round(n.time / score.ticks_per_quarter * beat, 3)) for t in score.tracks for n in t.notes)
-        assert got == sorted((n[0], round(n[1], 3)) for n in notes)
+    page, keys = open_instrument(browser, server, BPM)
+    keys.locator("select.rest").select_option("1")
+    keys.locator("input.answer-bars").fill("1")
+    keys.locator("input.pedal-ends").check()
+    keys.locator("button.duet-on").click()
+    page.wait_for_function("window.maiaDuet.ready === true", timeout=20_000)
+    # turn 1 ends with a rest, turn 2 with "Your turn, maia", turn 3 with the sustain pedal coming up
+    for i, how in enumerate(["rest", "key", "pedal"]):
+        extra = "[[[0xb0, 64, 127], 0.05], [[0xb0, 64, 0], 1.0]]" if how == "pedal" else "[]"
+        page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, {extra})")
+        if how == "key":
+            keys.locator("button.your-turn").click()
+        page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
+                               "&& !window.maiaDuet.answering", timeout=20_000)
+    duet = page.evaluate("window.maiaDuet")
+    assert not duet["errors"] and [t["why"] for t in duet["turns"]] == ["rest", "key", "pedal"]
+    notes, beat = duet["notes"], 60 / BPM
+    maia = [n for n in notes if n[4] == 1]
+    assert maia and len([n for n in notes if n[4] == 0]) == 3 * len(D_MINOR_PHRASE)
+    for t in duet["turns"]:
+        start = t["beat"] * beat
+        phrase_end = max(n[2] for n in notes if n[4] == 0 and n[1] < start)
+        assert start > phrase_end - 1e-6  # maia comes in after the phrase...
+        assert t["at"] >= t["detected"]  # ...on a beat after its end was detected...
+        assert t["first"] >= t["at"] - 1 and t["notes"] > 0  # ...and its first note sounds there, not before
+        mine = [n for n in maia if start - 1e-6 <= n[1] < t["reply"]["end"]]
+        assert mine and min(n[1] for n in mine) == pytest.approx(start, abs=1e-3)
+        assert max(n[2] for n in mine) <= t["reply"]["end"] + 1e-3  # within its bar
+    assert all((n[0] - 2) % 12 in SCALES["minor"] for n in maia)  # in the phrase's key, D minor
+    ons = [m for m in page.evaluate("window.__midi.sent") if m[0][0] == 0x90]
+    assert sorted(m[0][1] for m in ons) == sorted(n[0] for n in maia)  # every answer went to MIDI out too
+    # the whole dialogue downloads as one MIDI file, note for note
+    with page.expect_download() as download:
+        keys.locator("a.duet-midi").click()
+    score = Score.from_midi(download.value.path().read_bytes())
+    got = sorted((n.pitch, round(n.time / score.ticks_per_quarter * beat, 3)) for t in score.tracks for n in t.notes)
+    assert got == sorted((n[0], round(n[1], 3)) for n in notes)
 
 
 def _midi_notes(page, link) -> list[tuple[int, float]]:

@@ -6,22 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model
 
 from maia import metrics
 from maia.checkpoint import save_model
 from maia.encoding import Piece
-from maia.models import build_model
 from training.data import Corpus
 from training.evaluate import evaluate, sliding_window_bits
 from training.ngram_lm import NGramLM
-
-TINY = {"gpt": dict(block_size=64, n_layer=1, n_head=2, n_embd=32, d_ff=64),
-        "lstm": dict(emb_dim=4, hidden=32, n_layer=1, block_size=64)}
-
-
-def tiny_model(kind: str, vocab_size: int):
-    torch.manual_seed(0)
-    return build_model(kind, {**TINY[kind], "vocab_size": vocab_size}).eval()
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +22,9 @@ def corpus(tiny_corpus):
 
 
 # ---- evaluate ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", TINY)
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
 def test_evaluate_writes_eval_json(kind, corpus, tiny_corpus, tmp_path):
-    model = tiny_model(kind, len(corpus.vocab))
+    model = tiny_model(kind, corpus.vocab, block_size=64)
     extra = {"data": {"data_dir": str(tiny_corpus), "seq_len": 64}, "metrics": {"val_loss_nats": 1.0}}
     save_model(tmp_path, model, kind, model.config, corpus.vocab, extra)
     r = evaluate(tmp_path, continuations=2, tokens=48, prompt_tokens=64)
@@ -58,7 +50,7 @@ def test_evaluate_writes_eval_json(kind, corpus, tiny_corpus, tmp_path):
 
 
 def test_sliding_window_matches_full_context(corpus):
-    model = tiny_model("gpt", len(corpus.vocab))
+    model = tiny_model("gpt", corpus.vocab, block_size=64)
     pieces = [p[:60] for p in corpus.pieces("valid")]  # shorter than the 64-token window
     bits = sliding_window_bits(model, pieces, window=64, batch_size=1)
     assert len(bits) == sum(len(p) - 1 for p in pieces)
@@ -69,7 +61,7 @@ def test_sliding_window_matches_full_context(corpus):
 
 
 def test_sliding_window_scores_each_token_once(corpus):
-    model = tiny_model("gpt", len(corpus.vocab))
+    model = tiny_model("gpt", corpus.vocab, block_size=64)
     pieces = corpus.pieces("valid")
     full = sliding_window_bits(model, pieces, window=64, stride=32, batch_size=7)
     assert len(full) == sum(len(p) - 1 for p in pieces) and np.isfinite(full).all()
@@ -155,7 +147,7 @@ def test_no_write_leaves_the_model_folder_as_it_was(corpus, tiny_corpus, tmp_pat
     """--no-write prints the tables (a trial of other sampling settings, say) and changes no file of the model."""
     from training.evaluate import main
 
-    model = tiny_model("gpt", len(corpus.vocab))
+    model = tiny_model("gpt", corpus.vocab, block_size=64)
     save_model(tmp_path, model, "gpt", model.config, corpus.vocab, {"data": {"data_dir": str(tiny_corpus)}})
     (tmp_path / "eval.json").write_text('{"kept": true}')
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -174,7 +166,7 @@ def test_music_statistics_compare_the_same_prompts(corpus):
     (the first few would all be one composer): with 1 continuation, 1 reference piece, not all of them."""
     from training.evaluate import music_statistics
 
-    model = tiny_model("gpt", len(corpus.vocab))
+    model = tiny_model("gpt", corpus.vocab, block_size=64)
     pieces, entries = corpus.pieces("valid"), corpus.entries("valid")
     one = music_statistics(model, corpus.vocab, pieces, entries, 1, 16, prompt_tokens=32)
     assert one["settings"]["reference_pieces"] == 1

@@ -7,13 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
-from helpers import maia, random_piece
+from helpers import maia, random_piece, tiny_model
 
 from maia.encoding import encode_ids
 from maia.generate import SamplingConfig, infill, time_steps
 from maia.infill import beats_to_steps, join_span, split_span
-from maia.models import build_model
 from maia.vocab import FIM_TOKENS, Vocab
 from training.data import WindowDataset, fim_cut_points, step_boundary_tables
 
@@ -71,8 +69,7 @@ def test_fim_rate_zero_and_unknown_composer_share():
 
 @pytest.fixture(scope="module")
 def tiny_fim_model():
-    torch.manual_seed(0)
-    return build_model("gpt", dict(vocab_size=len(VOCAB), block_size=256, n_layer=1, n_head=2, n_embd=32, d_ff=64)).eval()
+    return tiny_model("gpt", VOCAB, block_size=256, n_layer=1)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

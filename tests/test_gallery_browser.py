@@ -31,7 +31,7 @@ def server(tiny_models_dir, tmp_path_factory):
     gallery = Gallery.open(limits)
     added = seed(gallery, limits, tokens=16, works=PAIR, progress=lambda line: None)
     assert "wav" in gallery.get(added[0]).files, "the listening room needs FluidSynth (make test installs it)"
-    with served_app(tiny_models_dir, tmp_path_factory, {"MAIA_DATA_DIR": str(data)}) as url:
+    with served_app(tiny_models_dir, tmp_path_factory, {"MAIA_DATA_DIR": str(data)}) as (url, _pid):
         yield url, gallery
 
 

@@ -1,24 +1,26 @@
-"""Concurrent users, small: app.py in a subprocess with the tiny models, 5 generate calls at once through
-gradio_client (python -m bench.load does the same with 16 calls and the real model, and prints the figures); an
-upload over MAIA_MAX_MIDI_BYTES is refused by the server itself."""
+"""Concurrent users, small: app.py in a subprocess with the tiny models (conftest.py's app_server), 5 generate
+calls at once through gradio_client (python -m bench.load does the same with 16 calls and the real model, and
+prints the figures); an upload over the limit (MAIA_MAX_MIDI_BYTES, 2 MiB by default) is refused by the server
+itself."""
 
 import httpx
 import pytest
 
 from bench import load
+from maia.limits import Limits
 
 pytestmark = pytest.mark.slow
 
 
-def test_concurrent_calls_each_get_their_own_music(tiny_models_dir, tmp_path):
-    requests = load.make_requests(5, tokens=32)
+def test_concurrent_calls_each_get_their_own_music(app_server, tiny_midi):
+    url, pid = app_server
+    requests = load.make_requests(5, tokens=32, prompt=tiny_midi)  # the 2-bar arpeggio: quick to render
     assert {r.prompt is None for r in requests} == {True, False}  # with and without an uploaded prompt
-    limit = 200_000  # MAIA_MAX_MIDI_BYTES: the server refuses larger uploads before any handler runs
-    with load.serve(tiny_models_dir, tmp_path / "app.log", extra_env={"MAIA_MAX_MIDI_BYTES": str(limit)}) as (url, pid):
-        report = load.run_load(url, pid, requests, timeout=120)
-        for size, status in [(limit + 1, 413), (1000, 200)]:
-            upload = httpx.post(url + "gradio_api/upload", files={"files": ("x.mid", b"MThd" + bytes(size - 4))})
-            assert upload.status_code == status, upload.text
+    report = load.run_load(url, pid, requests, timeout=120)
+    limit = Limits().max_input_bytes  # the server refuses larger uploads before any handler runs
+    for size, status in [(limit + 1, 413), (1000, 200)]:
+        upload = httpx.post(url + "gradio_api/upload", files={"files": ("x.mid", b"MThd" + bytes(size - 4))})
+        assert upload.status_code == status, upload.text
     assert report.problems == []
     assert report.all_completed and report.all_match_alone and report.distinct_outputs
     assert 0 < report.p50_s <= report.p95_s <= report.max_s < 120

@@ -178,19 +178,16 @@ def test_defect_12_the_key_line_reports_the_locked_key(serving):
 def test_defect_11_changing_the_model_keeps_the_composer_it_knows(serving, tmp_path):
     assert options.composer_for("lstm", "mozart", serving) == ("mozart", None)  # lstm knows Mozart: kept
     # a model without Haydn: the composer changes, and a line says so
-    import torch
+    from helpers import tiny_model
 
     from maia.checkpoint import save_model
-    from maia.models import build_model
     from maia.vocab import Vocab
 
     root = tmp_path / "models"
     for name, composers in (("gpt", ("haydn", "bach")), ("lstm", ("bach", "chopin"))):
         vocab = Vocab(composers=composers)
-        torch.manual_seed(0)
-        kind = dict(vocab_size=len(vocab), block_size=32, n_layer=1, n_head=1, n_embd=8, d_ff=16) if name == "gpt" \
-            else dict(vocab_size=len(vocab), emb_dim=4, hidden=8, n_layer=1, block_size=32)
-        save_model(root / name, build_model(name, kind).eval(), name, build_model(name, kind).config, vocab, dtype=None)
+        model = tiny_model(name, vocab)
+        save_model(root / name, model, name, model.config, vocab, dtype=None)
     value, notice = options.composer_for("lstm", "haydn", Serving(Limits(models_dir=str(root))))
     assert value == "bach" and "does not know Haydn" in notice
 

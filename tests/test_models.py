@@ -144,19 +144,25 @@ def test_tiny_model_learns(kind):
     assert sum(losses[-5:]) / 5 < 0.5 * math.log(7), losses[::10]
 
 
+@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_one_token_decode_path_is_bit_identical_to_module_path(sparse):
+def test_one_token_decode_path_is_bit_identical_to_module_path(sparse, bias):
     """GPT.step's per-token fast path (functional calls, no nn.Module.__call__) gives the same bits as the
-    module path (_run) for every position, dense and sparse, batch of 1 and 3."""
+    module path (_run) for every position, dense and sparse, with and without biases, batch of 1 and 3."""
     from maia.models.gpt import GPT, GPTConfig
     from maia.models.sparse_gpt import SparseGPT, SparseGPTConfig
 
     torch.manual_seed(0)
     if sparse:
         model = SparseGPT(SparseGPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64,
-                                          block=8)).eval()
+                                          block=8, bias=bias)).eval()
     else:
-        model = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64)).eval()
+        model = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64, bias=bias)).eval()
+    if bias:  # nonzero, so that a path that dropped one would differ
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0.0, 0.1)
     for B in (1, 3):
         ids = torch.randint(0, 50, (B, 40))
         fast, slow = model.init_cache(B), model.init_cache(B)
@@ -170,3 +176,35 @@ def test_one_token_decode_path_is_bit_identical_to_module_path(sparse):
                 assert torch.equal(a, b), (B, t)
         for i in range(len(fast.k)):
             assert torch.equal(fast.k[i], slow.k[i]) and torch.equal(fast.v[i], slow.v[i])
+
+
+def test_one_token_path_sees_hooks_and_new_weights_added_after_it_ran():
+    """The fast path resolves its module list and weight views once (per model, per cache): a hook put on a
+    submodule afterwards still routes steps through the modules, and weights loaded in place afterwards
+    (load_state_dict) are the ones the next fast step uses."""
+    from maia.models.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64)
+    model, other = GPT(config).eval(), GPT(config).eval()
+    ids = torch.randint(0, 50, (2, 12))
+    cache = model.init_cache(2)
+    model.step(ids[:, :10], cache)
+    model.step(ids[:, 10:11], cache)  # the fast path ran: its lists are made
+    calls = []
+    handle = model.transformer.h[1].mlp.register_forward_hook(lambda *args: calls.append(1))
+    model.step(ids[:, 11:12], cache)
+    handle.remove()
+    assert calls == [1]
+
+    a, b = model.init_cache(2), model.init_cache(2)
+    with torch.no_grad():
+        model.step(ids[:, :10], a)
+        model.step(ids[:, :10], b)
+        model.step(ids[:, 10:11], a)  # a's weight views are resolved here
+        model._run(ids[:, 10:11], b.length, b)
+        b.length += 1
+        model.load_state_dict(other.state_dict())  # copies into the same parameters
+        fast, slow = model.step(ids[:, 11:12], a), model._run(ids[:, 11:12], b.length, b)
+    assert torch.equal(fast, slow)
+    assert not torch.equal(fast, model.step(ids[:, 11:12], model.init_cache(2)))  # (the context matters)

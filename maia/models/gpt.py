@@ -43,15 +43,19 @@ class GPTConfig:
 class KVCache:
     """Preallocated keys and values of every layer for incremental decoding.
 
-    `k[i]` and `v[i]` are (B, n_head, block_size, head_dim); positions `0 .. length-1` are filled.
+    `kv[i]` is layer i's (2, B, n_head, block_size, head_dim) buffer, keys then values, so that a decoding
+    step writes both with one copy; `k[i]` = kv[i][0] and `v[i]` = kv[i][1] are its (B, n_head, block_size,
+    head_dim) views. Positions `0 .. length-1` are filled.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, device: torch.device, dtype: torch.dtype):
-        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        shape = (2, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.kv = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.k = [kv[0] for kv in self.kv]
+        self.v = [kv[1] for kv in self.kv]
         self.batch_size = batch_size
         self.length = 0  # tokens consumed so far
+        self.weights = None  # (model, its weights as GPT._decode_one reads them), resolved on the first step
 
 
 class CausalSelfAttention(nn.Module):
@@ -126,6 +130,18 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear on 2-D rows (B, in) given the transposed weight (in, out), without its dispatch layers: the
+    same mm (addmm with a bias) that it runs."""
+    return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+
+
+def _layer_norm(x: torch.Tensor, ln: tuple) -> torch.Tensor:
+    """F.layer_norm from (normalized_shape, weight, bias, eps), calling its kernel (native_layer_norm, which
+    also returns the mean and rstd that training keeps) with one dispatch fewer."""
+    return torch.native_layer_norm(x, *ln)[0]
+
+
 class GPT(nn.Module):
     """Decoder-only transformer language model over token ids. ``attention`` is the one hook a variant
     changes (sparse_gpt.SparseGPT)."""
@@ -182,36 +198,57 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         return self.lm_head(x).float()  # (B, T, V)
 
+    def _decode_weights(self) -> tuple:
+        """What the one-token path reads, resolved once per cache instead of ~160 nn.Module attribute look-ups
+        per token: per block (attn, ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj), then ln_f and the lm head;
+        a LayerNorm as (normalized_shape, weight, bias, eps), a Linear as (weight.t(), bias). Views of the
+        parameters, so in-place updates (an optimiser step, load_state_dict) show through."""
+        def ln(m):
+            return m.normalized_shape, m.weight, m.bias, m.eps
+
+        def lin(m):
+            return m.weight.t(), m.bias
+
+        blocks = tuple((b.attn, ln(b.ln_1), lin(b.attn.c_attn), lin(b.attn.c_proj), ln(b.ln_2), lin(b.mlp.c_fc),
+                        lin(b.mlp.c_proj)) for b in self.transformer.h)
+        return blocks, ln(self.transformer.ln_f), lin(self.lm_head)
+
     def _decode_one(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The per-token decoding path: idx (B, 1) at position cache.length -> (B, 1, V) float32 logits.
 
-        The same operators, in the same order and on the same tensors, as ``_run`` in eval mode (so the
-        same bits), called functionally: at one token per step the model's arithmetic is a small part of
-        the time, and nn.Module.__call__ (hooks, dropout modules that do nothing in eval) on ~60 modules
-        per token is much of the rest. Attention still goes through ``attn.attend``, the variants' hook."""
+        The same arithmetic as ``_run`` in eval mode (so the same bits: tests/test_models.py checks), with as
+        few operators as it takes: at one token per step the model's arithmetic is a small part of the time,
+        and the rest is per-operator overhead (nn.Module.__call__ on ~60 modules, F.linear's reshapes and
+        transposes, q/k/v head views, two cache writes per layer). So rows stay 2-D (B, C) throughout, a
+        Linear is one mm on a transposed weight resolved once per cache (addmm with a bias: what F.linear
+        runs), q is a view of the fused qkv product, keys and values go into the cache with one copy, and
+        attention reads a view of the preallocated cache. Dense attention calls SDPA directly; a variant's
+        ``attend`` (sparse_gpt.py) is still the hook."""
+        if cache.weights is None or cache.weights[0] is not self:
+            cache.weights = (self, self._decode_weights())
+        blocks, ln_f, head = cache.weights[1]
+        start, L = cache.length, cache.length + 1
+        B, C = idx.shape[0], self.config.n_embd
+        nh = self.config.n_head
+        hd = C // nh
         t = self.transformer
-        start = cache.length
-        pos = torch.arange(start, start + 1, dtype=torch.long, device=idx.device)  # (1,)
-        x = F.embedding(idx, t.wte.weight) + F.embedding(pos, t.wpe.weight)  # (B, 1, C); dropout is off in eval
-        B, T, C = x.shape
-        for i, block in enumerate(t.h):
-            attn, mlp, ln_1, ln_2 = block.attn, block.mlp, block.ln_1, block.ln_2
-            h = F.layer_norm(x, ln_1.normalized_shape, ln_1.weight, ln_1.bias, ln_1.eps)
-            q, k, v = F.linear(h, attn.c_attn.weight, attn.c_attn.bias).split(C, dim=2)
-            hd = C // attn.n_head
-            q = q.view(B, T, attn.n_head, hd).transpose(1, 2)  # (B, nh, 1, hd)
-            k = k.view(B, T, attn.n_head, hd).transpose(1, 2)
-            v = v.view(B, T, attn.n_head, hd).transpose(1, 2)
-            kv = (cache.k[i], cache.v[i])
-            kv[0][:, :, start : start + 1] = k
-            kv[1][:, :, start : start + 1] = v
-            y = attn.attend(q, k, v, kv, start).transpose(1, 2).contiguous().view(B, T, C)  # (B, 1, C)
-            x = x + F.linear(y, attn.c_proj.weight, attn.c_proj.bias)
-            h = F.layer_norm(x, ln_2.normalized_shape, ln_2.weight, ln_2.bias, ln_2.eps)
-            h = F.gelu(F.linear(h, mlp.c_fc.weight, mlp.c_fc.bias))  # (B, 1, d_ff)
-            x = x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
-        x = F.layer_norm(x, t.ln_f.normalized_shape, t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        return F.linear(x, self.lm_head.weight).float()  # (B, 1, V)
+        x = torch.embedding(t.wte.weight, idx.view(B)) + t.wpe.weight[start]  # (B, C), a new tensor that the
+        # residual adds below update in place (the same sums as x + ...); dropout is off in eval
+        dense = type(blocks[0][0]).attend is CausalSelfAttention.attend
+        for i, (attn, ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj) in enumerate(blocks):
+            qkv = _linear(_layer_norm(x, ln_1), *c_attn)  # (B, 3C): q, k, v side by side
+            q = qkv[:, :C].view(B, nh, 1, hd)  # (B, nh, 1, hd)
+            kv = cache.kv[i]  # (2, B, nh, block, hd)
+            kv[:, :, :, start].copy_(qkv.view(B, 3, nh, hd)[:, 1:].transpose(0, 1))  # this position's k and v
+            if dense:  # one new token sees every cached position: no mask
+                k, v = kv[:, :, :, :L].unbind(0)  # (B, nh, L, hd) each
+                y = F.scaled_dot_product_attention(q, k, v)
+            else:
+                y = attn.attend(q, kv[0, :, :, start:L], kv[1, :, :, start:L], (cache.k[i], cache.v[i]), start)
+            x += _linear(y.reshape(B, C), *c_proj)  # (B, nh, 1, hd) -> (B, C): heads side by side
+            x += _linear(F.gelu(_linear(_layer_norm(x, ln_2), *c_fc)), *mlp_proj)  # (B, C) -> (B, d_ff) -> (B, C)
+        logits = _linear(_layer_norm(x, ln_f), *head)  # (B, V)
+        return (logits if logits.dtype == torch.float32 else logits.float()).unsqueeze(1)  # (B, 1, V)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Training path: idx (B, T) with T <= block_size -> logits (B, T, V), float32."""
@@ -221,21 +258,27 @@ class GPT(nn.Module):
 
     def _hooked(self) -> bool:
         """True if any submodule carries a forward hook (a profiler, a probe): then ``step`` takes the
-        module path, which runs them."""
-        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
+        module path, which runs them. The list of submodules is made once (walking the tree every token
+        cost ~7% of a step); the fast path reads those same modules' weights, so it assumes them fixed."""
+        mods = self.__dict__.get("_all_modules")
+        if mods is None:
+            mods = self.__dict__["_all_modules"] = tuple(self.modules())
+        return any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
     def init_cache(self, batch_size: int) -> KVCache:
         """A fresh, empty KV cache on the model's device and dtype."""
         w = self.transformer.wte.weight
         return KVCache(self.config, batch_size, w.device, w.dtype)
 
-    @torch.no_grad()
     def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Inference path: feed idx (B, T_new) at positions cache.length .. cache.length+T_new-1,
         append their keys/values to `cache` in place and return their logits (B, T_new, V), float32.
 
         Raises ValueError if the cache would grow past block_size: the caller then resets the cache
         (init_cache) and re-primes it with the last tokens of its window."""
+        if torch.is_grad_enabled():  # (no decorator: maia.generate calls this under inference_mode already)
+            with torch.no_grad():
+                return self.step(idx, cache)
         T = idx.shape[1]
         if idx.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {idx.shape[0]} does not match the cache's batch of {cache.batch_size}")

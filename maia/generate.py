@@ -234,7 +234,8 @@ def _logit_bias(vocab: Vocab, n_logits: int, device) -> tuple[torch.Tensor, torc
 def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor) -> torch.Tensor:
     """One token per row from logits (B, V) and one uniform draw per row u (B,) -> (B,)."""
     logits = logits.float() + bias  # grammar guard
-    logits = logits / cfg.temperature  # temperature
+    if cfg.temperature != 1.0:  # temperature (dividing by 1 changes no bit: skipped, one operator fewer)
+        logits = logits / cfg.temperature
     k = cfg.top_k or logits.shape[-1]
     top, idx = torch.topk(logits, k, dim=-1)  # top-k: (B, k), sorted, likeliest first
     if cfg.top_p is not None and k > 1:  # top-p: drop the tail past the nucleus (keeps >= 1)
@@ -245,7 +246,7 @@ def _sample(logits: torch.Tensor, bias: torch.Tensor, cfg: SamplingConfig, u: to
         top = top.masked_fill(p < cfg.min_p * p[:, :1], float("-inf"))
     probs = torch.softmax(top, dim=-1)  # softmax over the survivors
     # Sample by inverting the CDF with the row's own uniform draw: (B, 1) index into the top k.
-    choice = (probs.cumsum(-1) < u.unsqueeze(-1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=k - 1)
+    choice = (probs.cumsum(-1) < u.view(-1, 1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=k - 1)
     return idx.gather(-1, choice).squeeze(-1)
 
 
@@ -298,9 +299,10 @@ class _TimeFill:
 
 @torch.inference_mode()
 def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Tensor,
-          done: torch.Tensor, end_id: int, fill: _TimeFill | None = None, tokens_left: int = 0,
+          done: torch.Tensor | None, end_id: int, fill: _TimeFill | None = None, tokens_left: int = 0,
           guards: Guards | None = None) -> list[int]:
-    """Samples and appends one token per row; rows already done repeat <end>. Returns the tokens."""
+    """Samples and appends one token per row; rows already done (``done``, None when none is) repeat
+    <end>. Returns the tokens."""
     if fill is not None:
         bias = fill.bias(bias, tokens_left)
     if guards is not None:  # hanging keys, loops, and keys still down when the piece must close
@@ -318,7 +320,8 @@ def _step(window: _Window, bias: torch.Tensor, cfg: SamplingConfig, u: torch.Ten
             # A guard never leaves a row without a choice (a time budget that only waits can meet wins).
             bias = torch.where(torch.isinf(guarded).all(-1, keepdim=True), bias.expand_as(guarded), guarded)
     tok = _sample(window.next_logits(), bias, cfg, u)
-    tok = tok.masked_fill(done, end_id)
+    if done is not None:
+        tok = tok.masked_fill(done, end_id)
     window.append(tok)
     if fill is not None:
         fill.update(tok)
@@ -350,7 +353,8 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         # Variation i draws from its own stream (seed + i), all draws made up front: variation 1 is the
         # same music whatever the number of variations, on any device, and sampling never calls the RNG.
         u = torch.stack([torch.rand(cfg.max_new_tokens, generator=torch.Generator().manual_seed(seed + i),
-                                    dtype=torch.float64) for i in range(B)]).to(device)  # (B, T_new)
+                                    dtype=torch.float64) for i in range(B)], dim=1)  # (T_new, B)
+        u = u.to(device, torch.float32)  # as _sample compares them with float32 probabilities: converted once
         seq = torch.empty(B, P + cfg.max_new_tokens, dtype=torch.long, device=device)  # (B, T_total)
         seq[:, :P] = torch.as_tensor(np.asarray(prompt_ids, np.int64), device=device)
         window = _Window(model, seq, P, cfg, vocab)
@@ -366,7 +370,7 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
                 late = (steer - early, controls.key_from, _Clock(vocab, B, n_logits, device))
                 steer = early
             bias, no_end = bias + steer, no_end + steer
-        done = torch.zeros(B, dtype=torch.bool, device=device)
+        done = None  # (B,) bool once a variation has ended
         stop_id = vocab.end_id if stop_id is None else stop_id
         # Composing from nothing (or asked to open with a note), a piece never opens with silence: no wait (and
         # no <end>) before the first note-on (the piano model otherwise sometimes opens with dozens of whole-bar
@@ -390,7 +394,7 @@ def generate(model, prompt_ids: Sequence[int], config: SamplingConfig, vocab: Vo
         if late is not None:  # rows whose music has reached the late lock's start get it
             extra, start, clock = late
             b = torch.where((clock.elapsed >= start)[:, None], b + extra, b)
-        toks = _step(window, b, cfg, u[:, i], done, stop_id, fill, cfg.max_new_tokens - i, guards)
+        toks = _step(window, b, cfg, u[i], done, stop_id, fill, cfg.max_new_tokens - i, guards)
         if late is not None:
             late[2].update(toks)
         if silent is not None:  # per-token work only until every row has sounded, then none

@@ -312,3 +312,59 @@ def test_a_piece_from_nothing_never_opens_with_silence(tiny):
         assert wait48 in new[first_on:]  # then the model has its way
     prompt = [*start(vocab), vocab.on_offset + 60]  # a prompt with a note: waits are allowed at once
     assert generate_ids(lover, prompt, SamplingConfig(max_new_tokens=3, seed=3), vocab)[0][len(prompt)] == wait48
+
+
+def _sample_before_2026_12_07(logits, bias, cfg, u):
+    """``_sample`` as it was before it skipped the division by a temperature of 1 and took float32 draws:
+    the reference that the leaner one must match bit for bit."""
+    logits = (logits.float() + bias) / cfg.temperature
+    k = cfg.top_k or logits.shape[-1]
+    top, idx = torch.topk(logits, k, dim=-1)
+    if cfg.top_p is not None and k > 1:
+        p = torch.softmax(top, dim=-1)
+        top = top.masked_fill(p.cumsum(-1) - p >= cfg.top_p, float("-inf"))
+    if cfg.min_p and k > 1:
+        p = torch.softmax(top, dim=-1)
+        top = top.masked_fill(p < cfg.min_p * p[:, :1], float("-inf"))
+    probs = torch.softmax(top, dim=-1)
+    choice = (probs.cumsum(-1) < u.unsqueeze(-1).to(probs.dtype)).sum(-1, keepdim=True).clamp_(max=k - 1)
+    return idx.gather(-1, choice).squeeze(-1)
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=5), dict(top_k=20, temperature=0.7), dict(top_k=0, top_p=0.9),
+                                      dict(top_k=50, min_p=0.05, temperature=1.3)])
+def test_lean_sampling_draws_what_the_previous_sampling_drew(settings):
+    """10,000 rows of random logits and draws (float64 draws, as generate makes them, against their float32
+    copies, as generate now passes them): the same token from ``_sample`` as from the previous code."""
+    from maia.generate import _sample
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(10_000, 64, generator=g) * 3
+    bias = torch.zeros(64)
+    bias[[0, 5, 9]] = float("-inf")
+    u = torch.rand(10_000, generator=g, dtype=torch.float64)
+    cfg = SamplingConfig(**settings)
+    assert torch.equal(_sample(logits, bias, cfg, u.float()), _sample_before_2026_12_07(logits, bias, cfg, u))
+
+
+@pytest.mark.parametrize("variations", [1, 4])
+@pytest.mark.parametrize("with_prompt", [False, True])
+def test_fast_decoding_samples_what_the_module_path_samples(tiny_models_dir, variations, with_prompt):
+    """The GPT's one-token fast path (GPT._decode_one) against its module path (GPT._run, taken whenever a
+    forward hook is on the model), in float32 as shipped: the same ids for fixed seeds, one row and four,
+    with and without a prompt, over 100 tokens through a 32-token window (so it slides, and re-primes)."""
+    model, vocab, _ = load_model(tiny_models_dir / "gpt")
+    assert model.max_context == 32
+    prompt = start(vocab)
+    if with_prompt:
+        prompt += np.random.default_rng(1).integers(vocab.wait_offset + 1, vocab.composer_offset, 12).tolist()
+    cfg = SamplingConfig(max_new_tokens=100, min_new_tokens=100, top_k=20, seed=3, variations=variations)
+    fast = generate_ids(model, prompt, cfg, vocab)
+    handle = model.register_forward_hook(lambda *args: None)  # any hook: step then runs the modules
+    try:
+        slow = generate_ids(model, prompt, cfg, vocab)
+    finally:
+        handle.remove()
+    assert model._hooked() is False
+    assert fast == slow
+    assert all(len(row) == len(prompt) + 100 for row in fast)

@@ -119,30 +119,19 @@ class Guards:
         counts this step; ``closing`` (B,) bool marks rows whose time is spent. A row that must close with
         keys still down gets ``replace``: its bias allows only their note-offs, whatever else would."""
         rows = len(self.now)
-        out = None
-        replace = torch.zeros(rows, dtype=torch.bool)
+        # Gathered in Python and written into one tensor at the end: a tensor index per entry cost more than
+        # the rest of a sampling step. Each (row, id) gets one value (added to 0, so the same float32 as before).
+        adds: dict[tuple[int, int], float] = {}
+        closes: list[tuple[int, list[int] | None]] = []  # (row, the note-offs it may play, or None: no note-on)
 
         def at(r: int, i: int, v: float) -> None:
-            nonlocal out
-            if out is None:
-                out = torch.zeros(rows, self.n_logits)
-            out[r, i] += v
+            adds[r, i] = adds.get((r, i), 0.0) + v
 
         for r in range(rows):
             held = self.held[r]
             must_close = (closing is not None and bool(closing[r])) or (tokens_left is not None and 0 < tokens_left <= len(held) + 1)
-            if must_close and held:
-                if out is None:
-                    out = torch.zeros(rows, self.n_logits)
-                out[r] = float("-inf")
-                for p in held:
-                    out[r, self.off0 + p] = 0.0
-                replace[r] = True
-                continue
-            if must_close:  # nothing down, and no room to release a new key: strike none
-                if out is None:
-                    out = torch.zeros(rows, self.n_logits)
-                out[r, self.on_ids] = float("-inf")
+            if must_close:  # keys down: only their note-offs; nothing down and no room to release a new key: strike none
+                closes.append((r, [self.off0 + p for p in held] if held else None))
                 continue
             if held:  # the model may not end the piece with a key down: it releases it first
                 at(r, self.end_id, float("-inf"))
@@ -169,4 +158,18 @@ class Guards:
                         push = RAMP * min(4.0, 1.0 + (self.now[r] - self.stuck_since[r]) / self.loop)
                         for p in stuck:
                             at(r, self.on0 + p, -push)
-        return None if out is None else (out.to(self.device), replace.to(self.device))
+        if not adds and not closes:
+            return None
+        out = torch.zeros(rows, self.n_logits)
+        if adds:
+            at_rows, at_ids = zip(*adds, strict=True)
+            out[list(at_rows), list(at_ids)] = torch.tensor(list(adds.values()))
+        replace = torch.zeros(rows, dtype=torch.bool)
+        for r, offs in closes:
+            if offs is None:
+                out[r, self.on_ids] = float("-inf")
+            else:
+                out[r] = float("-inf")
+                out[r, offs] = 0.0
+                replace[r] = True
+        return out.to(self.device), replace.to(self.device)

@@ -3,6 +3,7 @@ Face's GPT2LMHeadModel.generate, at the GPT's shape (6 layers, 8 heads, d=256, d
 
 Usage: .venv/bin/python -m bench.generate [--threads 2] [--tokens 512] [--slow-tokens 32] [--repeats 3]
        .venv/bin/python -m bench.generate --threads 2 --realtime   # the largest shape at >= 3x real time
+                                                                   # (141 tokens/s: 3 x the corpus's 90th percentile)
 
 Steps:
 1. Build our GPT (random init: speed does not depend on the weights) with a 1024-token window, and a
@@ -14,7 +15,8 @@ Steps:
    b. continuing a prompt so that the context spans ~512 and ~1024 tokens, --slow-tokens new tokens: ours
       with the cache against ours recomputing the whole window for every token (use_cache=False), counted
       from the first token on (the cache's one-time prime of the prompt is printed apart).
-3. Print tokens/s side by side with the ratios and the goals (>= 1.2x HF generate, >= 5x no cache at 1024).
+3. Print tokens/s side by side with the ratios and the goals (>= 2x HF generate with 1 stream, >= 1.5x with 4,
+   >= 5x no cache at 1024).
 """
 
 from __future__ import annotations
@@ -61,44 +63,32 @@ def steady(make_stream, repeats: int) -> tuple[float, float]:
     return best
 
 
-def music_tokens_per_second(prompts=("lacrimosa", "bach_chorale_bwv66_6", "joplin_maple_leaf_rag"), tokens=256) -> float:
-    """Tokens per second of music in the shipped piano GPT's continuations (seed 0, default sampling) of the
-    shipped prompts: total new tokens / total seconds they add. Real time needs this many tokens/s."""
-    from maia.checkpoint import load_model
-    from maia.encoding import read
-    from maia.generate import ids_to_piece
-
-    model, vocab, _ = load_model("assets/models/piano")
-    n = secs = 0.0
-    for name in prompts:
-        prompt = build_prompt(vocab, "unknown", read(f"assets/prompts/{name}.mid", vocab.config))
-        ids = generate_ids(model, prompt.ids, SamplingConfig(max_new_tokens=tokens, seed=0), vocab)[0]
-        before = ids_to_piece(prompt.ids, vocab, prompt).duration_seconds
-        n += len(ids) - len(prompt.ids)
-        secs += ids_to_piece(ids, vocab, prompt).duration_seconds - before
-    return n / secs
+# Real time, in tokens: the piano corpus plays ~27 notewise tokens per second of music at the median and ~47 at the
+# 90th percentile; sampling one stream at 3x the 90th percentile leaves room for the page's other work.
+MUSIC_TOKENS_PER_SECOND = 47
+REALTIME_BAR = 3 * MUSIC_TOKENS_PER_SECOND  # 141 tokens/s, one stream
 
 
-def realtime_shapes(vocab_size: int, music_tps: float, steps: int = 64, repeats: int = 2) -> None:
-    """Bare decoding speed (one stream, step after step at ~512 tokens of context) of random-weight GPTs of
-    several shapes, as a multiple of real time."""
-    print(f"real time: {music_tps:.1f} tokens per second of music (shipped piano GPT, 3 shipped prompts, seed 0)")
-    print(f"{'layers x d_model':<18} {'params':>8} {'tok/s':>8} {'x real time':>12}")
-    for n_layer, d in ((6, 256), (8, 384), (12, 512), (12, 768), (16, 1024), (24, 1024)):
-        m = GPT(GPTConfig(vocab_size=vocab_size, block_size=1024, n_layer=n_layer, n_head=d // 32, n_embd=d,
+def realtime_shapes(vocab: Vocab, context: int = 512, tokens: int = 64, repeats: int = 2) -> None:
+    """Sampling speed of random-weight GPTs of growing shape through ``maia.generate`` (one stream, default
+    sampling and guards), continuing a ``context``-token prompt, per token after the first; against the bar."""
+    print(f"bar: {REALTIME_BAR} tokens/s, one stream = 3 x {MUSIC_TOKENS_PER_SECOND} tokens per second of music "
+          f"(the piano corpus's 90th percentile; median ~27)")
+    print(f"{'layers x d_model':<18} {'params':>8} {'tok/s':>8} {'x bar':>7}")
+    rng = torch.Generator().manual_seed(0)
+    body = torch.randint(vocab.wait_offset + 1, vocab.composer_offset, (context,), generator=rng).tolist()
+    prompt = [*build_prompt(vocab, "bach").ids, *body][:context]
+    cfg = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens, seed=0)
+    largest = None
+    for n_layer, d in ((6, 256), (8, 384), (8, 512), (12, 512), (12, 768), (16, 1024)):
+        m = GPT(GPTConfig(vocab_size=len(vocab), block_size=1024, n_layer=n_layer, n_head=d // 32, n_embd=d,
                           d_ff=4 * d)).eval()
-        x = torch.zeros(1, 1, dtype=torch.long)
-
-        def run(m=m, x=x):
-            cache = m.init_cache(1)
-            m.step(torch.zeros(1, 512, dtype=torch.long), cache)  # a 512-token context first
-            for _ in range(steps):
-                m.step(x, cache)
-
-        with torch.inference_mode():
-            t_prime = fastest(lambda m=m: m.step(torch.zeros(1, 512, dtype=torch.long), m.init_cache(1)), repeats)
-            tps = steps / (fastest(run, repeats) - t_prime)
-        print(f"{n_layer} x {d:<13} {m.num_params() / 1e6:>7.1f}M {tps:>8.1f} {tps / music_tps:>11.1f}x")
+        _, t = steady(lambda m=m: generate(m, prompt, cfg, vocab), repeats)
+        tps = (tokens - 1) / t
+        if tps >= REALTIME_BAR:
+            largest = f"{n_layer} x {d}"
+        print(f"{n_layer} x {d:<13} {m.num_params() / 1e6:>7.1f}M {tps:>8.1f} {tps / REALTIME_BAR:>6.2f}x")
+    print(f"largest shape at >= {REALTIME_BAR} tokens/s: {largest or 'none'}")
 
 
 def main(argv=None) -> int:
@@ -108,12 +98,14 @@ def main(argv=None) -> int:
     ap.add_argument("--slow-tokens", type=int, default=32, help="new tokens in the no-cache runs (slow)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--realtime", action="store_true",
-                    help="instead: the largest GPT shape that decodes at >= 3x real time (random weights)")
+                    help="instead: the largest GPT shape that samples at >= 3x real time (141 tok/s; random weights)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     if a.realtime:
-        realtime_shapes(len(Vocab(composers=COMPOSERS)), music_tokens_per_second(), repeats=a.repeats)
+        print(f"# CPU, torch {torch.__version__}, {a.threads} threads, {platform.processor() or platform.machine()}, "
+              f"load average {os.getloadavg()[0]:.1f}; fastest of {a.repeats} runs")
+        realtime_shapes(Vocab(composers=COMPOSERS), repeats=a.repeats)
         return 0
 
     # 1. the two models, same shape
@@ -158,7 +150,7 @@ def main(argv=None) -> int:
         t_hf = fastest(hf_run(n, B), a.repeats)
         bar.update()
         rows.append((f"{B} stream{'s' * (B > 1)}, {n} new tokens", "HF generate", B * n / t_ours, B * n / t_hf,
-                     ">= 1.2x" if B == 1 else ""))
+                     ">= 2x" if B == 1 else ">= 1.5x"))
 
     # the collapse guards' per-token cost: the same 4 streams with them off
     t_on, t_off = fastest(ours_run(start, n, 4), a.repeats), fastest(ours_run(start, n, 4, guards=False), a.repeats)

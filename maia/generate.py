@@ -12,6 +12,10 @@ the LSTM its recurrent state, so a step feeds one token per row. Past the GPT's 
 the window slides: it keeps the composer token and the last ``keep_fraction`` of the window and re-primes
 the cache with them, in chunks. The next slide is then ``(1 - keep_fraction) * max_context`` tokens
 away, so sliding costs one re-prime per quarter window instead of a full recompute per token.
+
+Over 300 lines on purpose: the conventions ask for one sampling loop, and the prompt it starts from, the
+sampling rules, the sliding window and the fill-in-the-middle entry are that loop's parts (maia/compose.py
+collects its rows into pieces).
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ def session(request: gr.Request | None) -> str | None:
 
 def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key=options.KEY_OFF,
              key_strength=1.0, lowest=21, highest=108, density=1.0, bars=None, seconds=None, end=False, form="none",
-             request: gr.Request = None, *, serving: Serving = SERVING):  # (a test passes a Serving of its own)
+             request: gr.Request = None, *, serving: Serving = SERVING,  # (a test passes a Serving of its own)
+             key_candidates: int = 1):  # (the Lacrimosa button's: lacrimosa_page)
     """Compose a continuation of a MIDI prompt (or of nothing) in the style of a composer, optionally
     steered: a key lock ("off", "the prompt's key" or e.g. "D minor") of some strength (0..1), a register
     (lowest and highest MIDI keys) and a note density factor (0.25..4).
@@ -90,7 +91,7 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
         with serving.stops.running(session(request)) as stop:
             for update in playground.stream(upload(prompt_midi), composer, model, tokens, top_k, temperature, seed,
                                             variations, key, key_strength, lowest, highest, density, bars, seconds,
-                                            end, form, stop=stop, serving=serving):
+                                            end, form, stop=stop, serving=serving, key_candidates=key_candidates):
                 for text in update.warnings:
                     gr.Warning(text)
                 for text in update.notices:
@@ -108,14 +109,25 @@ def generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, var
 
 
 def compose_page(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
-                 lowest, highest, density, length_unit, length, end, form, request: gr.Request = None):
+                 lowest, highest, density, length_unit, length, end, form, request: gr.Request = None, *,
+                 key_candidates: int = 1):
     """The page's Compose: its length control (bars, seconds or tokens, and a number) as /generate's values."""
     try:
         bars, seconds, end, form = options.page_length(length_unit, length, end, form)
     except MaiaError as e:
         raise refused(e) from None
     yield from generate(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
-                        lowest, highest, density, bars, seconds, end, form, request)
+                        lowest, highest, density, bars, seconds, end, form, request, key_candidates=key_candidates)
+
+
+def lacrimosa_page(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key, key_strength,
+                   lowest, highest, density, length_unit, length, end, form, request: gr.Request = None):
+    """The Lacrimosa button: Compose with key candidates (the first of three continuations in D minor or F major
+    is kept, docs/models.md). Only here: the live audio waits at the prompt's end for the choice, which
+    Mozart's 48 s of bars cover while maia samples, and a short prompt would not."""
+    yield from compose_page(prompt_midi, composer, model, tokens, top_k, temperature, seed, variations, key,
+                            key_strength, lowest, highest, density, length_unit, length, end, form, request,
+                            key_candidates=playground.KEY_CANDIDATES)
 
 
 def regenerate(source, from_beat, to_beat, composer, model, top_k, temperature, seed, request: gr.Request = None, *,
@@ -416,7 +428,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     completing = lacrimosa.click(arm, None, stop, queue=False, api_visibility="private").then(
         lambda: (str(playground.LACRIMOSA), "mozart", "bars", playground.LACRIMOSA_BARS, True, "ABA"), None,
         [prompt_midi, composer, length_unit, length, end, form], api_visibility="private"
-    ).then(compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
+    ).then(lacrimosa_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
     completing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                     api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece

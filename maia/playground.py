@@ -124,8 +124,10 @@ def read_upload(path: Path, vocab: Vocab, serving: Serving | None = None) -> Pie
     return read(path, vocab.config, max_bytes=limits.max_input_bytes, max_quarters=limits.max_quarters)
 
 
-KEY_CANDIDATES = 3  # with End, continuations sampled per variation (as rows allow); the first in the home key is
-#                     kept: the Lacrimosa in D minor or F major in 9 of 10 seeds, 6-7 with one (docs/models.md)
+KEY_CANDIDATES = 3  # the Lacrimosa button's continuations per variation; the first in the home key is kept: in
+#                     D minor or F major in 9 of 10 seeds, 7 with one (docs/models.md)
+
+
 def whole_piece(net, vocab: Vocab, prompt: Prompt, config: SamplingConfig, bars: int | None, seconds: float | None,
                 end: bool, form_name: str | None, controls=None, key_candidates: int = KEY_CANDIDATES,
                 serving: Serving | None = None) -> Composition:
@@ -141,7 +143,7 @@ def stream(prompt_midi, composer, model, tokens, top_k, temperature, seed, varia
            key_strength=1.0, lowest=PIANO_RANGE[0], highest=PIANO_RANGE[1], density=1.0, bars=None, seconds=None,
            end=False, form=None, *, interval: float = UPDATE_INTERVAL, audio: bool = True,
            budget: float | None = None, stop: threading.Event | None = None,
-           key_candidates: int = KEY_CANDIDATES, serving: Serving | None = None) -> Iterator[Update]:
+           key_candidates: int = 1, serving: Serving | None = None) -> Iterator[Update]:
     """Composes and streams: yields an Update at once when there is a prompt (else after 0.2 s of
     sampling), then about every ``interval`` seconds, then the finished files. The whole request keeps
     to ``budget`` seconds (default: ``serving.time_budget()``): sampling stops early enough for the finishing, and

@@ -526,11 +526,12 @@ def test_the_page_samples_with_the_chosen_default_and_the_original_is_one_click_
     assert dep.fn() == 5 and [o._id for o in dep.outputs] == [slider._id]
 
 
-def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_first_while_sampling(serving, tiny_midi):
-    """With End the page samples KEY_CANDIDATES continuations per variation in one batch: the live roll shows
-    and plays the first while they are sampled (the audio waits at the prompt's end, since another may be
-    kept), and the piece finished is the first in the home key (maia.form.keep_in_key), which the status says
-    when it is not the one shown. Over several seeds both happen."""
+def test_key_candidates_keep_the_first_in_the_home_key_and_show_the_first_while_sampling(serving, tiny_midi):
+    """With End and key_candidates (the Lacrimosa button's) the page samples that many continuations per
+    variation in one batch: the live roll shows and plays the first while they are sampled (the audio waits at
+    the prompt's end, since another may be kept), and the piece finished is the first in the home key
+    (maia.form.keep_in_key), which the status says when it is not the one shown. Over several seeds both
+    happen. Without key_candidates (the page's Compose) the first is the piece."""
     import base64
 
     import numpy as np
@@ -548,7 +549,7 @@ def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_f
                                   key_candidates=3, serving=serving).candidates == 2  # as many as 4 rows allow
     picks = []
     for seed in (4, 5, 6):  # on the tiny model, these keep the third, second and first
-        updates = run(serving, str(tiny_midi), model="fim", bars=4, end=True, seed=seed)
+        updates = run(serving, str(tiny_midi), model="fim", bars=4, end=True, seed=seed, key_candidates=3)
         config = replace(whole.sampling, seed=seed)
         rows = form.continue_for(net, vocab, prompt.ids, config, whole.fill_steps)
         pieces = [ids_to_piece(r, vocab, prompt) for r in rows]
@@ -569,3 +570,10 @@ def test_an_ending_keeps_the_first_key_candidate_in_the_home_key_and_shows_the_f
         said = f"variation 1 kept continuation {pick + 1} of 3, the first in the home key"
         assert (said in updates[-1].status) == (pick > 0)
     assert picks == [2, 1, 0]
+    # the page's Compose samples one (only the Lacrimosa button asks for candidates): seed 4 keeps its first
+    final = read(run(serving, str(tiny_midi), model="fim", bars=4, end=True, seed=4)[-1].outputs[0].midi)
+    config = replace(whole.sampling, seed=4, variations=1)
+    (first,) = [ids_to_piece(r, vocab, prompt) for r in form.continue_for(net, vocab, prompt.ids, config,
+                                                                        whole.fill_steps)]
+    kept = first.notes[first.notes[:, 0] < whole.lay.hold]
+    assert np.array_equal(final.notes[final.notes[:, 0] < whole.lay.hold][:, [0, 2]], kept[:, [0, 2]])

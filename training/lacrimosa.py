@@ -110,7 +110,7 @@ def lacrimosa_page(name: str, vocab, seeds: int = 10) -> dict:
     for seed in range(seeds):
         *_, update = playground.stream(str(playground.LACRIMOSA), "mozart", name, 512, SamplingConfig.top_k, 1.0,
                                         seed, 1, bars=playground.LACRIMOSA_BARS, end=True, form="ABA", audio=False,
-                                        budget=3600.0, interval=60.0)
+                                        budget=3600.0, interval=60.0, key_candidates=playground.KEY_CANDIDATES)
         full = read(update.outputs[0].midi, vocab.config)
         cont = full.notes[full.notes[:, 0] >= prompt.steps]
         key = metrics.estimate_key(cont)

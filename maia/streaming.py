@@ -163,8 +163,10 @@ def _stream(job: Job, folder: Path, live, deadline: float, interval: float, warn
         return Update(outs, _status(made, config, comp.ended, sampling, job.model, job.ended, device=job.serving.device()),
                       warnings if first else [], notices if first else [])
 
-    def tokens() -> int:
-        return max(len(ids) for ids in comp.rows)
+    def finishing(now: float) -> float:
+        """When finishing what is there would end, starting ``now``: ~2 tokens a note, per the longest row."""
+        tokens = max(len(ids) for ids in comp.rows)
+        return now + finish_seconds(tokens // 2, variations, heard) + shaping_seconds(comp, tokens)
 
     k = 0
     if comp.base > 2:  # show the music there is right away: the first update of the click
@@ -177,8 +179,7 @@ def _stream(job: Job, folder: Path, live, deadline: float, interval: float, warn
         if job.stop is not None and job.stop.is_set():
             stopped = True  # a normal end: what was made is finished as a whole piece
             break
-        if time.monotonic() + finish_seconds(tokens() // 2, variations, heard) + shaping_seconds(comp, tokens()) \
-                > deadline:  # ~2 tokens a note
+        if finishing(time.monotonic()) > deadline:
             out_of_time = True  # keep what was made, and the time to finish it
             break
         t0 = time.monotonic()
@@ -202,8 +203,7 @@ def _stream(job: Job, folder: Path, live, deadline: float, interval: float, warn
     if comp.shaped:
         if stopped or out_of_time:
             shaped = " · no ending: the music stopped before its last bar"
-        elif time.monotonic() + shaping_seconds(comp, tokens()) + finish_seconds(tokens() // 2, variations, heard) \
-                > deadline:
+        elif finishing(time.monotonic()) > deadline:
             shaped = " · no ending: no time was left to write it"
         else:
             final, picks = comp.choose()

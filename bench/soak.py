@@ -220,13 +220,20 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             watch.join()
             time.sleep(REST)  # at rest
             rest = proc_sample(pid, time.monotonic() - t0)
+            # One more request after the rest sweeps what is older than keep_files: the folders left are the
+            # requests that ended within keep_files of it, and its own.
+            probe = time.monotonic() - t0
+            outcome, detail = one_call(Client(url, verbose=False, download_files=False), "stream", model, 999,
+                                       tokens, bad)
+            if outcome != "ok":
+                calls.append(Call("stream", probe, time.monotonic() - t0 - probe, "failed", f"probe: {detail}"))
             requests_dir = server_tmp / "maia-requests"
             folders = len(list(requests_dir.iterdir())) if requests_dir.is_dir() else 0
-    return summarise(model, minutes, users, tokens, calls, samples, rest, folders, keep_files, settled)
+    return summarise(model, minutes, users, tokens, calls, samples, rest, folders, keep_files, settled, probe)
 
 
 def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sample], rest: Sample,
-              folders: int, keep_files: float, settled: Sample) -> Report:
+              folders: int, keep_files: float, settled: Sample, probe: float) -> Report:
     r = Report(model, minutes, users, tokens)
     for c in calls:
         r.calls[c.outcome] = r.calls.get(c.outcome, 0) + 1
@@ -251,11 +258,11 @@ def summarise(model, minutes, users, tokens, calls: list[Call], samples: list[Sa
     r.threads_warm, r.files_warm = settled.threads, settled.open_files  # both at rest: after warm-up, at the end
     r.threads_end, r.files_end = rest.threads, rest.open_files
     r.new_files = sorted((collections.Counter(rest.paths) - collections.Counter(settled.paths)).elements())
-    # Folders younger than keep_files stay; older ones must be gone: at most the requests that started in the
-    # last keep_files seconds (and those still running then), never the run's total.
-    recent = len([c for c in calls if c.start + c.seconds >= minutes * 60 - keep_files and c.kind != "bad upload"])
+    # Folders younger than keep_files stay; older ones must be gone when the probe (the request sent after the
+    # rest, at ``probe`` s) sweeps: at most the requests that ended in the keep_files seconds before it, and its own.
+    recent = len([c for c in calls if c.start + c.seconds >= probe - keep_files and c.kind != "bad upload"])
     r.keep_files = keep_files
-    r.request_folders_end, r.request_folders_bound = folders, recent + users
+    r.request_folders_end, r.request_folders_bound = folders, recent + 1
     r.verdicts = {
         "no undeserved failure": not r.failures,
         "memory growth under 10% after warm-up": r.rss_growth < 0.10,

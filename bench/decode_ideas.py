@@ -10,7 +10,7 @@ Steps:
 1. For each revision, `git archive` its maia/ into a temporary folder and import it there (the modules of one
    revision keep their own globals, so the revisions live side by side in this process).
 2. Build each revision's GPT at bench.generate's shape (6 layers, 8 heads, d=256, d_ff=1024, window 1024) with
-   the same random weights, and the HF GPT-2 of that shape.
+   the same random weights (rounded to float16 values, as a shipped checkpoint's), and the HF GPT-2 of that shape.
 3. Round after round, time each revision and HF: from <composer> <start>, --tokens new tokens, top-k 5, 1 stream
    and 4 (one batch of 4), guards on as by default; keep the fastest of the rounds.
 4. Print tokens/s per revision, 1 and 4 streams, and the ratio to HF generate; and the operators each revision
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
         vocab = mods["vocab"].Vocab(composers=COMPOSERS)
         model = mods["models"].GPT(mods["models"].GPTConfig(vocab_size=len(vocab), block_size=1024, n_layer=6,
                                                             n_head=8, n_embd=256, d_ff=1024)).eval()
-        if state is None:
-            state = model.state_dict()
+        if state is None:  # float16 values, as a shipped checkpoint's (bench.generate.as_shipped)
+            state = {k: v.half().float() for k, v in model.state_dict().items()}
         model.load_state_dict(state)
         g = mods["generate"]
         start = g.build_prompt(vocab, "bach").ids

@@ -178,15 +178,57 @@ def test_one_token_decode_path_is_bit_identical_to_module_path(sparse, bias):
             assert torch.equal(fast.k[i], slow.k[i]) and torch.equal(fast.v[i], slow.v[i])
 
 
-def test_one_token_path_sees_hooks_and_new_weights_added_after_it_ran():
-    """The fast path resolves its module list and weight views once (per model, per cache): a hook put on a
-    submodule afterwards still routes steps through the modules, and weights loaded in place afterwards
-    (load_state_dict) are the ones the next fast step uses."""
+def as_fp16_checkpoint(model):
+    """``model`` with every weight rounded to float16 and back, as a shipped checkpoint loads."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fp16_weights_take_fbgemms_gemm_and_give_the_module_paths_logits(bias):
+    """Weights that are exactly float16 (a shipped checkpoint's) go through fbgemm's fp16 GEMM on the one-token
+    path: the same products summed in another order, so the logits agree with the module path's (MKL, float32)
+    to 1e-5, and the likeliest token is the same; a float32 weight keeps the mm path."""
+    from maia.models.gpt import FP16_GEMM_ENGINES, GPT, GPTConfig
+
+    if "fbgemm" not in FP16_GEMM_ENGINES:
+        pytest.skip("this torch or CPU has no fbgemm fp16 GEMM")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64, bias=bias)).eval()
+    plain = model._decode_weights()
+    assert all(packed is None for *_, packed in plain[0][0][2:4] + plain[0][0][5:7])  # float32: the mm path
+    as_fp16_checkpoint(model)
+    for B in (1, 3):
+        ids = torch.randint(0, 50, (B, 40))
+        fast, slow = model.init_cache(B), model.init_cache(B)
+        with torch.no_grad():
+            model.step(ids[:, :9], fast)
+            model.step(ids[:, :9], slow)
+            for t in range(9, 40):
+                a = model.step(ids[:, t : t + 1], fast)
+                b = model._run(ids[:, t : t + 1], slow.length, slow)
+                slow.length += 1
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+                assert torch.equal(a.argmax(-1), b.argmax(-1))
+    blocks, _, head = model._decode_kept()
+    assert all(lin[2] is not None for block in blocks for lin in (block[2], block[3], block[5], block[6]))
+    assert head[2] is not None
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_one_token_path_sees_hooks_and_new_weights_added_after_it_ran(fp16):
+    """The fast path resolves its module list and weights once (per model, while no weight changed): a hook put
+    on a submodule afterwards still routes steps through the modules, and weights loaded in place afterwards
+    (load_state_dict) are the ones the next fast step uses, float16 packings included."""
     from maia.models.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=2, n_embd=32, d_ff=64)
     model, other = GPT(config).eval(), GPT(config).eval()
+    if fp16:
+        as_fp16_checkpoint(model), as_fp16_checkpoint(other)
     ids = torch.randint(0, 50, (2, 12))
     cache = model.init_cache(2)
     model.step(ids[:, :10], cache)
@@ -206,5 +248,8 @@ def test_one_token_path_sees_hooks_and_new_weights_added_after_it_ran():
         b.length += 1
         model.load_state_dict(other.state_dict())  # copies into the same parameters
         fast, slow = model.step(ids[:, 11:12], a), model._run(ids[:, 11:12], b.length, b)
-    assert torch.equal(fast, slow)
+    if fp16:
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    else:
+        assert torch.equal(fast, slow)
     assert not torch.equal(fast, model.step(ids[:, 11:12], model.init_cache(2)))  # (the context matters)

@@ -14,6 +14,7 @@ Shared model interface (also implemented by lstm.py and sparse_gpt.py, used by m
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +56,6 @@ class KVCache:
         self.v = [kv[1] for kv in self.kv]
         self.batch_size = batch_size
         self.length = 0  # tokens consumed so far
-        self.weights = None  # (model, its weights as GPT._decode_one reads them), resolved on the first step
 
 
 class CausalSelfAttention(nn.Module):
@@ -130,10 +130,33 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor | None,
+            packed: torch.Tensor | None) -> torch.Tensor:
     """F.linear on 2-D rows (B, in) given the transposed weight (in, out), without its dispatch layers: the
-    same mm (addmm with a bias) that it runs."""
+    same mm (addmm with a bias) that it runs; or, with ``packed`` (``_pack_fp16``), fbgemm's GEMM on the same
+    weights stored as float16 (``bias`` is then a tensor, zeros for none)."""
+    if packed is not None:
+        return torch.fbgemm_linear_fp16_weight(x, packed, bias)
     return torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+
+
+FP16_GEMM_ENGINES = set(torch.backends.quantized.supported_engines) if hasattr(torch, "fbgemm_pack_gemm_matrix_fp16") \
+    else set()  # fbgemm where this build and CPU have it (x86 with AVX2), else none
+
+
+def _pack_fp16(weight: torch.Tensor) -> torch.Tensor | None:
+    """fbgemm's packing of a float32 (out, in) CPU weight whose values are all exactly float16 (those of a
+    shipped checkpoint, stored in float16, are): its GEMM then reads half the bytes and runs 2-3x faster than
+    MKL's on one row or four (BENCHMARKS.md), with the same products summed in another order (logits within
+    ~1e-5). None for any other weight, or where this torch has no fbgemm (then the mm path runs)."""
+    if (weight.device.type != "cpu" or weight.dtype != torch.float32 or "fbgemm" not in FP16_GEMM_ENGINES
+            or not torch.equal(weight, weight.half().float())):
+        return None
+    with warnings.catch_warnings():  # torch 2.13 calls the fp16 GEMM deprecated, still ships it (pinned here)
+        warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated")
+        packed = torch.fbgemm_pack_gemm_matrix_fp16(weight)
+        torch.fbgemm_linear_fp16_weight(weight.new_zeros(1, weight.shape[1]), packed, weight.new_zeros(weight.shape[0]))
+    return packed
 
 
 def _layer_norm(x: torch.Tensor, ln: tuple) -> torch.Tensor:
@@ -201,32 +224,48 @@ class GPT(nn.Module):
     def _decode_weights(self) -> tuple:
         """What the one-token path reads, resolved once per cache instead of ~160 nn.Module attribute look-ups
         per token: per block (attn, ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj), then ln_f and the lm head;
-        a LayerNorm as (normalized_shape, weight, bias, eps), a Linear as (weight.t(), bias). Views of the
-        parameters, so in-place updates (an optimiser step, load_state_dict) show through."""
+        a LayerNorm as (normalized_shape, weight, bias, eps), a Linear as (weight.t(), bias, fp16 packing or
+        None: ``_linear``)."""
         def ln(m):
             return m.normalized_shape, m.weight, m.bias, m.eps
 
         def lin(m):
-            return m.weight.t(), m.bias
+            packed = _pack_fp16(m.weight)
+            if packed is None:
+                return m.weight.t(), m.bias, None
+            return m.weight.t(), m.weight.new_zeros(m.out_features) if m.bias is None else m.bias, packed
 
         blocks = tuple((b.attn, ln(b.ln_1), lin(b.attn.c_attn), lin(b.attn.c_proj), ln(b.ln_2), lin(b.mlp.c_fc),
                         lin(b.mlp.c_proj)) for b in self.transformer.h)
         return blocks, ln(self.transformer.ln_f), lin(self.lm_head)
 
+    def _decode_kept(self) -> tuple:
+        """``_decode_weights``, made again only when a weight changed in place (an optimiser step, load_state_dict:
+        each bumps the tensor's ``_version``, so their sum moves) or moved (``.to``, ``.half``: its storage):
+        packing takes ~30 ms, the check ~5 us a step.
+        Like ``_hooked``, it takes the set of parameters as fixed after the first step."""
+        params = self.__dict__.get("_all_params")
+        if params is None:
+            params = self.__dict__["_all_params"] = tuple(self.parameters())
+        version = sum(p._version for p in params), sum(p.data_ptr() for p in params)  # data_ptr: .to(), .half()
+        kept = self.__dict__.get("_decode_state")
+        if kept is None or kept[0] != version:
+            kept = self.__dict__["_decode_state"] = (version, self._decode_weights())
+        return kept[1]
+
     def _decode_one(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The per-token decoding path: idx (B, 1) at position cache.length -> (B, 1, V) float32 logits.
 
-        The same arithmetic as ``_run`` in eval mode (so the same bits: tests/test_models.py checks), with as
-        few operators as it takes: at one token per step the model's arithmetic is a small part of the time,
-        and the rest is per-operator overhead (nn.Module.__call__ on ~60 modules, F.linear's reshapes and
+        The same arithmetic as ``_run`` in eval mode (so the same bits with float32 weights, and within 1e-5
+        with a checkpoint's float16 ones, which take fbgemm's fp16 GEMM: tests/test_models.py checks both),
+        with as few operators as it takes: at one token per step the model's arithmetic is a small part of the
+        time, and the rest is per-operator overhead (nn.Module.__call__ on ~60 modules, F.linear's reshapes and
         transposes, q/k/v head views, two cache writes per layer). So rows stay 2-D (B, C) throughout, a
-        Linear is one mm on a transposed weight resolved once per cache (addmm with a bias: what F.linear
-        runs), q is a view of the fused qkv product, keys and values go into the cache with one copy, and
+        Linear is one GEMM on weights resolved once (``_linear``: addmm with a bias, what F.linear runs, or
+        fbgemm's on float16 weights, 2-3x faster), q is a view of the fused qkv product, keys and values go into the cache with one copy, and
         attention reads a view of the preallocated cache. Dense attention calls SDPA directly; a variant's
         ``attend`` (sparse_gpt.py) is still the hook."""
-        if cache.weights is None or cache.weights[0] is not self:
-            cache.weights = (self, self._decode_weights())
-        blocks, ln_f, head = cache.weights[1]
+        blocks, ln_f, head = self._decode_kept()
         start, L = cache.length, cache.length + 1
         B, C = idx.shape[0], self.config.n_embd
         nh = self.config.n_head

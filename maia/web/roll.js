@@ -34,7 +34,7 @@
   const COLORS = [[59, 130, 246], [249, 115, 22]]; // user (prompt), maia
   const BLACK = new Set([1, 3, 6, 8, 10]);
 
-  const stats = { updates: 0, seq: -1, firstNoteMs: null, firstNoteSeq: null, draws: 0, drawMs: [],
+  const stats = { updates: 0, seq: -1, firstNoteMs: null, firstNoteSeq: null, firstMaiaDone: null, draws: 0, drawMs: [],
     gaps: 0, chunks: 0, playStarts: 0, startedBeforeDone: null, playSeq: null, positions: [], request: null };
   (window.maiaLive = window.maiaLive || {})[slot] = stats;
   // One variation sounds at a time: starting a player pauses the others, and a player starts by itself only
@@ -89,7 +89,7 @@
     S = fresh(request);
     view.left = 0; view.follow = $("input.follow").checked;
     sheetEl.innerHTML = ""; $(".tab-sheet").disabled = true; showTab("roll");
-    Object.assign(stats, { updates: 0, seq: -1, firstNoteMs: null, firstNoteSeq: null, firstNoteDone: null, gaps: 0, chunks: 0,
+    Object.assign(stats, { updates: 0, seq: -1, firstNoteMs: null, firstNoteSeq: null, firstNoteDone: null, firstMaiaDone: null, gaps: 0, chunks: 0,
       playStarts: 0, startedBeforeDone: null, playSeq: null, positions: [], request });
   }
 
@@ -109,6 +109,7 @@
     if (stats.firstNoteMs === null && S.notes.length) {
       stats.firstNoteMs = performance.now(); stats.firstNoteSeq = m.seq; stats.firstNoteDone = S.done;
     }
+    if (stats.firstMaiaDone === null && S.notes.some((n) => n[4] === 1)) stats.firstMaiaDone = S.done; // maia's first notes
     $(".empty").hidden = S.notes.length > 0;
     fitPitches();
     if (!P.playing) follow(S.done ? null : S.now);

@@ -53,7 +53,7 @@ def stats(page) -> dict:
 def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     from playwright.sync_api import expect
 
-    compose(page, tiny_midi, 1536)  # the tiny random gpt waits a lot: music that plays on well after the composing
+    compose(page, tiny_midi, 1024)  # the tiny random gpt waits a lot: music that plays on well after the composing
     # notes are on the canvas while sampling runs: the prompt's blue at the first update, maia's orange
     # before the last one
     page.wait_for_function(f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
@@ -330,7 +330,7 @@ def test_defect_03_stop_leaves_no_error_badge(page, tiny_midi):
     expect(stop).to_be_disabled()  # nothing runs yet
     long_piece_seed(page)
     request = None
-    for k, delay in enumerate((0.1, 0.5, 1.2)):
+    for k, delay in enumerate((0.05, 0.3, 0.7)):
         compose(page, tiny_midi if k == 0 else None, 4096)  # the prompt stays for the next ones
         page.wait_for_function(f"{STATS} && {STATS}.request !== {json.dumps(request)} && {STATS}.updates > 0",
                                timeout=60_000)

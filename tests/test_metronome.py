@@ -83,6 +83,20 @@ def test_a_count_in_then_a_phrase_lands_where_it_was_played(browser, app_url):
     assert page.evaluate(f"{KEYS}.take.map(n => [n[0], n[1]])") == [[60, 0.75], [67, 1.0]]
 
 
+def test_a_busy_page_that_misses_the_first_beat_still_shows_the_take_recording(browser, app_url):
+    """The metronome skips a beat its timer missed (a busy page, a hidden tab) rather than click it late; the
+    take's first beat must still turn the count-in's label into "recording…" (under a loaded CI machine the
+    label stayed "count-in 4")."""
+    page, keys = open_instrument(browser, app_url, 240)
+    keys.locator("input.count-in").check()
+    keys.locator("button.rec").click()
+    t0 = page.evaluate(f"{KEYS}.t0")
+    page.evaluate(f"(() => {{ while (performance.now() < {t0 + 300}) {{}} }})()")  # the page busy over beat 0
+    page.wait_for_function(f"performance.now() > {t0 + 600}")
+    assert keys.locator(".rec-state").inner_text() == "recording…"
+    keys.locator("button.rec").click()
+
+
 def test_send_my_playing_echoes_each_note_as_it_is_played(browser, app_url):
     page, keys = open_instrument(browser, app_url, 120)
     assert not keys.locator("input.echo").is_checked()  # off by default

@@ -103,13 +103,15 @@
   const clickBox = $("input.click"), countInBox = $("input.count-in");
   const bpmNow = () => Math.min(300, Math.max(30, Number($("input.bpm").value) || 120));
   function metronome(onBeat) {
-    const m = { origin: null, bpm: 120, next: 0, timer: null };
+    const m = { origin: null, bpm: 120, next: 0, timer: null, shown: -Infinity };
+    // each beat is shown once, in order: a late timer (a busy page) never shows an earlier beat over a later one
+    const show = (k) => { if (onBeat && k > m.shown) { m.shown = k; onBeat(k); } };
     m.start = (origin, bpm, countIn) => {
-      m.stop(); Object.assign(m, { origin, bpm, next: 0 });
+      m.stop(); Object.assign(m, { origin, bpm, next: 0, shown: -Infinity });
       const beat = 60000 / bpm, now = performance.now();
       for (let k = -countIn; k < 0; k++) {  // the count-in: on the audio clock now, whatever the timers do later
         click(origin + k * beat, k);
-        if (onBeat) setTimeout(() => onBeat(k), Math.max(0, origin + k * beat - now));
+        if (onBeat) setTimeout(() => show(k), Math.max(0, origin + k * beat - now));
       }
       m.timer = setInterval(m.tick, 25); m.tick();
     };
@@ -117,10 +119,13 @@
     m.tick = () => {
       const beat = 60000 / m.bpm, now = performance.now();
       for (let at = m.origin + m.next * beat; at < now + 250; at = m.origin + ++m.next * beat) {
-        if (at < now - 100) continue; // missed (a hidden tab): skipped, not played late
-        if (clickBox.checked) click(at, m.next);
         const k = m.next;
-        if (onBeat && k <= 0) setTimeout(() => onBeat(k), Math.max(0, at - now)); // the count-in shown, beat by beat
+        if (at < now - 100) { // missed (a hidden tab, a busy page): skipped, not played late; the take's start is
+          if (k === 0) show(k); // still shown ("recording…"), or the count-in's label would stay
+          continue;
+        }
+        if (clickBox.checked) click(at, k);
+        if (onBeat && k <= 0) setTimeout(() => show(k), Math.max(0, at - now)); // the count-in shown, beat by beat
       }
     };
     return m;

@@ -20,8 +20,8 @@ _rows: list[tuple[float, float, str]] = []
 def busy_seconds() -> float:
     """CPU seconds every core has spent busy since boot (user, nice, system, irq, softirq, steal)."""
     with open("/proc/stat") as f:
-        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / _TICK
+        ticks = list(map(int, f.readline().split()[1:9]))  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
 
 
 @pytest.hookimpl(hookwrapper=True)

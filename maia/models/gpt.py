@@ -9,6 +9,11 @@ Shared model interface (also implemented by lstm.py and sparse_gpt.py, used by m
     step(idx, cache)    (B, T_new) new ids -> (B, T_new, V) logits, appending to the cache in place
     max_context         block_size: the generator slides its window by resetting the cache
     num_params()        number of distinct parameters
+
+Over 300 lines because the model keeps two paths to the same logits: the module path (training, priming a
+prompt, hooks) and the one-token decoding path (``_decode_one``, with its float16 GEMM packing), which is most of
+a sampling step's time and is tested against the module path; split apart, each would have to reach into the
+other's weights.
 """
 
 from __future__ import annotations

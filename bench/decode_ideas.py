@@ -37,7 +37,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from bench.generate import COMPOSERS
+from bench.generate import COMPOSERS, as_shipped
 
 
 def load_revision(rev: str, root: str) -> dict:
@@ -112,8 +112,8 @@ def main(argv=None) -> int:
         vocab = mods["vocab"].Vocab(composers=COMPOSERS)
         model = mods["models"].GPT(mods["models"].GPTConfig(vocab_size=len(vocab), block_size=1024, n_layer=6,
                                                             n_head=8, n_embd=256, d_ff=1024)).eval()
-        if state is None:  # float16 values, as a shipped checkpoint's (bench.generate.as_shipped)
-            state = {k: v.half().float() for k, v in model.state_dict().items()}
+        if state is None:  # float16 values, as a shipped checkpoint's
+            state = as_shipped(model).state_dict()
         model.load_state_dict(state)
         g = mods["generate"]
         start = g.build_prompt(vocab, "bach").ids

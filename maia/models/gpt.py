@@ -227,8 +227,8 @@ class GPT(nn.Module):
         return self.lm_head(x).float()  # (B, T, V)
 
     def _decode_weights(self) -> tuple:
-        """What the one-token path reads, resolved once per cache instead of ~160 nn.Module attribute look-ups
-        per token: per block (attn, ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj), then ln_f and the lm head;
+        """What the one-token path reads, resolved once (``_decode_kept``) instead of ~160 nn.Module attribute
+        look-ups per token: per block (attn, ln_1, c_attn, c_proj, ln_2, c_fc, mlp c_proj), then ln_f and the lm head;
         a LayerNorm as (normalized_shape, weight, bias, eps), a Linear as (weight.t(), bias, fp16 packing or
         None: ``_linear``)."""
         def ln(m):
@@ -267,9 +267,9 @@ class GPT(nn.Module):
         time, and the rest is per-operator overhead (nn.Module.__call__ on ~60 modules, F.linear's reshapes and
         transposes, q/k/v head views, two cache writes per layer). So rows stay 2-D (B, C) throughout, a
         Linear is one GEMM on weights resolved once (``_linear``: addmm with a bias, what F.linear runs, or
-        fbgemm's on float16 weights, 2-3x faster), q is a view of the fused qkv product, keys and values go into the cache with one copy, and
-        attention reads a view of the preallocated cache. Dense attention calls SDPA directly; a variant's
-        ``attend`` (sparse_gpt.py) is still the hook."""
+        fbgemm's on float16 weights, 2-3x faster), q is a view of the fused qkv product, keys and values go
+        into the cache with one copy, and attention reads a view of the preallocated cache. Dense attention
+        calls SDPA directly; a variant's ``attend`` (sparse_gpt.py) is still the hook."""
         blocks, ln_f, head = self._decode_kept()
         start, L = cache.length, cache.length + 1
         B, C = idx.shape[0], self.config.n_embd

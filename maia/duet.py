@@ -203,7 +203,10 @@ class Turn:
         sec = self.duet.seconds
         model = self.model = _Answering(self.duet.model, self.prompt_ids, self.config, self.duet.kept)
         self.duet.kept = None  # this answer's cache, until it is done
-        played = []
+        # A key released at the step it was struck sounds one step: its "off" waits until the time moves on, so
+        # that the events go out in time order (MIDI out sends them as they come, each stamped with its time).
+        # A key struck twice at one step is struck once.
+        played, instant = [], {}
         for (tok,) in generate(model, self.prompt_ids, self.config, vocab, fill_steps=self.steps,
                                controls=self.controls, open_with_note=True):
             if tok is None:
@@ -213,15 +216,25 @@ class Turn:
                 if v0 <= i < v0 + cfg.n_velocity_bins:
                     velocity = bin_velocity(i - v0, cfg.n_velocity_bins)
                 elif w0 < i <= w0 + cfg.max_wait:
-                    t += i - w0
+                    for p, held in instant.items():
+                        yield from self._release(p, held, t, sec)
+                    t, instant = t + i - w0, {}
                 elif on0 + cfg.pitch_lo <= i <= on0 + cfg.pitch_hi:
                     p = i - on0
+                    if p in instant or sounding.get(p, (None,))[0] == t:
+                        continue  # struck already at this step
                     if p in sounding:  # struck again: the old note ends here
                         yield from self._release(p, sounding.pop(p), t, sec)
                     sounding[p] = (t, velocity)
                     yield ("on", p, sec(t), velocity)
                 elif off0 + cfg.pitch_lo <= i <= off0 + cfg.pitch_hi and i - off0 in sounding:
-                    yield from self._release(i - off0, sounding.pop(i - off0), t, sec)
+                    held = sounding.pop(i - off0)
+                    if held[0] == t:
+                        instant[i - off0] = held
+                    else:
+                        yield from self._release(i - off0, held, t, sec)
+        for p, held in instant.items():
+            yield from self._release(p, held, t, sec)
         for p, held in list(sounding.items()):  # the fill releases every key; this only guards a cut-short turn
             yield from self._release(p, held, self.start + self.steps, sec)
         filled = bool(played) and played[-1] == vocab.end_id  # the fill's closing token: the span is complete

@@ -53,22 +53,36 @@ def tiny_corpus(tmp_path_factory):
 TINY_COMPOSERS = ("bach", "mozart", "chopin")
 
 
+def _tiny_models(root: Path, dense: bool) -> Path:
+    from helpers import as_dense_as_piano, tiny_model
+
+    from maia.checkpoint import save_model
+    from maia.vocab import Vocab
+
+    for name, kind, over in (("gpt", "gpt", {}), ("lstm", "lstm", {}), ("fim", "gpt", {"block_size": 64})):
+        vocab = Vocab(composers=TINY_COMPOSERS, fim=name == "fim")  # "fim" can fill in the middle
+        model = tiny_model(kind, vocab, **over)
+        if dense and kind == "gpt":
+            as_dense_as_piano(model, vocab)
+        save_model(root / name, model, kind, model.config, vocab, dtype=None)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A models folder (use it as MAIA_MODELS_DIR) with helpers.tiny_model's random-init "gpt" (block_size 32, so
     the window slides) and "lstm", and "fim", a gpt of window 64 with the fill-in-the-middle tokens, all with the
     composers bach, mozart and chopin; weights kept in float32."""
-    from helpers import tiny_model
+    return _tiny_models(tmp_path_factory.mktemp("models"), dense=False)
 
-    from maia.checkpoint import save_model
-    from maia.vocab import Vocab
 
-    root = tmp_path_factory.mktemp("models")
-    for name, kind, over in (("gpt", "gpt", {}), ("lstm", "lstm", {}), ("fim", "gpt", {"block_size": 64})):
-        vocab = Vocab(composers=TINY_COMPOSERS, fim=name == "fim")  # "fim" can fill in the middle
-        model = tiny_model(kind, vocab, **over)
-        save_model(root / name, model, kind, model.config, vocab, dtype=None)
-    return root
+@pytest.fixture(scope="session")
+def dense_models_dir(tmp_path_factory):
+    """tiny_models_dir's models with the gpts made helpers.as_dense_as_piano: music nearly as dense as the piano
+    model's (a random gpt's 1,000 tokens span ~150 s of near-empty bars, these 30-50 s), for app_server (the
+    browser and load tests), which composes, stops and finishes long pieces: finishing costs about what it does
+    with a real model, not several times more."""
+    return _tiny_models(tmp_path_factory.mktemp("dense-models"), dense=True)
 
 
 @pytest.fixture(scope="session")
@@ -136,13 +150,13 @@ def gallery_data_dir(tmp_path_factory):
 
 # ---- the page in a browser (tests/test_browser.py, test_instrument.py, test_gallery_browser.py) ----------------
 @pytest.fixture(scope="session")
-def app_server(tiny_models_dir, tmp_path_factory):
-    """app.py serving the tiny models on a free port of 127.0.0.1, with the default limits: (its URL, its PID).
+def app_server(dense_models_dir, tmp_path_factory):
+    """app.py serving dense_models_dir on a free port of 127.0.0.1, with the default limits: (its URL, its PID).
     One server per test process (an app.py starts sampler processes, each importing torch), shared by the
     browser and load tests that need nothing else of it; stopped by PID at the end."""
     from helpers import served_app
 
-    with served_app(tiny_models_dir, tmp_path_factory) as server:
+    with served_app(dense_models_dir, tmp_path_factory) as server:
         yield server
 
 

@@ -1,13 +1,17 @@
-"""A pytest plugin: the machine's busy CPU seconds per test (all processes: the app servers, chromium, the
-sampler processes a test starts), read from /proc/stat around each test. Serial runs only (-n0), on an
-otherwise quiet machine: another process's CPU would count too.
+"""A pytest plugin: the CPU seconds each test costs, its own and those of every process it starts (the app
+servers, chromium, the sampler processes), read from /proc around each test: this process and its live
+descendants, with the children they have reaped. Serial runs only (-n0); other processes on the machine do not
+count, though they slow the test down.
 
 Usage: PYTHONPATH=tests .venv/bin/python -m pytest -n0 -p cpu_profile [tests...]
-prints the 25 tests that cost the most CPU, with their wall time, and the total per file (docs/testing.md)."""
+prints the 25 tests that cost the most CPU, with their wall time, and the total per file (docs/testing.md).
+With CPU_PROFILE_LOG=file, each test process (each pytest-xdist worker too) also appends a JSON line per test
+to it: worker, start (Unix time), cpu, wall, test; a parallel run's timeline."""
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import time
 
@@ -17,18 +21,42 @@ _TICK = os.sysconf("SC_CLK_TCK")
 _rows: list[tuple[float, float, str]] = []
 
 
+def _stat(pid: int) -> tuple[int, int]:
+    """(parent PID, CPU ticks of the process and of the children it has reaped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), sum(map(int, fields[11:15]))  # ppid; utime stime cutime cstime
+
+
 def busy_seconds() -> float:
-    """CPU seconds every core has spent busy since boot (user, nice, system, irq, softirq, steal)."""
-    with open("/proc/stat") as f:
-        ticks = list(map(int, f.readline().split()[1:9]))  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
+    """CPU seconds spent so far by this process and its live descendants, with the children they reaped."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = _stat(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass  # gone meanwhile
+    children = collections.defaultdict(list)
+    for pid, (ppid, _) in stats.items():
+        children[ppid].append(pid)
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo += children[pid]
+    return total / _TICK
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    cpu, wall = busy_seconds(), time.monotonic()
+    cpu, wall, start = busy_seconds(), time.monotonic(), time.time()
     yield
     _rows.append((busy_seconds() - cpu, time.monotonic() - wall, item.nodeid))
+    if os.environ.get("CPU_PROFILE_LOG"):
+        with open(os.environ["CPU_PROFILE_LOG"], "a") as f:
+            f.write(json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "start": start,
+                                "cpu": _rows[-1][0], "wall": _rows[-1][1], "test": item.nodeid}) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -58,6 +58,29 @@ def test_an_answer_fills_exactly_its_bars_from_the_beat_in_the_phrase_key(tiny, 
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_an_answers_events_come_in_time_order_and_each_key_is_struck_once_at_a_time():
+    """MIDI out sends the events as they come, each stamped with its time: a key struck and released at one step
+    (it sounds a step) must not send its release before the keys struck at that same step, and a key struck twice
+    at one step is struck once. A model as dense as the piano model's does both often."""
+    from helpers import as_dense_as_piano, tiny_model
+
+    from maia.vocab import Vocab
+
+    vocab = Vocab(composers=("bach", "mozart", "chopin"))
+    model = as_dense_as_piano(tiny_model("gpt", vocab, block_size=512), vocab)
+    for seed in range(3):
+        events = play(Duet(model, vocab, "bach", 300, SamplingConfig(seed=seed)), {"notes": phrase(), "beat": 8,
+                                                                                 "bars": 1})
+        times = [e[2] for e in events]
+        assert times == sorted(times), seed
+        down: set[int] = set()
+        for kind, pitch, *_ in events:
+            assert (pitch in down) == (kind == "off"), (seed, kind, pitch)  # on, off, on, off... per key
+            (down.add if kind == "on" else down.discard)(pitch)
+        assert not down
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_a_dialogue_of_turns_is_one_piece_and_reuses_the_cache(tiny):
     model, vocab = tiny
     duet = Duet(model, vocab, "mozart", 100, SamplingConfig(seed=0))

@@ -11,6 +11,7 @@ to it: worker, start (Unix time), cpu, wall, test; a parallel run's timeline."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import time
@@ -33,10 +34,8 @@ def busy_seconds() -> float:
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
+            with contextlib.suppress(OSError, ValueError, IndexError):  # gone meanwhile
                 stats[int(entry)] = _stat(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass  # gone meanwhile
     children = collections.defaultdict(list)
     for pid, (ppid, _) in stats.items():
         children[ppid].append(pid)

@@ -155,8 +155,9 @@ class Report:
 
 
 def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: Path | None = None,
-         keep_files: float = KEEP_FILES) -> Report:
-    """Steps 1-5; the report of step 6."""
+         keep_files: float = KEEP_FILES, rest: float = REST) -> Report:
+    """Steps 1-5; the report of step 6. ``rest``: the seconds at rest after the warm-up and after the load (a
+    shorter rest than REST leaves the warm-up's idle worker threads in both counts)."""
     from gradio_client import Client
 
     from maia.checkpoint import read_vocab
@@ -203,7 +204,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             warm_calls: list[Call] = []
             together(time.monotonic() + 600, len(kinds), warm_calls, time.monotonic())
             calls += [c for c in warm_calls if c.outcome == "failed"]
-            time.sleep(REST)
+            time.sleep(rest)
             settled = proc_sample(pid, 0.0)
             t0 = time.monotonic()
             end = t0 + minutes * 60
@@ -218,7 +219,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             together(end, 1 << 30, calls, t0)
             stop.set()
             watch.join()
-            time.sleep(REST)  # at rest
+            time.sleep(rest)  # at rest
             rest = proc_sample(pid, time.monotonic() - t0)
             # One more request after the rest sweeps what is older than keep_files: the folders left are the
             # requests that ended within keep_files of it, and its own.

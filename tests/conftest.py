@@ -176,14 +176,34 @@ def browser():
         yield b
 
 
+_KEPT: list = []  # first_look's context: the one _close_pages leaves open
+
+
+@pytest.fixture(scope="module")
+def first_look(app_url, browser):
+    """One page of app_server, opened once per module and test process, for the tests that look at the page as it
+    opens (where things are, what they say) and change nothing that the others look at: a page load costs
+    chromium 3-4 s of CPU, more than such a test does. Mark them ``pytest.mark.xdist_group("first-look")``
+    so that one process runs them all. Each test sets the viewport it needs."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(app_url)
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)  # drawn after the load event
+    _KEPT.append(context)
+    yield page
+    _KEPT.remove(context)
+    context.close()
+
+
 @pytest.fixture(autouse=True)
 def _close_pages(request):
     """After a test that used the module's browser: close the contexts it opened, so no page of it goes on
-    playing and drawing through the next tests."""
+    playing and drawing through the next tests (first_look's stays open for the next test that looks)."""
     yield
     browser = request.node.funcargs.get("browser")
     for context in browser.contexts if browser is not None else ():
-        context.close()
+        if context not in _KEPT:
+            context.close()
 
 
 # ---- the order the tests run in, and how pytest-xdist deals them out ------------------------------------------

@@ -284,8 +284,11 @@ def test_defect_10_bad_api_values_get_one_line_messages_through_the_client(serve
     assert "99999999999999999999999" in str(e.value) and "e+" not in str(e.value)
 
 
-def test_defect_11_changing_the_model_keeps_the_composer(page):
+@pytest.mark.xdist_group("first-look")
+def test_defect_11_changing_the_model_keeps_the_composer(first_look):
     from playwright.sync_api import expect
+
+    page = first_look
 
     page.get_by_label("Composer").click()
     page.get_by_role("option", name="Mozart", exact=True).click()
@@ -372,11 +375,13 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
     assert page.evaluate(f"{STATS}.position()") == 0
 
 
+@pytest.mark.xdist_group("first-look")
 @pytest.mark.parametrize("width, height", [(1400, 1000), (1280, 800)])
-def test_friction_compose_and_the_roll_are_above_the_fold(server, browser, width, height):
+def test_friction_compose_and_the_roll_are_above_the_fold(first_look, width, height):
     """Issue 21's first friction: Compose and Stop where the eye lands, with the roll in view, without scrolling."""
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.goto(server)
+    page = first_look
+    page.set_viewport_size({"width": width, "height": height})
+    page.evaluate("window.scrollTo(0, 0)")
     for button in ("Compose", "Stop"):
         box = page.get_by_role("button", name=button, exact=True).bounding_box()
         assert box and box["y"] + box["height"] <= height, (button, box)
@@ -384,9 +389,10 @@ def test_friction_compose_and_the_roll_are_above_the_fold(server, browser, width
     assert roll and roll["y"] + roll["height"] / 2 <= height, roll
 
 
-def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(server, browser):
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(server)
+@pytest.mark.xdist_group("first-look")
+def test_friction_the_rolls_zoom_buttons_stay_together_at_phone_width(first_look):
+    page = first_look
+    page.set_viewport_size({"width": 390, "height": 844})
     minus, plus = (page.locator(f"#live-1 button.{b}").bounding_box() for b in ("zoom-out", "zoom-in"))
     assert minus and plus and abs(minus["y"] - plus["y"]) < 2, (minus, plus)
 
@@ -464,8 +470,12 @@ def test_friction_the_downloads_are_hidden_when_empty_and_all_in_view_when_done(
     assert scrolled == 0, "no scrolling inside the box"
 
 
-def test_friction_variations_have_headings_and_the_passage_panel_follows_them(page):
+@pytest.mark.xdist_group("first-look")
+def test_friction_variations_have_headings_and_the_passage_panel_follows_them(first_look):
     from playwright.sync_api import expect
+
+    page = first_look
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     variations = page.get_by_label("number input for Variations")
     variations.fill("2")
@@ -537,9 +547,13 @@ def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, brows
     assert roll and roll["y"] >= 0 and roll["y"] + roll["height"] <= 844, roll
 
 
-def test_friction_the_register_reads_as_note_names_on_one_line(page):
+@pytest.mark.xdist_group("first-look")
+def test_friction_the_register_reads_as_note_names_on_one_line(first_look):
     """The register was two sliders of raw MIDI numbers (21..108) whose labels wrapped onto three lines."""
     from playwright.sync_api import expect
+
+    page = first_look
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.get_by_text("Steering", exact=True).click()
     for elem_id, name in (("lowest", "A0"), ("highest", "C8")):

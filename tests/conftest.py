@@ -166,10 +166,11 @@ def app_url(app_server):
     return app_server[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """Debian's chromium through Playwright, one per test module; each test opens its own context (its own
-    storage) with browser.new_context() or browser.new_page(). Skips the test without chromium."""
+    """Debian's chromium through Playwright, one per test process (a launch costs about 1.2 s of CPU); each test
+    opens its own context (its own storage) with browser.new_context() or browser.new_page(), closed after it.
+    Skips the test without chromium."""
     from helpers import chromium
 
     with chromium() as b:

@@ -155,9 +155,11 @@ class Report:
 
 
 def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: Path | None = None,
-         keep_files: float = KEEP_FILES, rest: float = REST) -> Report:
+         keep_files: float = KEEP_FILES, rest: float = REST, warm_rounds: int | None = None) -> Report:
     """Steps 1-5; the report of step 6. ``rest``: the seconds at rest after the warm-up and after the load (a
-    shorter rest than REST leaves the warm-up's idle worker threads in both counts)."""
+    shorter rest than REST leaves the warm-up's idle worker threads in both counts). ``warm_rounds``: requests
+    each user sends in the warm-up (default: one of every kind; 2 already send every kind once among 4 users,
+    since user u starts with kind u)."""
     from gradio_client import Client
 
     from maia.checkpoint import read_vocab
@@ -202,7 +204,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             # Warm-up: every user sends every kind once, at once (the server's worker pools grow to the load and
             # what loads lazily, music21, Verovio, FluidSynth, loads); then at rest: the baseline for leaks.
             warm_calls: list[Call] = []
-            together(time.monotonic() + 600, len(kinds), warm_calls, time.monotonic())
+            together(time.monotonic() + 600, warm_rounds or len(kinds), warm_calls, time.monotonic())
             calls += [c for c in warm_calls if c.outcome == "failed"]
             time.sleep(rest)
             settled = proc_sample(pid, 0.0)

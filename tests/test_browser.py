@@ -53,7 +53,7 @@ def stats(page) -> dict:
 def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     from playwright.sync_api import expect
 
-    compose(page, tiny_midi, 1024)  # the tiny random gpt waits a lot: music that plays on well after the composing
+    compose(page, tiny_midi, 1024)  # 30-50 s of the dense gpt's music: it plays on well after the composing
     # notes are on the canvas while sampling runs: the prompt's blue at the first update, maia's orange
     # before the last one
     page.wait_for_function(f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
@@ -313,8 +313,8 @@ def test_defect_05_the_tempo_marks_note_is_drawn_in_verovios_font(page, tiny_mid
 
 
 def long_piece_seed(page):
-    """Seed 1: the tiny gpt writes 2,886 tokens of the arpeggio's continuation before its <end> (seed 0: 488,
-    done before a Stop could come), so a Stop lands mid-way."""
+    """Seed 1: the dense gpt's continuation of the arpeggio runs past 4,096 tokens without an <end> (the sparse
+    gpt's, 2,886 tokens; its seed 0, 488, done before a Stop could come), so a Stop lands mid-way."""
     page.get_by_label("Seed").fill("1")
     page.get_by_label("Seed").press("Enter")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import CHROMIUM, served_app
+from helpers import CHROMIUM
 
 from maia.gallery.shelf import Work, seed
 from maia.gallery.store import Gallery
@@ -21,18 +21,17 @@ PAIR = (Work("Lacrimosa by the tiny GPT", "lacrimosa.mid", "mozart", "gpt"),
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models_dir, tmp_path_factory):
-    """app.py serving the tiny models and a gallery of its own that holds one pair (two continuations of the
-    Lacrimosa); yields (url, that gallery)."""
+def server(app_url, dense_models_dir, gallery_data_dir):
+    """The session's app server (conftest's app_server, whose gallery is this test process's gallery_data_dir, which
+    no other test writes to), its gallery holding one pair (two continuations of the Lacrimosa): (url, that
+    gallery). The server reads the gallery's database at each request, so a pair added while it runs is served."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    data = tmp_path_factory.mktemp("gallery")
-    limits = Limits(models_dir=str(tiny_models_dir), device="cpu", data_dir=str(data))
+    limits = Limits(models_dir=str(dense_models_dir), device="cpu", data_dir=str(gallery_data_dir))
     gallery = Gallery.open(limits)
     added = seed(gallery, limits, tokens=16, works=PAIR, progress=lambda line: None)
     assert "wav" in gallery.get(added[0]).files, "the listening room needs FluidSynth (make test installs it)"
-    with served_app(tiny_models_dir, tmp_path_factory, {"MAIA_DATA_DIR": str(data)}) as (url, _pid):
-        yield url, gallery
+    return app_url, gallery
 
 
 def fresh_page(browser, url):

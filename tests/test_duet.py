@@ -261,10 +261,12 @@ def test_a_duet_of_three_turns_in_the_browser(server, browser):
     page.wait_for_function("window.maiaDuet.ready === true", timeout=20_000)
     # turn 1 ends with a rest, turn 2 with "Your turn, maia", turn 3 with the sustain pedal coming up
     for i, how in enumerate(["rest", "key", "pedal"]):
-        extra = "[[[0xb0, 64, 127], 0.05], [[0xb0, 64, 0], 1.0]]" if how == "pedal" else "[]"
-        page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, {extra})")
-        if how == "key":
-            keys.locator("button.your-turn").click()
+        extra = [[[0xB0, 64, 127], 0.05], [[0xB0, 64, 0], 1.0]] if how == "pedal" else []
+        # "Your turn, maia" is clicked in the page as the phrase's last key comes up: a click sent from here can
+        # land after the one-beat rest (0.2 s at 300 qpm) when the machine is busy, and the rest would end the turn
+        button = keys.locator("button.your-turn").element_handle() if how == "key" else None
+        page.evaluate("([notes, extra, button]) => window.__midi.phrase(notes, extra).then(() => button && button.click())",
+                      [[list(n) for n in D_MINOR_PHRASE], extra, button])
         page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
                                "&& !window.maiaDuet.answering", timeout=20_000)
     duet = page.evaluate("window.maiaDuet")

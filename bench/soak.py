@@ -155,11 +155,13 @@ class Report:
 
 
 def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: Path | None = None,
-         keep_files: float = KEEP_FILES, rest: float = REST, warm_rounds: int | None = None) -> Report:
+         keep_files: float = KEEP_FILES, rest: float = REST, warm_rounds: int | None = None,
+         min_rounds: int = 0) -> Report:
     """Steps 1-5; the report of step 6. ``rest``: the seconds at rest after the warm-up and after the load (a
     shorter rest than REST leaves the warm-up's idle worker threads in both counts). ``warm_rounds``: requests
     each user sends in the warm-up (default: one of every kind; 2 already send every kind once among 4 users,
-    since user u starts with kind u)."""
+    since user u starts with kind u). ``min_rounds``: requests each user sends under load even past ``minutes``
+    (a short smoke run on a busy machine still sends every kind)."""
     from gradio_client import Client
 
     from maia.checkpoint import read_vocab
@@ -179,10 +181,10 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             samples: list[Sample] = []
             lock, stop = threading.Lock(), threading.Event()
 
-            def user(u: int, until: float, rounds: int, record: list[Call], t0: float):
+            def user(u: int, until: float, rounds: int, record: list[Call], t0: float, at_least: int):
                 client = Client(url, verbose=False, download_files=False)
                 i = 0
-                while time.monotonic() < until and i < rounds:
+                while i < rounds and (time.monotonic() < until or i < at_least):
                     kind = kinds[(u + i) % len(kinds)]
                     start = time.monotonic()
                     try:
@@ -193,8 +195,8 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
                         record.append(Call(kind, start - t0, time.monotonic() - start, outcome, detail))
                     i += 1
 
-            def together(until: float, rounds: int, record: list[Call], t0: float):
-                threads = [threading.Thread(target=user, args=(u, until, rounds, record, t0), daemon=True)
+            def together(until: float, rounds: int, record: list[Call], t0: float, at_least: int = 0):
+                threads = [threading.Thread(target=user, args=(u, until, rounds, record, t0, at_least), daemon=True)
                            for u in range(users)]
                 for t in threads:
                     t.start()
@@ -218,7 +220,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
 
             watch = threading.Thread(target=sampler, daemon=True)
             watch.start()
-            together(end, 1 << 30, calls, t0)
+            together(end, 1 << 30, calls, t0, min_rounds)
             stop.set()
             watch.join()
             time.sleep(rest)  # at rest

@@ -102,6 +102,18 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[max(1, math.ceil(q / 100 * len(xs))) - 1] if xs else float("nan")  # nearest rank
 
 
+CLIENT_TIMEOUT = 60  # seconds for each HTTP call of a client, a cancel's too (httpx's default is 5)
+
+
+def _client(url: str):
+    """A gradio_client for ``url`` that waits CLIENT_TIMEOUT for the server's answers: a server the soak keeps busy on
+    every core may take longer than httpx's 5 s to answer a cancel, which is slow, not broken (its time is in the
+    latency figures, and a request that never ends still fails)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, download_files=False, httpx_kwargs={"timeout": CLIENT_TIMEOUT})
+
+
 def one_call(client, kind: str, model: str, seed: int, tokens: int, bad_file: Path) -> tuple[str, str]:
     """Sends one request of ``kind``; returns (outcome, detail)."""
     from gradio_client import handle_file
@@ -162,7 +174,6 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
     each user sends in the warm-up (default: one of every kind; 2 already send every kind once among 4 users,
     since user u starts with kind u). ``min_rounds``: requests each user sends under load even past ``minutes``
     (a short smoke run on a busy machine still sends every kind)."""
-    from gradio_client import Client
 
     from maia.checkpoint import read_vocab
 
@@ -182,7 +193,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             lock, stop = threading.Lock(), threading.Event()
 
             def user(u: int, until: float, rounds: int, record: list[Call], t0: float, at_least: int):
-                client = Client(url, verbose=False, download_files=False)
+                client = _client(url)
                 i = 0
                 while i < rounds and (time.monotonic() < until or i < at_least):
                     kind = kinds[(u + i) % len(kinds)]
@@ -228,7 +239,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             # One more request after the rest sweeps what is older than keep_files: the folders left are the
             # requests that ended within keep_files of it, and its own.
             probe = time.monotonic() - t0
-            outcome, detail = one_call(Client(url, verbose=False, download_files=False), "stream", model, 999,
+            outcome, detail = one_call(_client(url), "stream", model, 999,
                                        tokens, bad)
             if outcome != "ok":
                 calls.append(Call("stream", probe, time.monotonic() - t0 - probe, "failed", f"probe: {detail}"))

@@ -146,6 +146,16 @@ CHROMIUM_ARGS = webmidi.CHROMIUM_ARGS  # no first-run, no background networking,
 STATS = "window.maiaLive && window.maiaLive['1']"  # variation 1's live roll (maia/web/): counters and probes
 
 
+POLL_MS = 100  # how often until() asks the page
+
+
+def until(page, expression: str, timeout: float = 30_000):
+    """``page.wait_for_function(expression)``, asked every POLL_MS: Playwright's default asks at every animation frame,
+    which keeps headless chromium drawing frames for as long as a test waits (and, for a roll's notePixels, reads the
+    whole canvas back 60 times a second), about a core of software rendering."""
+    return page.wait_for_function(expression, timeout=timeout, polling=POLL_MS)
+
+
 def choose(page, elem_id: str, option: str):
     """Picks ``option`` in the page's dropdown ``#elem_id``."""
     page.locator(f"#{elem_id} input").click()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import STATS, choose
+from helpers import STATS, choose, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,9 +31,15 @@ def page(server, browser):
     page.context.close()
 
 
-def compose(page, midi: Path | None, tokens: int):
-    """Compose ``tokens`` tokens (the length in tokens, under Advanced) after ``midi``."""
+def compose(page, midi: Path | None, tokens: int, play: bool = False):
+    """Compose ``tokens`` tokens (the length in tokens, under Advanced) after ``midi``; with ``play``, as the page
+    opens, playing while composing, else with every roll's "play while composing" unticked, as for a test that
+    does not listen: a playing roll redraws every frame, about a core of headless chromium's software rendering."""
     from playwright.sync_api import expect
+
+    if not play:
+        page.evaluate("document.querySelectorAll('.maia-live').forEach((r) => {"
+                      " r.shadowRoot.querySelector('input.autoplay').checked = false; })")
 
     if midi is not None:
         page.locator("input[type=file]").first.set_input_files(str(midi))
@@ -53,17 +59,17 @@ def stats(page) -> dict:
 def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     from playwright.sync_api import expect
 
-    compose(page, tiny_midi, 1024)  # 30-50 s of the dense gpt's music: it plays on well after the composing
+    compose(page, tiny_midi, 1024, play=True)  # 30-50 s of the dense gpt's music: it plays on well after the composing
     # notes are on the canvas while sampling runs: the prompt's blue at the first update, maia's orange
     # before the last one
-    page.wait_for_function(f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
+    until(page, f"{STATS} && {STATS}.firstNoteMs !== null", timeout=60_000)
     first = stats(page)
     assert first["firstNoteDone"] is False and first["firstNoteSeq"] == 0
     assert page.evaluate(f"{STATS}.notePixels()")["blue"] > 50
-    page.wait_for_function(f"{STATS}.notePixels().orange > 50", timeout=60_000)
+    until(page, f"{STATS}.notePixels().orange > 50", timeout=60_000)
     assert stats(page)["firstMaiaDone"] is False, "maia's notes should show while it is still composing"
     # the audio starts with the first notes, before the last update
-    page.wait_for_function(f"{STATS}.playStarts >= 1", timeout=60_000)
+    until(page, f"{STATS}.playStarts >= 1", timeout=60_000)
     expect(page.get_by_text("done:")).to_be_visible(timeout=120_000)
     s = stats(page)
     assert s["startedBeforeDone"] is True and s["playSeq"] < s["seq"]
@@ -101,7 +107,7 @@ def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
 
 def test_a_piece_from_a_composer_alone_is_drawn_in_maias_colour(page):
     compose(page, None, 256)
-    page.wait_for_function(f"{STATS} && {STATS}.done === true", timeout=120_000)
+    until(page, f"{STATS} && {STATS}.done === true", timeout=120_000)
     pixels = page.evaluate(f"{STATS}.notePixels()")
     assert pixels["orange"] > 50 and pixels["blue"] == 0
 
@@ -143,7 +149,7 @@ def notes(page) -> list:
 def wait_done(page, request=None):
     """Until the roll has the last message (the sheet music after the finished music) of a request other
     than ``request``; returns the request."""
-    page.wait_for_function(f"{STATS} && {STATS}.final === true && {STATS}.request !== {json.dumps(request)}",
+    until(page, f"{STATS} && {STATS}.final === true && {STATS}.request !== {json.dumps(request)}",
                            timeout=300_000)
     return stats(page)["request"]
 
@@ -171,10 +177,10 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
     # undo, redo
     undo, redo = page.get_by_role("button", name="↶ Undo"), page.get_by_role("button", name="↷ Redo")
     undo.click()
-    page.wait_for_function(f"{STATS}.request !== {json.dumps(second_request)}", timeout=60_000)
+    until(page, f"{STATS}.request !== {json.dumps(second_request)}", timeout=60_000)
     assert [n[:4] for n in notes(page)] == [n[:4] for n in before]
     redo.click()
-    page.wait_for_function(f"{STATS}.notes().length === {len(after)} && {STATS}.notes().some(n => n[4] === 1)",
+    until(page, f"{STATS}.notes().length === {len(after)} && {STATS}.notes().some(n => n[4] === 1)",
                            timeout=60_000)
     assert [n[:4] for n in notes(page)] == [n[:4] for n in after]
 
@@ -214,7 +220,7 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     first = notes(page)
     page.get_by_role("button", name="🔗 Permalink").click()
     find = "[...document.querySelectorAll('textarea, input')].map(e => e.value).find(v => v.includes('seed=5'))"
-    page.wait_for_function(f"() => !!{find}", timeout=30_000)
+    until(page, f"() => !!{find}", timeout=30_000)
     url = page.evaluate(find)
     assert "seed=5" in url and "upload=" in url and "tokens=64" in url
     other = page.context.browser.new_context().new_page()  # a fresh session
@@ -222,7 +228,7 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     from playwright.sync_api import expect
 
     expect(other.locator("a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
-    other.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
+    until(other, "() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
     other.get_by_role("button", name="Compose", exact=True).click()
     assert first_request != wait_done(other)
     assert notes(other) == first
@@ -238,7 +244,7 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
     variations = page.get_by_label("number input for Variations")
     variations.fill("3")
     variations.press("Enter")
-    compose(page, tiny_midi, 256)  # three variations: music that plays while they are composed
+    compose(page, tiny_midi, 256, play=True)  # three variations: music that plays while they are composed
     seen = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -250,7 +256,7 @@ def test_defect_01_one_variation_plays_at_a_time(page, tiny_midi):
     assert all(sum(s) <= 1 for s in seen), [s for s in seen if sum(s) > 1][:3]
     # starting variation 2 pauses whatever plays
     page.locator("#live-2 button.play").click()
-    page.wait_for_function("window.maiaLive['2'].playing()", timeout=10_000)
+    until(page, "window.maiaLive['2'].playing()", timeout=10_000)
     state = playing(page)
     assert state[1] and sum(state) == 1, state
 
@@ -264,7 +270,7 @@ def test_defect_02_the_sheet_music_lights_the_notes_under_the_playhead_and_its_c
     page.evaluate(f"{STATS}.seek(0)")  # from the start, however far the autoplay had got
     time_text = page.locator("#live-1 .time")
     before = time_text.text_content()
-    page.wait_for_function("document.querySelector('#live-1 .maia-live').shadowRoot"
+    until(page, "document.querySelector('#live-1 .maia-live').shadowRoot"
                            ".querySelectorAll('.sheet g.note.playing').length > 0", timeout=10_000)
     time.sleep(1.2)
     assert time_text.text_content() != before, "the clock moves while the sheet is shown"
@@ -300,7 +306,7 @@ def test_defect_11_changing_the_model_keeps_the_composer(first_look):
 
 def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(page, server):
     page.goto(server + "?composer=zzz&model=gpt&seed=7")
-    page.wait_for_function("() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
+    until(page, "() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
     assert page.get_by_label("Composer").input_value() != "zzz"
 
 
@@ -308,7 +314,7 @@ def test_defect_05_the_tempo_marks_note_is_drawn_in_verovios_font(page, tiny_mid
     compose(page, tiny_midi, 64)
     wait_done(page, None)
     page.locator("#live-1 button.tab-sheet").click()
-    page.wait_for_function("[...document.fonts].some(f => f.family.replace(/['\"]/g, '') === 'Leipzig' && "
+    until(page, "[...document.fonts].some(f => f.family.replace(/['\"]/g, '') === 'Leipzig' && "
                            "f.status === 'loaded')", timeout=15_000)
 
 
@@ -354,8 +360,8 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
     from playwright.sync_api import expect
 
     long_piece_seed(page)
-    compose(page, tiny_midi, 4096)
-    page.wait_for_function(f"{STATS} && {STATS}.playStarts >= 1 && {STATS}.notePixels().orange > 50", timeout=60_000)
+    compose(page, tiny_midi, 4096, play=True)  # stopped while it plays
+    until(page, f"{STATS} && {STATS}.playStarts >= 1 && {STATS}.notePixels().orange > 50", timeout=60_000)
     page.get_by_role("button", name="Stop", exact=True).click()
     wait_done(page, None)
     assert stats(page)["done"] is True
@@ -368,8 +374,8 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
     page.evaluate(f"{STATS}.seek({end} - 0.4)")
     if not page.evaluate(f"{STATS}.playing()"):
         page.locator("#live-1 button.play").click()
-    page.wait_for_function(f"{STATS}.playing()", timeout=5_000)
-    page.wait_for_function(f"!({STATS}).playing()", timeout=15_000)
+    until(page, f"{STATS}.playing()", timeout=5_000)
+    until(page, f"!({STATS}).playing()", timeout=15_000)
     time.sleep(0.3)
     assert page.evaluate(f"{STATS}.state()") == "", "the player ended instead of waiting for more music"
     assert page.evaluate(f"{STATS}.position()") == 0
@@ -439,7 +445,7 @@ def test_friction_stop_is_grey_and_disabled_when_nothing_runs(page, tiny_midi):
 
     def idle():
         expect(stop).to_be_disabled()
-        page.wait_for_function(f"({grey})(document.evaluate(\"//button[normalize-space()='Stop']\", document, null,"
+        until(page, f"({grey})(document.evaluate(\"//button[normalize-space()='Stop']\", document, null,"
                                " 9, null).singleNodeValue)", timeout=5_000)  # after the colour's transition
 
     idle()
@@ -512,8 +518,7 @@ def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_pa
     onset = np.arange(48) * 2  # 2 grid steps: a sixteenth triplet
     midi = Piece(normalize_notes(onset, onset + 2, np.full(48, 64), np.full(48, 72), EncodingConfig()), 12, 140.0,
                  (4, 4)).write_midi(tmp_path / "repeated.mid")
-    page.locator("#live-1 input.autoplay").uncheck()  # a still roll: no playhead, no lit note
-    compose(page, midi, 16)
+    compose(page, midi, 16)  # a still roll: no playhead, no lit note
     wait_done(page)
     view = page.evaluate(f"{STATS}.view()")
     spn = 60 / 140 / 6  # seconds per sixteenth triplet
@@ -540,7 +545,8 @@ def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_pa
 def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, browser):
     """At 390 px the settings stack above the roll: Compose scrolls the roll into view, to watch it fill in."""
     page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(server)
+    page.goto(server + "?length_unit=tokens&tokens=32")  # a short piece: 16 bars would go on composing after it
+    until(page, "() => document.querySelector('#length-unit input')?.value === 'tokens'", timeout=30_000)
     page.get_by_role("button", name="Compose", exact=True).click()
     page.wait_for_timeout(1500)
     roll = page.locator("#live-1 canvas.roll").bounding_box()

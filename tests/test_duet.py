@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import STATS
+from helpers import STATS, until
 
 from bench.webmidi import STAND_IN, open_instrument  # the stand-in Web MIDI keyboard the benchmark plays too
 from maia.controls import SCALES
@@ -267,7 +267,7 @@ def test_a_duet_of_three_turns_in_the_browser(server, browser):
         button = keys.locator("button.your-turn").element_handle() if how == "key" else None
         page.evaluate("([notes, extra, button]) => window.__midi.phrase(notes, extra).then(() => button && button.click())",
                       [[list(n) for n in D_MINOR_PHRASE], extra, button])
-        page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
+        until(page, f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
                                "&& !window.maiaDuet.answering", timeout=20_000)
     duet = page.evaluate("window.maiaDuet")
     assert not duet["errors"] and [t["why"] for t in duet["turns"]] == ["rest", "key", "pedal"]
@@ -329,7 +329,7 @@ def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_his
         page.evaluate(f"window.__midi.phrase({[list(n) for n in D_MINOR_PHRASE]}, [])")
         page.wait_for_function("window.maiaDuet.phrase.length === 4")
         keys.locator("button.your-turn").click()
-        page.wait_for_function(f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
+        until(page, f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
                                "&& !window.maiaDuet.answering", timeout=20_000)
     # (pitch, onset) of each note; the tiny random model may strike a key several times at once: one note in a file
     played = sorted({(n[0], round(n[1], 2)) for n in page.evaluate("window.maiaDuet.notes")})

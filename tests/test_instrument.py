@@ -7,7 +7,7 @@ that records what it receives."""
 import time
 
 import pytest
-from helpers import STATS, choose
+from helpers import STATS, choose, until
 
 from bench.webmidi import STAND_IN
 
@@ -71,7 +71,7 @@ def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_
     length.fill("64")
     length.press("Enter")
     page.get_by_role("button", name="Compose", exact=True).click()
-    page.wait_for_function(f"{STATS}.done === true && {STATS}.request !== 'take'", timeout=60_000)
+    until(page, f"{STATS}.done === true && {STATS}.request !== 'take'", timeout=60_000)
     notes = page.evaluate(f"{STATS}.notes()")
     assert [(n[0], n[1]) for n in notes if n[4] == 0] == [(p, s) for p, s, _, _ in phrase]  # the prompt, note for note
     assert page.evaluate(f"{STATS}.gain()") == 0

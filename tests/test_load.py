@@ -25,3 +25,25 @@ def test_concurrent_calls_each_get_their_own_music(app_server, tiny_midi):
     assert report.all_completed and report.all_match_alone and report.distinct_outputs
     assert 0 < report.p50_s <= report.p95_s <= report.max_s < 120
     assert report.rss_before_mb > 0 and report.rss_peak_mb - report.rss_before_mb < 500, report
+
+
+def test_an_idle_server_sleeps(app_server):
+    """Gradio's queue looked for work every millisecond, idle or not: 9% of a core for a server doing nothing, for as
+    long as it runs (app.py sets its polls to IDLE_POLL_SECONDS). One quiet second of the four below is enough: a
+    request of an earlier test may still be finishing."""
+    import os
+    import time
+
+    _, pid = app_server
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            return sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13])) / tick  # utime, stime
+
+    seconds = []
+    for _ in range(4):
+        before = cpu()
+        time.sleep(1.0)
+        seconds.append(cpu() - before)
+    assert min(seconds) < 0.04, f"app.py busy while idle: {seconds} CPU seconds per second"

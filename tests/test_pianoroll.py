@@ -70,7 +70,8 @@ def test_notes_are_one_collection():
 
 def test_bar_lines_follow_time_signature():
     def bar_lines(piece):
-        lines = [c for c in draw(piece).axes[0].collections if isinstance(c, LineCollection)]
+        lines = [c for c in draw(piece).axes[0].collections
+                 if isinstance(c, LineCollection) and c.get_gid() != "semitone-ticks"]
         return sorted(seg[0][0] for c in lines for seg in c.get_segments())
 
     assert bar_lines(scale_piece(bars=4, ts=(4, 4))) == pytest.approx([2.0, 4.0, 6.0, 8.0])
@@ -125,3 +126,22 @@ def test_drawing_from_new_threads_opens_no_more_fonts(tmp_path):
     for t in threads:
         t.join()
     assert before > 0 and fonts_open() == before
+
+
+def test_every_semitone_has_its_small_tick_left_of_the_roll():
+    """One short dark tick left of the pitch axis on each semitone's row, the Cs' among them (drawn as one collection
+    since the minor ticks, a matplotlib Tick object per row, cost as much as the whole picture); none between rows."""
+    piece = scale_piece()
+    fig = draw(piece, 96)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    height = img.shape[0]
+    left = round(ax.transAxes.transform((0, 0))[0])  # the axis line's pixel column
+    lo, hi = (round(v + 0.5) for v in ax.get_ylim())
+    dark = lambda y: img[y, left - 2].sum() < 400  # noqa: E731 - two pixels left of the axis line
+    for pitch in range(lo, hi):
+        y = height - 1 - round(ax.transData.transform((0, pitch))[1])
+        assert any(dark(y + d) for d in (-1, 0, 1)), f"no tick on pitch {pitch}'s row"
+        mid = height - 1 - round(ax.transData.transform((0, pitch + 0.5))[1])
+        assert not dark(mid), f"a tick between pitches {pitch} and {pitch + 1}"

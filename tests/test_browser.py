@@ -304,7 +304,8 @@ def test_defect_11_changing_the_model_keeps_the_composer(first_look):
     expect(page.get_by_label("Composer")).to_have_value("Mozart")
 
 
-def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(page, server):
+def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # the link is its one page load
     page.goto(server + "?composer=zzz&model=gpt&seed=7")
     until(page, "() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
     assert page.get_by_label("Composer").input_value() != "zzz"

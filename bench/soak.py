@@ -239,8 +239,7 @@ def soak(root: Path, model: str, minutes: float, users: int, tokens: int, log: P
             # One more request after the rest sweeps what is older than keep_files: the folders left are the
             # requests that ended within keep_files of it, and its own.
             probe = time.monotonic() - t0
-            outcome, detail = one_call(_client(url), "stream", model, 999,
-                                       tokens, bad)
+            outcome, detail = one_call(_client(url), "stream", model, 999, tokens, bad)
             if outcome != "ok":
                 calls.append(Call("stream", probe, time.monotonic() - t0 - probe, "failed", f"probe: {detail}"))
             requests_dir = server_tmp / "maia-requests"

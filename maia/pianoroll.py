@@ -70,8 +70,9 @@ def draw(
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     # Margins in pixels, so labels keep their room at any size.
+    left_px, right_px = 46, 14
     fig.subplots_adjust(
-        left=46 / width_px, right=1 - 14 / width_px, bottom=36 / height_px, top=1 - (28 if title else 12) / height_px
+        left=left_px / width_px, right=1 - right_px / width_px, bottom=36 / height_px, top=1 - (28 if title else 12) / height_px
     )
     ax = fig.add_subplot()
     sps = piece.seconds_per_step
@@ -138,7 +139,7 @@ def draw(
     ax.set_yticks(cs, [note_name(p) for p in cs], fontsize=8)
     # The semitones' small ticks as one collection: as minor ticks, matplotlib made a Tick object (two lines, two
     # labels) for each of up to 128 rows, which cost about as much as drawing the whole picture.
-    axes_px = width_px - 46 - 14  # the axes' width in pixels (the margins above)
+    axes_px = width_px - left_px - right_px  # the axes' width in pixels
     rows = np.arange(lo, hi + 1, dtype=np.float64)
     ax.add_collection(LineCollection(np.stack([np.stack([np.full_like(rows, -2 * dpi / 72 / axes_px), rows], -1),
                                                np.stack([np.zeros_like(rows), rows], -1)], axis=1),

@@ -29,6 +29,11 @@ def _stat(pid: int) -> tuple[int, int]:
     return int(fields[1]), sum(map(int, fields[11:15]))  # ppid; utime stime cutime cstime
 
 
+def process_seconds(pid: int) -> float:
+    """CPU seconds spent so far by process ``pid`` and the children it has reaped."""
+    return _stat(pid)[1] / _TICK
+
+
 def busy_seconds() -> float:
     """CPU seconds spent so far by this process and its live descendants, with the children they reaped."""
     stats = {}

@@ -150,7 +150,7 @@ def wait_done(page, request=None):
     """Until the roll has the last message (the sheet music after the finished music) of a request other
     than ``request``; returns the request."""
     until(page, f"{STATS} && {STATS}.final === true && {STATS}.request !== {json.dumps(request)}",
-                           timeout=300_000)
+          timeout=300_000)
     return stats(page)["request"]
 
 
@@ -181,7 +181,7 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
     assert [n[:4] for n in notes(page)] == [n[:4] for n in before]
     redo.click()
     until(page, f"{STATS}.notes().length === {len(after)} && {STATS}.notes().some(n => n[4] === 1)",
-                           timeout=60_000)
+          timeout=60_000)
     assert [n[:4] for n in notes(page)] == [n[:4] for n in after]
 
 
@@ -271,7 +271,7 @@ def test_defect_02_the_sheet_music_lights_the_notes_under_the_playhead_and_its_c
     time_text = page.locator("#live-1 .time")
     before = time_text.text_content()
     until(page, "document.querySelector('#live-1 .maia-live').shadowRoot"
-                           ".querySelectorAll('.sheet g.note.playing').length > 0", timeout=10_000)
+                ".querySelectorAll('.sheet g.note.playing').length > 0", timeout=10_000)
     time.sleep(1.2)
     assert time_text.text_content() != before, "the clock moves while the sheet is shown"
 
@@ -316,7 +316,7 @@ def test_defect_05_the_tempo_marks_note_is_drawn_in_verovios_font(page, tiny_mid
     wait_done(page, None)
     page.locator("#live-1 button.tab-sheet").click()
     until(page, "[...document.fonts].some(f => f.family.replace(/['\"]/g, '') === 'Leipzig' && "
-                           "f.status === 'loaded')", timeout=15_000)
+                "f.status === 'loaded')", timeout=15_000)
 
 
 def long_piece_seed(page):
@@ -447,7 +447,7 @@ def test_friction_stop_is_grey_and_disabled_when_nothing_runs(page, tiny_midi):
     def idle():
         expect(stop).to_be_disabled()
         until(page, f"({grey})(document.evaluate(\"//button[normalize-space()='Stop']\", document, null,"
-                               " 9, null).singleNodeValue)", timeout=5_000)  # after the colour's transition
+                    " 9, null).singleNodeValue)", timeout=5_000)  # after the colour's transition
 
     idle()
     compose(page, tiny_midi, 16)

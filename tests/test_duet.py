@@ -270,7 +270,7 @@ def test_a_duet_of_three_turns_in_the_browser(server, browser):
         page.evaluate("([notes, extra, button]) => window.__midi.phrase(notes, extra).then(() => button && button.click())",
                       [[list(n) for n in D_MINOR_PHRASE], extra, button])
         until(page, f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
-                               "&& !window.maiaDuet.answering", timeout=20_000)
+                    "&& !window.maiaDuet.answering", timeout=20_000)
     duet = page.evaluate("window.maiaDuet")
     assert not duet["errors"] and [t["why"] for t in duet["turns"]] == ["rest", "key", "pedal"]
     notes, beat = duet["notes"], 60 / BPM
@@ -339,7 +339,7 @@ def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_his
         page.evaluate("([notes, button]) => window.__midi.phrase(notes, []).then(() => button.click())",
                       [[list(n) for n in D_MINOR_PHRASE], button])
         until(page, f"window.maiaDuet.turns.length === {i + 1} && window.maiaDuet.turns[{i}].done "
-                               "&& !window.maiaDuet.answering", timeout=20_000)
+                    "&& !window.maiaDuet.answering", timeout=20_000)
     # (pitch, onset) of each note; the tiny random model may strike a key several times at once: one note in a file
     played = sorted({(n[0], round(n[1], 2)) for n in page.evaluate("window.maiaDuet.notes")})
     keys.locator("button.duet-on").click()  # ■ End the duet

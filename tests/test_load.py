@@ -31,19 +31,14 @@ def test_an_idle_server_sleeps(app_server):
     """Gradio's queue looked for work every millisecond, idle or not: 9% of a core for a server doing nothing, for as
     long as it runs (app.py sets its polls to IDLE_POLL_SECONDS). One quiet second of the four below is enough: a
     request of an earlier test may still be finishing."""
-    import os
     import time
 
+    from cpu_profile import process_seconds
+
     _, pid = app_server
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def cpu() -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            return sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13])) / tick  # utime, stime
-
     seconds = []
     for _ in range(4):
-        before = cpu()
+        before = process_seconds(pid)
         time.sleep(1.0)
-        seconds.append(cpu() - before)
+        seconds.append(process_seconds(pid) - before)
     assert min(seconds) < 0.04, f"app.py busy while idle: {seconds} CPU seconds per second"

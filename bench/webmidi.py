@@ -54,8 +54,10 @@ navigator.requestMIDIAccess = async () => {
 
 def open_instrument(browser, url: str, bpm: int | None = None, output: bool = True):
     """A page of ``url`` with the stand-in connected (and its output chosen, the tempo set when given):
-    (page, the instrument's locator)."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    (page, the instrument's locator). ``browser``: a Playwright browser (the page gets a context of its own) or a
+    browser context (the page opens in it)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}) if hasattr(browser, "new_context") else browser
+    page = context.new_page()
     page.add_init_script(STAND_IN)
     page.goto(url)
     keys = page.locator("#keys")

@@ -21,14 +21,14 @@ def server(app_url):
 
 
 @pytest.fixture
-def page(server, browser):
-    """The page in a fresh context of the module's chromium (conftest.py's browser)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def page(server, shared_context):
+    """A fresh page (a Gradio session of its own) in the module's browser context (conftest.py's shared_context)."""
+    page = shared_context.new_page()
     page.goto(server)
     # Gradio draws the page after the load event: wait for it, as long as a busy machine needs
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
     yield page
-    page.context.close()
+    page.close()
 
 
 def compose(page, midi: Path | None, tokens: int, play: bool = False):
@@ -105,11 +105,18 @@ def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     expect(page.get_by_text("Key:")).to_be_visible()
 
 
-def test_a_piece_from_a_composer_alone_is_drawn_in_maias_colour(page):
-    compose(page, None, 256)
-    until(page, f"{STATS} && {STATS}.done === true", timeout=120_000)
+def test_a_piece_from_a_composer_alone_is_maias_and_the_key_lock_keeps_it_in_the_scale(page):
+    """No prompt: every note is maia's, drawn in its colour; with the key lock on E minor, every one is in that scale."""
+    page.get_by_text("Steering").click()
+    page.get_by_label("Key lock").click()
+    page.get_by_role("option", name="E minor", exact=True).click()
+    compose(page, None, 128)
+    wait_done(page)
     pixels = page.evaluate(f"{STATS}.notePixels()")
     assert pixels["orange"] > 50 and pixels["blue"] == 0
+    ns = notes(page)
+    assert ns and all(n[4] == 1 for n in ns)
+    assert {n[0] % 12 for n in ns} <= {4, 6, 7, 9, 11, 0, 2, 3}  # E minor with its leading tone D#
 
 
 def test_generate_answers_gradio_client_as_the_readme_shows(server, tiny_midi):
@@ -185,30 +192,18 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
     assert [n[:4] for n in notes(page)] == [n[:4] for n in after]
 
 
-def test_two_sessions_keep_their_own_history(server, browser, tiny_midi):
+def test_two_sessions_keep_their_own_history(server, shared_context, tiny_midi):
     from playwright.sync_api import expect
 
-    a, b = browser.new_context().new_page(), browser.new_context().new_page()
+    a, b = shared_context.new_page(), shared_context.new_page()  # each page load is a Gradio session of its own
     for page in (a, b):
         page.goto(server)
-    compose(a, None, 32)
-    wait_done(a)
-    compose(b, None, 32)
-    wait_done(b)
-    compose(a, None, 32)
-    wait_done(a)
+    for page in (a, b, a):
+        page.bring_to_front()  # two tabs of one window: the one behind runs its timers once a second
+        compose(page, None, 32)
+        wait_done(page)
     expect(a.get_by_role("button", name="↶ Undo")).to_be_enabled()  # a has two pieces
     expect(b.get_by_role("button", name="↶ Undo")).to_be_disabled()  # b has one: a's never reach it
-
-
-def test_the_key_lock_keeps_maia_in_the_scale(page):
-    page.get_by_text("Steering").click()
-    page.get_by_label("Key lock").click()
-    page.get_by_role("option", name="E minor", exact=True).click()
-    compose(page, None, 128)
-    wait_done(page)
-    pcs = {n[0] % 12 for n in notes(page) if n[4] == 1}
-    assert pcs and pcs <= {4, 6, 7, 9, 11, 0, 2, 3}  # E minor with its leading tone D#
 
 
 def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
@@ -223,7 +218,7 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     until(page, f"() => !!{find}", timeout=30_000)
     url = page.evaluate(find)
     assert "seed=5" in url and "upload=" in url and "tokens=64" in url
-    other = page.context.browser.new_context().new_page()  # a fresh session
+    other = page.context.new_page()  # a fresh session: a page load of its own
     other.goto(url)
     from playwright.sync_api import expect
 
@@ -304,8 +299,8 @@ def test_defect_11_changing_the_model_keeps_the_composer(first_look):
     expect(page.get_by_label("Composer")).to_have_value("Mozart")
 
 
-def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # the link is its one page load
+def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(server, shared_context):
+    page = shared_context.new_page()  # the link is its one page load
     page.goto(server + "?composer=zzz&model=gpt&seed=7")
     until(page, "() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
     assert page.get_by_label("Composer").input_value() != "zzz"
@@ -435,8 +430,11 @@ def test_a_whole_piece_in_bars_with_an_ending(page, tiny_midi):
         expect(page.locator(f"a[href$='maia-1{suffix}']")).to_be_attached()
 
 
-def test_friction_stop_is_grey_and_disabled_when_nothing_runs(page, tiny_midi):
-    """Stop was red and looked ready while nothing ran: grey and disabled when idle, before and after a piece."""
+def test_friction_a_short_piece_stop_is_grey_the_downloads_fit_and_it_continues(page, tiny_midi):
+    """Three of issue 21's frictions, met on one short piece (a page load and a piece cost more than each check):
+    - Stop was red and looked ready while nothing ran: grey and disabled when idle, before and after a piece.
+    - Empty, the downloads box looked like a second upload area; full, it showed 2 of its 4 files.
+    - 'Continue from this variation' only loaded the prompt, silently: it composes, and says what it did."""
     from playwright.sync_api import expect
 
     stop = page.get_by_role("button", name="Stop", exact=True)
@@ -449,20 +447,13 @@ def test_friction_stop_is_grey_and_disabled_when_nothing_runs(page, tiny_midi):
         until(page, f"({grey})(document.evaluate(\"//button[normalize-space()='Stop']\", document, null,"
                     " 9, null).singleNodeValue)", timeout=5_000)  # after the colour's transition
 
-    idle()
-    compose(page, tiny_midi, 16)
-    wait_done(page)
-    idle()
-
-
-def test_friction_the_downloads_are_hidden_when_empty_and_all_in_view_when_done(page, tiny_midi):
-    """Empty, the downloads box looked like a second upload area; full, it showed 2 of its 4 files."""
-    from playwright.sync_api import expect
-
     box = page.locator("#downloads-1")
+    idle()
     expect(box).to_be_hidden()
     compose(page, tiny_midi, 16)
-    wait_done(page)
+    first = wait_done(page)
+    idle()
+    # the downloads: all four in view, no scrolling inside the box
     expect(page.get_by_text("writing the sheet music")).to_have_count(0, timeout=60_000)
     expect(box).to_be_visible()
     outer = box.bounding_box()
@@ -475,6 +466,13 @@ def test_friction_the_downloads_are_hidden_when_empty_and_all_in_view_when_done(
     scrolled = box.evaluate("b => [b, ...b.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 1"
                             " && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY)).length")
     assert scrolled == 0, "no scrolling inside the box"
+    # continue from variation 1: it composes the continuation
+    before = len(notes(page))
+    page.get_by_role("button", name="Continue from this variation").first.click()
+    expect(page.get_by_text("variation 1 is the prompt now")).to_be_visible(timeout=15_000)
+    wait_done(page, first)
+    assert len(notes(page)) > before, "the continuation starts with the whole of variation 1"
+    expect(page.locator("a[href$='/maia-1.mid']").first).to_be_attached()  # the prompt is variation 1's MIDI
 
 
 @pytest.mark.xdist_group("first-look")
@@ -492,20 +490,6 @@ def test_friction_variations_have_headings_and_the_passage_panel_follows_them(fi
     second = page.locator("#live-2").bounding_box()
     panel = page.locator("#regenerate-passage").first.bounding_box()
     assert second and panel and panel["y"] >= second["y"] + second["height"], (second, panel)
-
-
-def test_friction_continue_from_this_variation_composes_its_continuation(page, tiny_midi):
-    """'Continue from this variation' only loaded the prompt, silently: it composes, and says what it did."""
-    from playwright.sync_api import expect
-
-    compose(page, tiny_midi, 16)
-    first = wait_done(page)
-    before = len(notes(page))
-    page.get_by_role("button", name="Continue from this variation").first.click()
-    expect(page.get_by_text("variation 1 is the prompt now")).to_be_visible(timeout=15_000)
-    wait_done(page, first)
-    assert len(notes(page)) > before, "the continuation starts with the whole of variation 1"
-    expect(page.locator("a[href$='/maia-1.mid']").first).to_be_attached()  # the prompt is variation 1's MIDI
 
 
 def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_path):
@@ -543,9 +527,10 @@ def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_pa
     assert not faint, f"{len(faint)} of {len(pixels)} onsets hardly differ from the notes around them: {faint[:5]}"
 
 
-def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, browser):
+def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, shared_context):
     """At 390 px the settings stack above the roll: Compose scrolls the roll into view, to watch it fill in."""
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = shared_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
     page.goto(server + "?length_unit=tokens&tokens=32")  # a short piece: 16 bars would go on composing after it
     until(page, "() => document.querySelector('#length-unit input')?.value === 'tokens'", timeout=30_000)
     page.get_by_role("button", name="Compose", exact=True).click()

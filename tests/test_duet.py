@@ -252,10 +252,10 @@ def server(app_url):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_duet_of_three_turns_in_the_browser(server, browser):
+def test_a_duet_of_three_turns_in_the_browser(server, shared_context):
     from symusic import Score
 
-    page, keys = open_instrument(browser, server, BPM)
+    page, keys = open_instrument(shared_context, server, BPM)
     keys.locator("select.rest").select_option("1")
     keys.locator("input.answer-bars").fill("1")
     keys.locator("input.pedal-ends").check()
@@ -311,12 +311,12 @@ def _midi_notes(page, link) -> list[tuple[int, float]]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_history(server, browser):
+def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_history(server, shared_context):
     """A piece composed, then a duet of two turns, ended: variation 1 shows the dialogue (yours blue, maia's
     orange), its Sheet music tab, its downloads; Undo brings the composed piece back and Redo the duet."""
     from playwright.sync_api import expect
 
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page = shared_context.new_page()
     page.add_init_script(STAND_IN)
     page.goto(server)
     roll, keys = page.locator("#live-1"), page.locator("#keys")

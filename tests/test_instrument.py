@@ -24,8 +24,9 @@ def server(app_url):
     return app_url
 
 
-def open_page(browser, server, script: str | None):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+def open_page(context, server, script: str | None):
+    """A page of the app in ``context`` (conftest.py's shared_context), with ``script`` run before the page's own."""
+    page = context.new_page()
     if script:
         page.add_init_script(script)
     page.goto(server)
@@ -46,8 +47,8 @@ def prompt_notes(page) -> list[tuple[int, float, float]]:
     return [(p, s / tpq, d / tpq) for s, p, d in notes]
 
 
-def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_midi_out(browser, server):
-    page = open_page(browser, server, FAKE_MIDI)
+def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_midi_out(shared_context, server):
+    page = open_page(shared_context, server, FAKE_MIDI)
     page.locator("#keys button.connect").click()
     page.locator("#keys select.midi-out").select_option("out-1")
     assert page.locator("#keys select.midi-in").input_value() == "in-1"  # the one keyboard is chosen
@@ -97,8 +98,8 @@ def test_a_phrase_from_a_midi_keyboard_becomes_the_prompt_and_maias_notes_go_to_
     assert [m[0][1] for m in again if m[0][0] == 0x90] == [p for p, *_ in phrase] + [n[0] for n in maia]
 
 
-def test_the_on_screen_and_computer_keyboards_record(browser, server):
-    page = open_page(browser, server, FAKE_MIDI)
+def test_the_on_screen_and_computer_keyboards_record(shared_context, server):
+    page = open_page(shared_context, server, FAKE_MIDI)
     page.locator("#keys input.quantise").uncheck()  # as played
     page.locator("#keys button.rec").click()
     for p in (60, 64):  # mouse clicks on the on-screen keys
@@ -134,8 +135,8 @@ def test_the_on_screen_and_computer_keyboards_record(browser, server):
 
 @pytest.mark.parametrize("script, says", [(NO_MIDI, "No Web MIDI in this browser"), (REFUSED, "MIDI access was refused")],
                          ids=["no-web-midi", "refused"])
-def test_without_web_midi_one_line_says_why_and_the_keyboard_still_plays(browser, server, script, says):
-    page = open_page(browser, server, script)
+def test_without_web_midi_one_line_says_why_and_the_keyboard_still_plays(shared_context, server, script, says):
+    page = open_page(shared_context, server, script)
     if script == REFUSED:
         page.locator("#keys button.connect").click()
     why = page.locator("#keys .why")

@@ -326,42 +326,30 @@ def errors_shown(page) -> int:
     return page.locator("[data-testid=status-tracker] .error").count()
 
 
-def test_defect_03_stop_leaves_no_error_badge(page, tiny_midi):
-    """Stop is a normal action: at any moment of the composing, it leaves no "Error" on the roll (before the fix
-    Gradio's cancel did, 4 times in 7)."""
+def test_defect_03_04_a_stop_leaves_no_error_badge_and_a_finished_piece_with_a_player_that_ends(page, tiny_midi):
+    """Stop is a normal action, at any moment of the composing. It leaves no "Error" on the roll (before the fix
+    Gradio's cancel did, 4 times in 7), and it leaves the sheet music, the WAV and the MusicXML of what was made,
+    with a player that simply ends (no "waiting for maia…"). Stopped twice: while the music plays, well into the
+    composing, then right after the first update (0.05 s and 0.3 s kept about as many tokens: one moment)."""
     from playwright.sync_api import expect
 
     stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_disabled()  # nothing runs yet
     long_piece_seed(page)
-    request = None
-    # Right after the first update, and well into the composing (0.05 s and 0.3 s kept about as many tokens: one
-    # moment, so it is tested once); each Stop costs the finishing of what was made, seconds for the tiny gpt.
-    for k, delay in enumerate((0.05, 0.7)):
-        compose(page, tiny_midi if k == 0 else None, 4096)  # the prompt stays for the next ones
-        page.wait_for_function(f"{STATS} && {STATS}.request !== {json.dumps(request)} && {STATS}.updates > 0",
-                               timeout=60_000)
-        time.sleep(delay)
-        stop.click()
+
+    def stopped(request):
         request = wait_done(page, request)
         time.sleep(0.5)  # Gradio shows its badge once the event has ended
-        assert errors_shown(page) == 0, f"an Error badge after a Stop {delay} s into the composing"
+        assert errors_shown(page) == 0, "an Error badge after a Stop"
         expect(page.get_by_text("stopped:")).to_be_visible()
         expect(stop).to_be_disabled()
+        return request
 
-
-def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tiny_midi):
-    """After Stop: the sheet music, the WAV and the MusicXML of what was made, and a player that simply ends
-    (no "waiting for maia…")."""
-    from playwright.sync_api import expect
-
-    long_piece_seed(page)
     compose(page, tiny_midi, 4096, play=True)  # stopped while it plays
     until(page, f"{STATS} && {STATS}.playStarts >= 1 && {STATS}.notePixels().orange > 50", timeout=60_000)
-    page.get_by_role("button", name="Stop", exact=True).click()
-    wait_done(page, None)
+    stop.click()
+    request = stopped(None)
     assert stats(page)["done"] is True
-    expect(page.get_by_text("stopped:")).to_be_visible()
     expect(page.locator("#live-1 button.tab-sheet")).to_be_enabled()
     for suffix in (".mid", ".wav", ".musicxml", "-roll.png"):
         expect(page.locator(f"a[href$='maia-1{suffix}']")).to_be_attached()
@@ -375,6 +363,13 @@ def test_defect_04_stop_leaves_a_finished_piece_and_a_player_that_ends(page, tin
     time.sleep(0.3)
     assert page.evaluate(f"{STATS}.state()") == "", "the player ended instead of waiting for more music"
     assert page.evaluate(f"{STATS}.position()") == 0
+
+    compose(page, None, 4096)  # the prompt stays; stopped right after the first update
+    page.wait_for_function(f"{STATS} && {STATS}.request !== {json.dumps(request)} && {STATS}.updates > 0",
+                           timeout=60_000)
+    time.sleep(0.05)
+    stop.click()
+    stopped(request)
 
 
 @pytest.mark.xdist_group("first-look")

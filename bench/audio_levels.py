@@ -9,10 +9,11 @@ Steps:
 2. The live stream: ``maia.live.LiveAudio`` advanced half a second of music at a time and finished, as the page
    streams it (int16 at its own rate and fixed gain).
 3. The finished WAV: ``maia.outputs.write(piece, wav=...)``, the one door the page, the gallery and
-   ``python -m maia generate --wav`` go through; read back from the file.
+   ``python -m maia generate --wav`` go through; read back from the file. Twice: rendered again (the CLI's and the
+   gallery's way) and from the live stream's samples (``LiveAudio.wav``, the page's way), which must be the same file.
 4. Print, per piece, RMS (dBFS, over the whole file) and peak (dBFS) of each, and the samples at full scale
-   (|x| >= 32767: clipped), the live stream's level relative to the WAV's, then the seconds that rendering the
-   finished WAV took per minute of music.
+   (|x| >= 32767: clipped), the live stream's level relative to the WAV's, then the CPU seconds per minute of music
+   of the live stream's rendering and of each way to the finished WAV.
 """
 
 from __future__ import annotations
@@ -52,24 +53,28 @@ def level(pcm: np.ndarray) -> tuple[float, float, int]:
     return db(float(np.sqrt(np.mean(x**2)))), db(float(np.abs(x).max())), int(np.sum(np.abs(pcm) >= 32767))
 
 
-def live(piece: Piece, soundfont) -> tuple[np.ndarray, int]:
-    """The page's live stream: LiveAudio advanced half a second at a time, then finished -> (int16, rate)."""
+def live(piece: Piece, soundfont) -> tuple[np.ndarray, int, np.ndarray | None, float]:
+    """The page's live stream: LiveAudio advanced half a second at a time, then finished -> (int16, rate, the
+    finished WAV's samples made from it, CPU seconds of the stream's rendering)."""
+    t0 = time.process_time()
     player = LiveAudio(soundfont=soundfont)
     try:
         every = max(1, round(0.5 / piece.seconds_per_step))
         for step in range(every, piece.end_step + 1, every):
             player.advance(piece, step)
         player.finish(piece)
-        return player.audio(), player.rate
+        took = time.process_time() - t0
+        return player.audio(), player.rate, player.wav(piece), took
     finally:
         player.close()
 
 
-def finished(piece: Piece, path: Path, soundfont) -> tuple[np.ndarray, int, float]:
-    """The finished WAV through maia.outputs.write -> (int16 read back, rate, seconds taken)."""
-    t0 = time.perf_counter()
-    files = outputs.write(piece, wav=path, soundfont=soundfont)
-    took = time.perf_counter() - t0
+def finished(piece: Piece, path: Path, soundfont, audio=None) -> tuple[np.ndarray, int, float]:
+    """The finished WAV through maia.outputs.write, rendered or from ``audio`` -> (int16 read back, rate, CPU seconds
+    taken)."""
+    t0 = time.process_time()
+    files = outputs.write(piece, wav=path, soundfont=soundfont, audio=audio)
+    took = time.process_time() - t0
     with wave.open(str(files.audio)) as w:
         return np.frombuffer(w.readframes(-1), "<i2"), w.getframerate(), took
 
@@ -82,17 +87,22 @@ def main(argv=None) -> None:
     head = f"{'piece':28} {'s':>5} | {'live: Hz':>8} {'RMS':>6} {'peak':>6} {'clip':>5} |" \
            f" {'WAV: Hz':>7} {'RMS':>6} {'peak':>6} {'clip':>5} | {'live-WAV':>8}"
     print(head + "\n" + "-" * len(head))
-    seconds = took = 0.0
+    seconds, took = 0.0, np.zeros(3)  # CPU seconds: the stream, the WAV rendered again, the WAV from the stream
     with tempfile.TemporaryDirectory() as tmp:
         for name, piece in pieces.items():
-            pcm, rate = live(piece, a.soundfont)
-            wav, wav_rate, t = finished(piece, Path(tmp) / "piece.wav", a.soundfont)
-            seconds, took = seconds + piece.duration_seconds, took + t
+            pcm, rate, samples, streamed = live(piece, a.soundfont)
+            wav, wav_rate, again = finished(piece, Path(tmp) / "piece.wav", a.soundfont)
+            kept, _, reused = finished(piece, Path(tmp) / "kept.wav", a.soundfont, samples)
+            assert np.array_equal(kept, wav), f"{name}: the WAV from the stream is not the WAV rendered again"
+            seconds, took = seconds + piece.duration_seconds, took + np.array((streamed, again, reused))
             (lr, lp, lc), (wr, wp, wc) = level(pcm), level(wav)
             print(f"{name:28} {piece.duration_seconds:5.1f} | {rate:8d} {lr:6.1f} {lp:6.1f} {lc:5d} | "
                   f"{wav_rate:7d} {wr:6.1f} {wp:6.1f} {wc:5d} | {lr - wr:8.1f}")
-    print(f"RMS and peak in dBFS; clip: samples at full scale; live-WAV: the live stream's RMS less the WAV's, dB. Finished WAV: {took:.2f} s for {seconds:.0f} s of music "
-          f"= {60 * took / seconds:.2f} s per minute of music")
+    per_minute = 60 * took / seconds
+    print("RMS and peak in dBFS; clip: samples at full scale; live-WAV: the live stream's RMS less the WAV's, dB.")
+    print(f"CPU seconds per minute of music ({seconds:.0f} s of music): the live stream {per_minute[0]:.2f}; the "
+          f"finished WAV rendered again {per_minute[1]:.2f}, from the stream {per_minute[2]:.3f} (the same file; "
+          f"{per_minute[1] / max(per_minute[2], 1e-9):.0f}x less)")
 
 
 if __name__ == "__main__":

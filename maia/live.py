@@ -4,14 +4,17 @@ and plays, as one JSON message per streamed update.
     view = LiveView(request, variations, mine=(prompt.steps, FOREVER), audio=True)
     message = view.update(piece, now_step)        # the notes so far, and the audio since the last update
     message = view.finish(piece, sheet=...)       # the rest of the audio, the engraved pages
-    view.audio()                                  # everything heard (the WAV download is rendered again)
+    view.wav(0, piece)                            # variation 1's finished WAV: these samples at the WAV's level
 
 Notes go to the browser whole at every update (pitch, start and end in seconds, velocity, and who wrote
 them: 0 the user, 1 maia: the notes after the prompt, or those of a regenerated span), so that a missed update costs nothing. The audio is appended: one
 FluidSynth synthesiser per variation stays open for the whole request and renders only the time that
 became certain since the last update, so that what plays never restarts. Everything before the sampling
 position is certain: the tokens are in time order, so no later token can start or end a note before it. The
-downloaded WAV is the same music rendered again by maia.outputs at 44.1 kHz and the finished level, as the CLI's.
+stream runs at the finished WAV's rate (44.1 kHz) and keeps its samples before the live gain, so the downloaded WAV
+is what was heard at the finished level (maia.synth.normalise): bit for bit maia.synth.render's, the CLI's, without
+rendering the music a second time (about 2 s of CPU per minute of music per variation), unless the finished piece
+is not the music heard (a piece given an ending after the sampling), which maia.outputs renders again.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from maia.encoding import Piece
 
-LIVE_SAMPLE_RATE = 32000  # Hz: the piano's audible partials, at 64 kB per second of music (mono 16-bit)
+LIVE_SAMPLE_RATE = 44100  # Hz: the finished WAV's (maia.synth.DEFAULT_SAMPLE_RATE), 88 kB per second of music (mono 16-bit)
 LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
 KNEE, CEILING = 0.7, 0.98  # the live stream's soft ceiling (soft_ceiling): linear below -3 dBFS, never full scale
 TAIL_SECONDS = 1.0  # release and reverb after the last note-off
@@ -72,8 +75,8 @@ class LiveAudio:
     The level is a fixed ``gain`` under a soft ceiling, since the loudest note to come is unknown while the music
     is sampled: 5-9 dB RMS below the finished WAV (maia.synth.normalise) for the shipped prompts, about 27 dB
     below for very sparse soft music and 6 dB above (under the ceiling) for fortissimo ten-note chords
-    (``python -m bench.audio_levels``, docs/playground.md). The finished WAV is rendered again at 44.1 kHz
-    (maia.outputs.write), not made from these samples."""
+    (``python -m bench.audio_levels``, docs/playground.md). The samples before the gain are kept (float32, 176 kB per
+    second of music) for ``wav``: the finished WAV, when the piece is the music played."""
 
     def __init__(self, sample_rate: int = LIVE_SAMPLE_RATE, gain: float = LIVE_GAIN, soundfont=None):
         from maia.synth import Synth
@@ -82,8 +85,9 @@ class LiveAudio:
         self.rate, self.gain = sample_rate, gain
         self.pos = 0  # samples rendered so far
         self.started: set[tuple[int, int]] = set()  # (onset step, pitch) of the notes played
-        self.ended: set[tuple[int, int]] = set()  # ... and of those released
-        self.chunks: list[np.ndarray] = []  # int16
+        self.ended: dict[tuple[int, int], tuple[int, int]] = {}  # ... of those released: (length, velocity)
+        self.chunks: list[np.ndarray] = []  # int16, at the live gain
+        self.raw: list[np.ndarray] = []  # float32, FluidSynth's own level: maia.synth.render's samples
 
     def advance(self, piece: Piece, step: int, tail: float = 0.0) -> np.ndarray:
         """The int16 samples from the last position to grid step ``step`` (plus ``tail`` seconds)."""
@@ -98,11 +102,12 @@ class LiveAudio:
                 self.started.add(key)
                 todo.append((round(onset * per_step), 1, pitch, velocity))
             if key in self.started and key not in self.ended and end < step:
-                self.ended.add(key)
+                self.ended[key] = (length, velocity)
                 todo.append((round(end * per_step), 0, pitch, 0))
         todo.sort(key=lambda e: (e[0], e[1], e[2]))
         events = tuple(np.array([e[i] for e in todo], np.int64) for i in range(4))
         audio = self.synth.play(events, self.pos, stop)
+        self.raw.append(audio)
         self.pos = stop
         pcm = np.rint(soft_ceiling(audio * self.gain) * 32767.0).astype(np.int16)
         self.chunks.append(pcm)
@@ -115,6 +120,21 @@ class LiveAudio:
     def audio(self) -> np.ndarray:
         """Everything rendered, int16 mono."""
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+
+    def wav(self, piece: Piece) -> np.ndarray | None:
+        """``piece``'s finished audio, maia.synth.render's at this rate: the samples played, cut to the piece and its
+        release tail and peak-normalised. None when ``piece`` is not, note for note, the music played and released
+        (then render it)."""
+        from maia.synth import TAIL_SECONDS as WAV_TAIL
+        from maia.synth import normalise
+
+        notes = piece.notes.tolist()
+        if len(notes) != len(self.ended) or any(self.ended.get((o, p)) != (n, v) for o, n, p, v in notes):
+            return None
+        total = round((piece.duration_seconds + WAV_TAIL) * self.rate)
+        if total > self.pos:
+            return None
+        return normalise(np.concatenate(self.raw)[:total]) if total else np.zeros(0, np.float32)
 
     def close(self) -> None:
         self.synth.close()
@@ -177,6 +197,11 @@ class LiveView:
     def audio(self, i: int) -> np.ndarray | None:
         """Variation ``i``'s audio as heard (int16 mono at ``self.rate``), or None without audio."""
         return self.players[i].audio() if self.players else None
+
+    def wav(self, i: int, piece: Piece) -> np.ndarray | None:
+        """Variation ``i``'s finished WAV samples (LiveAudio.wav) after ``finish``; None without audio, or when
+        ``piece`` is not the music played."""
+        return self.players[i].wav(piece) if self.players else None
 
     def _messages(self, pieces, steps, done: bool, sheets=None) -> list[str]:
         out = []

@@ -6,9 +6,9 @@
 
 The playground (maia/playground.py) and ``python -m maia generate`` both finish a piece here, so a file
 downloaded from the page and one written by the CLI are made by the same code. Each file is optional. The
-WAV of the page, the gallery and the CLI is rendered here by maia.synth.render: 44.1 kHz, peak-normalised to 0.9
-(maia.synth.normalise), so the same piece gives the same WAV from each (the page's live stream, at its own rate
-and fixed gain, is not reused). Samples already rendered can be passed as ``audio``.
+WAV of the page, the gallery and the CLI is maia.synth.render's: 44.1 kHz, peak-normalised to 0.9
+(maia.synth.normalise), so the same piece gives the same WAV from each. Samples already rendered can be passed as
+``audio``: the page passes its live stream's (maia.live.LiveAudio.wav, the same samples without a second rendering).
 Sheet music is best effort: music21 and Verovio fail on some odd music, and then ``musicxml`` is None
 while the MIDI stays complete.
 """

@@ -220,15 +220,16 @@ def _stream(job: Job, folder: Path, live, deadline: float, interval: float, warn
 
     # The music is complete: MIDI, the audio as heard, the key. It goes out at once; the sheet music
     # (music21 and Verovio, seconds for a long piece) follows in one more update.
-    # The WAV, with audio on, is rendered again as the CLI's (maia.outputs, 44.1 kHz, one level rule), not
-    # taken from the live stream (its own rate and fixed gain).
+    # The WAV, with audio on, is the CLI's (maia.outputs: 44.1 kHz, one level rule): the live stream's own samples
+    # at that level when the piece is the music played, else rendered again.
+    messages = live.finish(final)
     outs = []
     for i, piece in enumerate(final):
         wav = folder / f"maia-{i + 1}.wav" if live.players else None
-        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", wav=wav,
-                              soundfont=job.serving.limits.soundfont or None, key=job.key, ending=endings[i])
+        files = outputs.write(piece, midi=folder / f"maia-{i + 1}.mid", wav=wav, audio=live.wav(i, piece),
+                              sample_rate=live.rate, soundfont=job.serving.limits.soundfont or None, key=job.key,
+                              ending=endings[i])
         outs.append(Output(midi=files.midi, audio=files.audio, analysis=files.analysis))
-    messages = live.finish(final)
     for out, message in zip(outs, messages, strict=True):
         out.live = message
     status = "done: " + _status(made, config, comp.ended, sampling, job.model, job.ended,

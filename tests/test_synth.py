@@ -170,3 +170,27 @@ def test_the_live_stream_never_clips_and_leaves_ordinary_music_alone():
         player.close()
     assert np.abs(pcm.astype(np.int32)).max() < 32767  # raw fortissimo chords at LIVE_GAIN go past full scale
     assert np.abs(pcm.astype(np.int32)).max() > 0.6 * 32767
+
+
+def test_the_live_streams_samples_are_the_finished_wav_when_the_piece_is_the_music_played():
+    """Rendered a few grid steps at a time as the page's stream is, then cut and normalised: bit for bit the WAV
+    that maia.synth.render makes of the whole piece (the page then offers it without rendering again). A piece that
+    is not the music played (a note made longer after it was released) gets None: render it."""
+    from dataclasses import replace
+
+    from maia.live import LIVE_SAMPLE_RATE, LiveAudio
+
+    assert LIVE_SAMPLE_RATE == synth.DEFAULT_SAMPLE_RATE  # the stream's rate is the WAV's
+    player = LiveAudio(LIVE_SAMPLE_RATE)
+    try:
+        for step in range(5, DENSE.end_step + 1, 7):
+            player.advance(DENSE, step)
+        player.finish(DENSE)
+        wav = player.wav(DENSE)
+        changed = DENSE.notes.copy()
+        changed[0, 1] += 1
+        assert player.wav(replace(DENSE, notes=changed)) is None
+        assert player.wav(replace(DENSE, notes=DENSE.notes[1:])) is None
+    finally:
+        player.close()
+    assert wav is not None and np.array_equal(wav, render(DENSE, LIVE_SAMPLE_RATE))

@@ -79,7 +79,7 @@
   const P = { ctx: null, playing: false, t0: 0, from: 0, pos: 0, sources: [], buffering: false, userPaused: false };
 
   function fresh(request) {
-    return { request, notes: [], now: 0, done: false, mine: [0, 1e9], sel: null, beat: 0.5, meter: [4, 4], rate: 32000,
+    return { request, notes: [], now: 0, done: false, mine: [0, 1e9], sel: null, beat: 0.5, meter: [4, 4], rate: 44100,
       chunks: [], have: 0, timemap: null, lit: [] };
   }
 

@@ -119,7 +119,8 @@ def duet(url: str, turns: int, bars: int, bpm: int, rest: int, seed: int, model:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page, keys = open_instrument(browser, url, bpm, output=False)
+            page, keys = open_instrument(browser.new_context(viewport={"width": 1400, "height": 1000}), url, bpm,
+                                         output=False)
             keys.locator("select.rest").select_option(str(rest))
             keys.locator("input.answer-bars").fill(str(bars))
             keys.locator("button.duet-on").click()

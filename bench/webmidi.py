@@ -1,7 +1,7 @@
 """A Web MIDI stand-in for Debian's chromium, shared by the browser tests and ``bench.duet_latency``.
 
     page.add_init_script(STAND_IN)            # before the page loads: navigator.requestMIDIAccess is ours
-    page, keys = open_instrument(browser, url, bpm=120)
+    page, keys = open_instrument(browser.new_context(), url, bpm=120)
 
 One input, "Test keyboard", whose messages the page receives, and one output, "Test synth", that records what
 it is sent (``window.__midi.sent``: [bytes, time], the time the page stamped or performance.now()). In the page:
@@ -52,11 +52,9 @@ navigator.requestMIDIAccess = async () => {
 """
 
 
-def open_instrument(browser, url: str, bpm: int | None = None, output: bool = True):
-    """A page of ``url`` with the stand-in connected (and its output chosen, the tempo set when given):
-    (page, the instrument's locator). ``browser``: a Playwright browser (the page gets a context of its own) or a
-    browser context (the page opens in it)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}) if hasattr(browser, "new_context") else browser
+def open_instrument(context, url: str, bpm: int | None = None, output: bool = True):
+    """A page of ``url`` in the Playwright browser context ``context``, with the stand-in connected (and its output
+    chosen, the tempo set when given): (page, the instrument's locator)."""
     page = context.new_page()
     page.add_init_script(STAND_IN)
     page.goto(url)

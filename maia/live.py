@@ -26,11 +26,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from maia.encoding import Piece
+from maia.synth import TAIL_SECONDS, normalise  # the WAV's tail: the stream's samples are the finished WAV's
 
 LIVE_SAMPLE_RATE = 44100  # Hz: the finished WAV's (maia.synth.DEFAULT_SAMPLE_RATE), 88 kB per second of music (mono 16-bit)
 LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
 KNEE, CEILING = 0.7, 0.98  # the live stream's soft ceiling (soft_ceiling): linear below -3 dBFS, never full scale
-TAIL_SECONDS = 1.0  # release and reverb after the last note-off
 USER, MAIA = 0, 1  # who wrote a note
 FOREVER = 1 << 62  # a grid step after any piece's end: (start, FOREVER) is "from start to the end"
 
@@ -125,13 +125,10 @@ class LiveAudio:
         """``piece``'s finished audio, maia.synth.render's at this rate: the samples played, cut to the piece and its
         release tail and peak-normalised. None when ``piece`` is not, note for note, the music played and released
         (then render it)."""
-        from maia.synth import TAIL_SECONDS as WAV_TAIL
-        from maia.synth import normalise
-
         notes = piece.notes.tolist()
         if len(notes) != len(self.ended) or any(self.ended.get((o, p)) != (n, v) for o, n, p, v in notes):
             return None
-        total = round((piece.duration_seconds + WAV_TAIL) * self.rate)
+        total = round((piece.duration_seconds + TAIL_SECONDS) * self.rate)
         if total > self.pos:
             return None
         return normalise(np.concatenate(self.raw)[:total]) if total else np.zeros(0, np.float32)

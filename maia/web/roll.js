@@ -29,6 +29,7 @@
   const $ = (sel) => root.querySelector(sel);
   function icon(which) { playBtn.innerHTML = which === "pause" ? ICON_PAUSE : ICON_PLAY; playBtn.setAttribute("aria-label", which); }
   const canvas = $("canvas.roll"), ctx2d = canvas.getContext("2d"), scroll = $("input.scroll");
+  const scrolled = { max: null, value: null }; // the scroll bar's last values written (putScroll)
   const playBtn = $("button.play"), timeEl = $(".time"), stateEl = $(".state"), sheetEl = $(".sheet");
   const KEYS = 46; // px of keyboard strip
   const COLORS = [[59, 130, 246], [249, 115, 22]]; // user (prompt), maia
@@ -218,7 +219,7 @@
     if (pos >= end - 0.005) {
       if (S.done) ended();
       else { pause(false); P.pos = end; P.buffering = true; stateEl.textContent = "waiting for maia…"; }
-    } else stateEl.textContent = "";
+    } else put(stateEl, "textContent", "");
     if (stats.positions.length < 5000) stats.positions.push([performance.now(), position()]);
     follow(position());
     draw();
@@ -314,8 +315,8 @@
     if (S.chunks.length || pos > 0) {
       g.fillStyle = "#dc2626"; g.fillRect(Math.round(x(pos)) - 1, 0, 2, H);
     }
-    scroll.max = String(Math.max(0, duration() - visibleSeconds() * 0.5));
-    scroll.value = String(view.left);
+    putScroll("max", String(Math.max(0, duration() - visibleSeconds() * 0.5)));
+    putScroll("value", String(view.left));
     chrome(pos);
     stats.draws++;
     stats.drawMs.push(performance.now() - t0);
@@ -323,9 +324,16 @@
   }
 
   function chrome(pos) { // what follows the playhead outside the canvas: the clock and the sheet's lit notes
-    timeEl.textContent = `${clock(pos)} / ${clock(duration())}`;
+    put(timeEl, "textContent", `${clock(pos)} / ${clock(duration())}`);
     highlightSheet(pos);
   }
+
+  // A frame writes to the page only what changed: any write, even of the same text, invalidates the page's layout,
+  // which the next frame's canvas.clientWidth then recomputes, 60 times a second while the music plays (in headless
+  // chromium, half of the renderer's main thread). Text is compared with the page's own; a range input reads back
+  // its value rounded to its step, so its last value written is what is compared.
+  function put(el, key, value) { if (el[key] !== value) el[key] = value; }
+  function putScroll(key, value) { if (scrolled[key] !== value) { scroll[key] = value; scrolled[key] = value; } }
 
   function clock(t) { const s = Math.floor(t); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
 

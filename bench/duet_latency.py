@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from bench.appserver import pick_model, serve
-from bench.webmidi import CHROMIUM, CHROMIUM_ARGS, open_instrument
+from bench.webmidi import CHROMIUM, CHROMIUM_ARGS, midi_page, open_instrument
 
 GOAL_MS = 300.0
 D_MINOR = [50, 52, 53, 55, 57, 58, 61, 62, 64, 65, 67, 69, 70, 73, 74, 76, 77]
@@ -119,8 +119,8 @@ def duet(url: str, turns: int, bars: int, bpm: int, rest: int, seed: int, model:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page, keys = open_instrument(browser.new_context(viewport={"width": 1400, "height": 1000}), url, bpm,
-                                         output=False)
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page, keys = open_instrument(midi_page(context), url, bpm, output=False)
             keys.locator("select.rest").select_option(str(rest))
             keys.locator("input.answer-bars").fill(str(bars))
             keys.locator("button.duet-on").click()

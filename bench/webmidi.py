@@ -1,7 +1,7 @@
 """A Web MIDI stand-in for Debian's chromium, shared by the browser tests and ``bench.duet_latency``.
 
     page.add_init_script(STAND_IN)            # before the page loads: navigator.requestMIDIAccess is ours
-    page, keys = open_instrument(browser.new_context(), url, bpm=120)
+    page, keys = open_instrument(midi_page(browser.new_context()), url, bpm=120)
 
 One input, "Test keyboard", whose messages the page receives, and one output, "Test synth", that records what
 it is sent (``window.__midi.sent``: [bytes, time], the time the page stamped or performance.now()). In the page:
@@ -52,11 +52,16 @@ navigator.requestMIDIAccess = async () => {
 """
 
 
-def open_instrument(context, url: str, bpm: int | None = None, output: bool = True):
-    """A page of ``url`` in the Playwright browser context ``context``, with the stand-in connected (and its output
-    chosen, the tempo set when given): (page, the instrument's locator)."""
+def midi_page(context):
+    """A new page of the Playwright browser context ``context`` whose loads get the stand-in (``STAND_IN``)."""
     page = context.new_page()
     page.add_init_script(STAND_IN)
+    return page
+
+
+def open_instrument(page, url: str, bpm: int | None = None, output: bool = True):
+    """``url`` loaded in ``page`` (a page that gets the stand-in: ``midi_page``), with the stand-in connected (and its
+    output chosen, the tempo set when given): (page, the instrument's locator)."""
     page.goto(url)
     keys = page.locator("#keys")
     keys.locator(".piano").wait_for()

@@ -178,6 +178,46 @@ def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 
 
+VIEWPORT = {"width": 1400, "height": 1000}  # the browser tests' window: the page's two columns side by side
+_TABS: dict = {}  # a browser context's (conftest.py's shared_context) tab: (the page, the init script it runs)
+
+
+def tab(context, script: str | None = None):
+    """A page of ``context`` (conftest.py's shared_context) at VIEWPORT, for a test to load the app in: the tab the
+    module's last test used, when it runs the same init ``script`` (Playwright cannot take one away), else a new
+    one. Loading the app again in a tab costs about 2.0 core-seconds of the machine, in a new tab 3.3 (a renderer
+    process of its own; the median of 6 loads each). After the test, conftest.py's _close_pages sends the tab to
+    about:blank, which ends the page's session (its music, its timers, Gradio's connection) as closing it would."""
+    page, had = _TABS.get(context, (None, None))
+    if page is None or page.is_closed() or had != script:
+        if page is not None and not page.is_closed():
+            page.close()
+        page = context.new_page()
+        if script:
+            page.add_init_script(script)
+        _TABS[context] = (page, script)
+    page.set_viewport_size(VIEWPORT)
+    return page
+
+
+def leave_tab(context) -> None:
+    """After a test: the context's tab (``tab``) goes to about:blank, ready for the next test's load; a tab that
+    cannot go there (its renderer gone) is closed, and the next test gets a new one."""
+    page = _TABS.get(context, (None, None))[0]
+    if page is None or page.is_closed():
+        _TABS.pop(context, None)
+        return
+    try:
+        page.goto("about:blank")
+    except Exception:  # a crashed or wedged page: a new tab next time
+        page.close()
+        _TABS.pop(context, None)
+
+
+def is_tab(page) -> bool:
+    return any(page is p for p, _ in _TABS.values())
+
+
 @contextlib.contextmanager
 def chromium():
     """Debian's chromium launched through Playwright, closed afterwards; skips the test without it."""

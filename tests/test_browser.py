@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import STATS, choose, until
+from helpers import STATS, choose, tab, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,13 +22,12 @@ def server(app_url):
 
 @pytest.fixture
 def page(server, shared_context):
-    """A fresh page (a Gradio session of its own) in the module's browser context (conftest.py's shared_context)."""
-    page = shared_context.new_page()
+    """A fresh page (a Gradio session of its own) in the module's tab (helpers.tab)."""
+    page = tab(shared_context)
     page.goto(server)
     # Gradio draws the page after the load event: wait for it, as long as a busy machine needs
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
-    yield page
-    page.close()
+    return page
 
 
 def compose(page, midi: Path | None, tokens: int, play: bool = False):
@@ -205,7 +204,7 @@ def test_regenerate_a_passage_then_undo_and_redo(page, tiny_midi):
 def test_two_sessions_keep_their_own_history(server, shared_context, tiny_midi):
     from playwright.sync_api import expect
 
-    a, b = shared_context.new_page(), shared_context.new_page()  # each page load is a Gradio session of its own
+    a, b = tab(shared_context), shared_context.new_page()  # each page load is a Gradio session of its own
     for page in (a, b):
         page.goto(server)
     for page in (a, b, a):
@@ -228,15 +227,14 @@ def test_a_permalink_reproduces_the_same_midi(server, page, tiny_midi):
     until(page, f"() => !!{find}", timeout=30_000)
     url = page.evaluate(find)
     assert "seed=5" in url and "upload=" in url and "tokens=64" in url
-    other = page.context.new_page()  # a fresh session: a page load of its own
-    other.goto(url)
+    page.goto(url)  # a fresh session: the link loaded in the tab again
     from playwright.sync_api import expect
 
-    expect(other.locator("a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
-    until(other, "() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
-    other.get_by_role("button", name="Compose", exact=True).click()
-    assert first_request != wait_done(other)
-    assert notes(other) == first
+    expect(page.locator("a[href$='.mid']").first).to_be_attached(timeout=30_000)  # the prompt is back
+    until(page, "() => [...document.querySelectorAll('input')].some(e => e.value === '5')", timeout=30_000)
+    page.get_by_role("button", name="Compose", exact=True).click()
+    assert first_request != wait_done(page)
+    assert notes(page) == first
 
 
 # ---- issue 21's defects that live in the browser ---------------------------------------------------------
@@ -310,7 +308,7 @@ def test_defect_11_changing_the_model_keeps_the_composer(first_look):
 
 
 def test_defect_13_a_hand_edited_permalink_cannot_set_an_unknown_composer(server, shared_context):
-    page = shared_context.new_page()  # the link is its one page load
+    page = tab(shared_context)  # the link is its one page load
     page.goto(server + "?composer=zzz&model=gpt&seed=7")
     until(page, "() => [...document.querySelectorAll('input')].some(e => e.value === '7')", timeout=30_000)
     assert page.get_by_label("Composer").input_value() != "zzz"
@@ -534,7 +532,7 @@ def test_friction_fast_repeated_notes_are_drawn_as_separate_strikes(page, tmp_pa
 
 def test_friction_compose_brings_the_roll_into_view_at_phone_width(server, shared_context):
     """At 390 px the settings stack above the roll: Compose scrolls the roll into view, to watch it fill in."""
-    page = shared_context.new_page()
+    page = tab(shared_context)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(server + "?length_unit=tokens&tokens=32")  # a short piece: 16 bars would go on composing after it
     until(page, "() => document.querySelector('#length-unit input')?.value === 'tokens'", timeout=30_000)

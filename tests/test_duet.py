@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import STATS, until
+from helpers import STATS, tab, until
 
 from bench.webmidi import STAND_IN, open_instrument  # the stand-in Web MIDI keyboard the benchmark plays too
 from maia.controls import SCALES
@@ -255,7 +255,7 @@ def server(app_url):
 def test_a_duet_of_three_turns_in_the_browser(server, shared_context):
     from symusic import Score
 
-    page, keys = open_instrument(shared_context, server, BPM)
+    page, keys = open_instrument(tab(shared_context, STAND_IN), server, BPM)
     keys.locator("select.rest").select_option("1")
     keys.locator("input.answer-bars").fill("1")
     keys.locator("input.pedal-ends").check()
@@ -316,8 +316,7 @@ def test_an_ended_duet_is_the_page_piece_with_sheet_music_and_a_place_in_the_his
     orange), its Sheet music tab, its downloads; Undo brings the composed piece back and Redo the duet."""
     from playwright.sync_api import expect
 
-    page = shared_context.new_page()
-    page.add_init_script(STAND_IN)
+    page = tab(shared_context, STAND_IN)
     page.goto(server)
     roll, keys = page.locator("#live-1"), page.locator("#keys")
     undo, redo = page.get_by_role("button", name="↶ Undo"), page.get_by_role("button", name="↷ Redo")

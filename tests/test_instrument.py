@@ -7,7 +7,7 @@ that records what it receives."""
 import time
 
 import pytest
-from helpers import STATS, choose, until
+from helpers import STATS, choose, tab, until
 
 from bench.webmidi import STAND_IN
 
@@ -25,10 +25,8 @@ def server(app_url):
 
 
 def open_page(context, server, script: str | None):
-    """A page of the app in ``context`` (conftest.py's shared_context), with ``script`` run before the page's own."""
-    page = context.new_page()
-    if script:
-        page.add_init_script(script)
+    """The app in ``context``'s tab (helpers.tab; conftest.py's shared_context), with ``script`` run before the page's own."""
+    page = tab(context, script)
     page.goto(server)
     page.locator("#keys .piano").wait_for()
     return page

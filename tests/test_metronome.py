@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import tab
 
-from bench.webmidi import open_instrument  # the page with the stand-in Web MIDI keyboard and synth
+from bench.webmidi import STAND_IN, open_instrument  # the page with the stand-in Web MIDI keyboard and synth
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ def count_in_clicks(clicks, t0: float, beat_ms: float) -> list[tuple[int, bool]]
 
 def test_a_count_in_then_a_phrase_lands_where_it_was_played(shared_context, app_url):
     bpm = 240  # a beat 0.25 s, a sixteenth 62.5 ms, a bar 1 s
-    page, keys = open_instrument(shared_context, app_url, bpm)
+    page, keys = open_instrument(tab(shared_context, STAND_IN), app_url, bpm)
     keys.locator("input.count-in").check()
     keys.locator("input.click").check()
     keys.locator("button.rec").click()
@@ -87,7 +88,7 @@ def test_a_busy_page_that_misses_the_first_beat_still_shows_the_take_recording(s
     """The metronome skips a beat its timer missed (a busy page, a hidden tab) rather than click it late; the
     take's first beat must still turn the count-in's label into "recording…" (under a loaded CI machine the
     label stayed "count-in 4")."""
-    page, keys = open_instrument(shared_context, app_url, 240)
+    page, keys = open_instrument(tab(shared_context, STAND_IN), app_url, 240)
     keys.locator("input.count-in").check()
     keys.locator("button.rec").click()
     t0 = page.evaluate(f"{KEYS}.t0")
@@ -98,7 +99,7 @@ def test_a_busy_page_that_misses_the_first_beat_still_shows_the_take_recording(s
 
 
 def test_send_my_playing_echoes_each_note_as_it_is_played(shared_context, app_url):
-    page, keys = open_instrument(shared_context, app_url, 120)
+    page, keys = open_instrument(tab(shared_context, STAND_IN), app_url, 120)
     assert not keys.locator("input.echo").is_checked()  # off by default
     keys.locator("input.echo").check()
     keys.locator("input.click").check()  # clicking away while you play: none of it goes out
@@ -132,7 +133,7 @@ def test_send_my_playing_echoes_each_note_as_it_is_played(shared_context, app_ur
 
 def test_a_duet_counts_in_and_maias_answer_streams_to_midi_out(shared_context, app_url):
     bpm = 300  # a beat 0.2 s, a bar 0.8 s
-    page, keys = open_instrument(shared_context, app_url, bpm)
+    page, keys = open_instrument(tab(shared_context, STAND_IN), app_url, bpm)
     keys.locator("input.count-in").check()
     keys.locator("select.rest").select_option("1")
     keys.locator("input.answer-bars").fill("1")

@@ -419,9 +419,12 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                       gr.Checkbox(value=False, label="end"), gr.Textbox(value="none", label="form")]
     generate_api = gr.Button(visible=False)
     generate_api.click(generate, [*inputs, *api_length], [*outputs, status], api_name="generate", preprocess=False)
+    # A composition shows its progress in the roll and the status line, so Gradio's own is "minimal": its full
+    # progress pulses a border around every output for the whole stream, a repaint of the page at every frame.
     compose.click(None, None, None, js=SHOW_ROLL, queue=False, api_visibility="private")
     composing = compose.click(arm, None, stop, queue=False, api_visibility="private").then(
-        compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
+        compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False,
+        show_progress="minimal")
     composing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                    api_visibility="private")
     # the whole Lacrimosa: Mozart's 8 bars, then maia's 22 (the completed movement's length), ABA, ending in D minor
@@ -429,7 +432,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
     completing = lacrimosa.click(arm, None, stop, queue=False, api_visibility="private").then(
         lambda: (str(playground.LACRIMOSA), "mozart", "bars", playground.LACRIMOSA_BARS, True, "ABA"), None,
         [prompt_midi, composer, length_unit, length, end, form], api_visibility="private"
-    ).then(lacrimosa_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
+    ).then(lacrimosa_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False,
+           show_progress="minimal")
     completing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                     api_visibility="private")
     # the API's /infill: any MIDI file; the page's button: variation 1's piece
@@ -441,7 +445,7 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
                      [*first, status], api_name="infill", preprocess=False)
     regenerating = regen.click(arm, None, stop, queue=False, api_visibility="private").then(
         regenerate_current, [first[1], from_beat, to_beat, composer, model, top_k, temperature, seed],
-        [*first, status], api_visibility="private")
+        [*first, status], api_visibility="private", show_progress="minimal")
     regenerating.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                       api_visibility="private")
     undo.click(lambda h: step_history(h, -1), history, [history, *first, status, undo, redo], api_visibility="private")
@@ -467,7 +471,8 @@ with gr.Blocks(title="maia — AI piano composer", delete_cache=(600, 3600)) as 
         cont.click(None, None, None, js=SHOW_ROLL, queue=False, api_visibility="private")
         continuing = cont.click(lambda f, n=i + 1: continue_from(f, n), files, prompt_midi, api_visibility="private")
         continuing = continuing.success(arm, None, stop, queue=False, api_visibility="private").then(
-            compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False)
+            compose_page, page_inputs, [*outputs, status], api_visibility="private", preprocess=False,
+            show_progress="minimal")
         continuing.then(remember, [history, first[0], first[1], status], [history, undo, redo, stop],
                         api_visibility="private")
 

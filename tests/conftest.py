@@ -199,10 +199,11 @@ def first_look(app_url, browser):
 
 @pytest.fixture(scope="module")
 def shared_context(browser):
-    """One browser context for a module's pages (helpers.tab: one tab that each test loads the app in again): they share its HTTP and compiled-code
-    caches, so a page loads for about 15% less CPU than in a context of its own (3.55 against 4.16 core-seconds of
-    the machine, chromium's and the app server's, the median of 8 loads each). The page keeps nothing in the
-    browser's storage but the gallery's token (gr.BrowserState): a test of the gallery opens its own context."""
+    """One browser context for a module's pages (helpers.tab: one tab that each test loads the app in again): they
+    share its HTTP and compiled-code caches, so a page loads for about 15% less CPU than in a context of its own
+    (3.55 against 4.16 core-seconds of the machine, chromium's and the app server's, the median of 8 loads each).
+    The page keeps nothing in the browser's storage but the gallery's token (gr.BrowserState): a test of the
+    gallery opens its own context."""
     from helpers import VIEWPORT
 
     context = browser.new_context(viewport=VIEWPORT)

@@ -67,6 +67,10 @@ def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
     assert page.evaluate(f"{STATS}.notePixels()")["blue"] > 50
     until(page, f"{STATS}.notePixels().orange > 50", timeout=60_000)
     assert stats(page)["firstMaiaDone"] is False, "maia's notes should show while it is still composing"
+    # the roll and the status line are the progress: no border pulses around the variation's outputs meanwhile
+    pulsing = ("document.getAnimations().filter(a => a.playState === 'running'"
+               " && a.effect.target.closest('#live-1, #downloads-1')).map(a => a.animationName)")
+    assert page.evaluate(pulsing) == []
     # the audio starts with the first notes, before the last update
     until(page, f"{STATS}.playStarts >= 1", timeout=60_000)
     expect(page.get_by_text("done:")).to_be_visible(timeout=120_000)

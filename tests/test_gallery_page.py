@@ -7,18 +7,32 @@ import socket
 import urllib.request
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pytest
 
 from maia.encoding import read
-from maia.gallery import page
 from maia.gallery.store import Gallery
 from maia.notation import musicxml
 
 ME, YOU = "a" * 32, "b" * 32
 TITLE = "<script>alert('x')</script><b>bold</b>"
 LACRIMOSA = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lacrimosa.mid"
+
+
+# gradio (imported by maia.gallery.page) is imported by the tests that use it, not when the module is collected: 4-5 s of
+# CPU that a pytest-xdist worker which runs none of them is spared (conftest.py's IN_PROCESS_APP).
+@pytest.fixture(scope="module")
+def gr():
+    import gradio
+
+    return gradio
+
+
+@pytest.fixture(scope="module")
+def page():
+    from maia.gallery import page
+
+    return page
 
 
 def _gallery(tmp_path):
@@ -29,7 +43,7 @@ def _gallery(tmp_path):
     return g, uids
 
 
-def test_handlers(tmp_path):
+def test_handlers(tmp_path, gr, page):
     g, (first, second) = _gallery(tmp_path)
     choices, where = page.browse(g, "newest", page.ALL, page.ALL, page.ALL, 1)
     assert [u for _, u in choices["choices"]] == [second, first] and where == "page 1 of 1 · 2 pieces"
@@ -56,7 +70,7 @@ def test_handlers(tmp_path):
     assert page.delete(g, first, ME) == "deleted"
 
 
-def test_an_opened_piece_shows_its_engraved_score(tmp_path):
+def test_an_opened_piece_shows_its_engraved_score(tmp_path, page):
     g, (first, _) = _gallery(tmp_path)
     xml = musicxml(read(LACRIMOSA), title=TITLE, subtitle="model piano, seed 0")
     scored = g.save(TITLE, ME, {"midi": b"MThd", "musicxml": xml.encode()}, composer="mozart", model="piano")
@@ -75,7 +89,7 @@ def test_an_opened_piece_shows_its_engraved_score(tmp_path):
 @pytest.mark.parametrize("svg", ['<svg><script>alert(1)</script></svg>', '<svg><g onload="alert(1)"/></svg>',
                                  '<svg><foreignObject><img src=x></foreignObject></svg>',
                                  '<svg><a xlink:href="javascript:alert(1)"/></svg>'])
-def test_markup_that_is_not_music_is_never_shown(svg):
+def test_markup_that_is_not_music_is_never_shown(svg, page):
     assert page.UNSAFE_SVG.search(svg)
     assert not page.UNSAFE_SVG.search('<svg><text x="1">onload=&lt;script&gt;</text></svg>')  # text is text
 
@@ -87,7 +101,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("broken", [False, True])
-def test_the_tabs_build_and_serve(tmp_path, broken):
+def test_the_tabs_build_and_serve(tmp_path, broken, gr, page):
     g, _ = _gallery(tmp_path)
     with gr.Blocks() as demo:
         token = page.browser_token(demo)
@@ -107,7 +121,7 @@ def test_the_tabs_build_and_serve(tmp_path, broken):
         demo.close()
 
 
-def test_save_waits_for_the_finished_piece_and_takes_any_variation(tmp_path):
+def test_save_waits_for_the_finished_piece_and_takes_any_variation(tmp_path, gr, page):
     """Issue 23: Save clicked while the page still says "done: … writing the sheet music…" (MIDI and WAV, no
     MusicXML or roll yet) is refused in one line, not saved without them; once done, the finished files are saved,
     of the variation chosen."""

@@ -240,9 +240,9 @@ def _close_pages(request):
 # pyproject.toml's addopts hold --dist loadgroup --no-loadscope-reorder: the workers take the tests one or two at a
 # time, in the order below, except the modules of ONE_UNIT, which one worker takes whole (each parses music21
 # scores in module fixtures that two workers would both parse), and those of IN_PROCESS_APP, which one worker takes
-# together. The slow tests go first, the two longest of all
-# first of them (most of their time is spent waiting on a server, which the other worker uses), so that the
-# workers end together instead of one of them finishing a browser test alone; the quick tests fill in at the end.
+# together. The slow tests go first, the two longest of all first of them (most of their time is spent waiting on a
+# server, which the other worker uses), so that the workers end together instead of one of them finishing a browser
+# test alone; the quick tests fill in at the end.
 LONGEST = ("test_soak.py", "test_load.py")
 ONE_UNIT = ("test_encoding.py", "test_data.py")
 # The modules that import app.py in their own process (gradio: 4-5 s of CPU to import, app.py 2.4 s more) go to one

@@ -1,7 +1,7 @@
 """A Web MIDI stand-in for Debian's chromium, shared by the browser tests and ``bench.duet_latency``.
 
-    page.add_init_script(STAND_IN)            # before the page loads: navigator.requestMIDIAccess is ours
-    page, keys = open_instrument(midi_page(browser.new_context()), url, bpm=120)
+    page = midi_page(browser.new_context())    # STAND_IN runs before each load: navigator.requestMIDIAccess is ours
+    page, keys = open_instrument(page, url, bpm=120)
 
 One input, "Test keyboard", whose messages the page receives, and one output, "Test synth", that records what
 it is sent (``window.__midi.sent``: [bytes, time], the time the page stamped or performance.now()). In the page:

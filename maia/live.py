@@ -28,7 +28,8 @@ import numpy as np
 from maia.encoding import Piece
 from maia.synth import TAIL_SECONDS, normalise  # the WAV's tail: the stream's samples are the finished WAV's
 
-LIVE_SAMPLE_RATE = 44100  # Hz: the finished WAV's (maia.synth.DEFAULT_SAMPLE_RATE), 88 kB per second of music (mono 16-bit)
+# Hz: the finished WAV's (maia.synth.DEFAULT_SAMPLE_RATE), 88 kB per second of music (mono 16-bit)
+LIVE_SAMPLE_RATE = 44100
 LIVE_GAIN = 3.0  # FluidSynth's raw piano peaks at 0.1-0.27 on the piano corpus: a fixed gain, no renormalising
 KNEE, CEILING = 0.7, 0.98  # the live stream's soft ceiling (soft_ceiling): linear below -3 dBFS, never full scale
 USER, MAIA = 0, 1  # who wrote a note

@@ -72,7 +72,8 @@ def draw(
     # Margins in pixels, so labels keep their room at any size.
     left_px, right_px = 46, 14
     fig.subplots_adjust(
-        left=left_px / width_px, right=1 - right_px / width_px, bottom=36 / height_px, top=1 - (28 if title else 12) / height_px
+        left=left_px / width_px, right=1 - right_px / width_px, bottom=36 / height_px,
+        top=1 - (28 if title else 12) / height_px,
     )
     ax = fig.add_subplot()
     sps = piece.seconds_per_step

@@ -187,7 +187,9 @@ def first_look(app_url, browser):
     opens (where things are, what they say) and change nothing that the others look at: a page load costs
     chromium 3-4 s of CPU, more than such a test does. Mark them ``pytest.mark.xdist_group("first-look")``
     so that one process runs them all. Each test sets the viewport it needs."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    from helpers import VIEWPORT
+
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.goto(app_url)
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)  # drawn after the load event

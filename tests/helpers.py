@@ -178,7 +178,7 @@ def served_app(models_dir, tmp_path_factory, extra_env: dict | None = None):
         pytest.fail(f"{e}:\n{log.read_text()[-2000:]}")
 
 
-VIEWPORT = {"width": 1400, "height": 1000}  # the browser tests' window: the page's two columns side by side
+VIEWPORT = {"width": 1400, "height": 1000}  # the browser tests' window: the page's columns side by side
 _TABS: dict = {}  # a browser context's (conftest.py's shared_context) tab: (the page, the init script it runs)
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import STATS, choose, tab, until
+from helpers import STATS, VIEWPORT, choose, tab, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -120,7 +120,8 @@ def test_the_roll_fills_in_plays_follows_and_seeks(page, tiny_midi):
 
 
 def test_a_piece_from_a_composer_alone_is_maias_and_the_key_lock_keeps_it_in_the_scale(page):
-    """No prompt: every note is maia's, drawn in its colour; with the key lock on E minor, every one is in that scale."""
+    """No prompt: every note is maia's, drawn in its colour; with the key lock on E minor, every one is in that
+    scale."""
     page.get_by_text("Steering").click()
     page.get_by_label("Key lock").click()
     page.get_by_role("option", name="E minor", exact=True).click()
@@ -488,7 +489,7 @@ def test_friction_variations_have_headings_and_the_passage_panel_follows_them(fi
     from playwright.sync_api import expect
 
     page = first_look
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.set_viewport_size(VIEWPORT)
 
     variations = page.get_by_label("number input for Variations")
     variations.fill("2")
@@ -553,7 +554,7 @@ def test_friction_the_register_reads_as_note_names_on_one_line(first_look):
     from playwright.sync_api import expect
 
     page = first_look
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.set_viewport_size(VIEWPORT)
 
     page.get_by_text("Steering", exact=True).click()
     for elem_id, name in (("lowest", "A0"), ("highest", "C8")):

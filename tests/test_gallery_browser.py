@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import CHROMIUM
+from helpers import CHROMIUM, VIEWPORT
 
 from maia.gallery.shelf import Work, seed
 from maia.gallery.store import Gallery
@@ -36,7 +36,7 @@ def server(app_url, dense_models_dir, gallery_data_dir):
 
 def fresh_page(browser, url):
     """A page in a new browser context: its own local storage, so its own gallery token."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(url)
     return page
 

@@ -19,8 +19,8 @@ TITLE = "<script>alert('x')</script><b>bold</b>"
 LACRIMOSA = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lacrimosa.mid"
 
 
-# gradio (imported by maia.gallery.page) is imported by the tests that use it, not when the module is collected: 4-5 s of
-# CPU that a pytest-xdist worker which runs none of them is spared (conftest.py's IN_PROCESS_APP).
+# gradio (imported by maia.gallery.page) is imported by the tests that use it, not when the module is collected:
+# 4-5 s of CPU that a pytest-xdist worker which runs none of them is spared (conftest.py's IN_PROCESS_APP).
 @pytest.fixture(scope="module")
 def gr():
     import gradio

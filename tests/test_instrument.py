@@ -25,7 +25,8 @@ def server(app_url):
 
 
 def open_page(context, server, script: str | None):
-    """The app in ``context``'s tab (helpers.tab; conftest.py's shared_context), with ``script`` run before the page's own."""
+    """The app in ``context``'s tab (helpers.tab; conftest.py's shared_context), with ``script`` run before the
+    page's own."""
     page = tab(context, script)
     page.goto(server)
     page.locator("#keys .piano").wait_for()

@@ -119,14 +119,24 @@ def to_music21(piece: Piece, title: str = "", subtitle: str = "", composer: str 
 def musicxml(piece: Piece, title: str = "", subtitle: str = "", composer: str = "maia",
              key: tuple[int, str] | None = None) -> str:
     """MusicXML text of ``to_music21``, with the title, subtitle and composer credited on page 1."""
-    from music21.musicxml.m21ToXml import GeneralObjectExporter
-
     try:
-        data = GeneralObjectExporter(to_music21(piece, title, subtitle, composer, key)).parse()
+        data = _export(to_music21(piece, title, subtitle, composer, key))
     except Exception:  # music21's tie-making fails on some notes held across bar lines (StreamException,
         # MusicXMLExportException...): then every note ends at the bar line it would cross, and no tie is needed
-        data = GeneralObjectExporter(to_music21(_clip_at_bar_lines(piece), title, subtitle, composer, key)).parse()
+        data = _export(to_music21(_clip_at_bar_lines(piece), title, subtitle, composer, key))
     return _with_credits(data.decode("utf-8"), title or "maia", subtitle, composer)
+
+
+def _export(score) -> bytes:
+    """``GeneralObjectExporter(score).parse()`` on the score itself rather than on a deep copy of it (its rests and
+    notation made in place): the score is built for this export only, and the copy was 14% of the export's time.
+    The MusicXML is the same but for music21's random part ids."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    exporter = GeneralObjectExporter(score)
+    score.makeRests(refStreamOrTimeRange=[0.0, score.highestTime], fillGaps=True, inPlace=True, hideRests=True,
+                    timeRangeFromBarDuration=True)  # what parse() does, on its copy, before fromScore
+    return exporter.parseWellformedObject(exporter.fromScore(score))
 
 
 def _clip_at_bar_lines(piece: Piece) -> Piece:

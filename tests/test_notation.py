@@ -89,3 +89,23 @@ def test_engraving_from_other_threads_at_once_gives_every_thread_its_pages():
         return len(view["pages"]), [(t, len(ids)) for t, ids in view["timemap"]]
 
     assert all(shape(v) == shape(alone) for v in views)
+
+
+def test_the_export_made_in_place_is_music21s_own():
+    """musicxml exports the score it builds without music21's protective deep copy (maia.notation._export): the
+    MusicXML must be what GeneralObjectExporter(score).parse() writes, but for music21's random part ids, for the
+    Lacrimosa and for a piece with notes held across bar lines and overlapping in one hand (voices, ties, rests)."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    from maia.notation import _export, to_music21
+
+    rng = np.random.default_rng(1)
+    onset = np.sort(rng.integers(0, 12 * 16, 60))
+    notes = np.stack([onset, rng.integers(3, 40, 60), rng.integers(36, 84, 60), rng.integers(30, 110, 60)], 1)
+    held = Piece(notes[np.lexsort((notes[:, 2], notes[:, 0]))].astype(np.int64), 12, 96.0, (3, 4))
+    ids = re.compile(r'id="[^"]*"|<encoding-date>.*?</encoding-date>')
+    for piece in (read(LACRIMOSA), held):
+        ours = _export(to_music21(piece, title="t")).decode()
+        theirs = GeneralObjectExporter(to_music21(piece, title="t")).parse().decode()
+        assert ids.sub("", ours) == ids.sub("", theirs)
+        assert ours.count("<note") == theirs.count("<note") > len(piece.notes) // 2

@@ -29,7 +29,7 @@ from maia.serving import Serving
 from maia.serving import disk_error as _disk_error
 
 UPDATE_INTERVAL = 0.5  # seconds between streamed updates
-FIRST_UPDATE = 0.1  # without a prompt to show at once, the first notes are shown this soon
+FIRST_UPDATE = 0.1  # maia's first notes are shown this soon after sampling starts (after the prompt's update)
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
 WAV_SECONDS_PER_SECOND = 0.02  # the WAV rendered again at 44.1 kHz, per second of music (0.011 measured at load 10)
@@ -172,7 +172,7 @@ def _stream(job: Job, folder: Path, live, deadline: float, interval: float, warn
     if comp.base > 2:  # show the music there is right away: the first update of the click
         yield snapshot(k)
         k += 1
-    next_at = time.monotonic() + (interval if k else min(interval, FIRST_UPDATE))
+    next_at = time.monotonic() + min(interval, FIRST_UPDATE)  # then every interval
     out_of_time = stopped = False
     steps = comp.run(job.steps)
     while True:

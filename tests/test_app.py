@@ -3,6 +3,7 @@ tiny random-init models of conftest.py."""
 
 import importlib
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def test_stream_returns_files_that_exist(serving, tiny_midi):
     assert all(json.loads(o.live)["done"] and "sheet" not in json.loads(o.live) for o in music.outputs)
     assert all(o.analysis.startswith("Key: ") and o.audio.exists() for o in music.outputs)
     assert all("sheet" in json.loads(o.live) and json.loads(o.live)["audio"] is None for o in last.outputs)
+
+
+def test_maias_first_notes_follow_the_prompts_update_at_once(dense_models_dir, tiny_midi):
+    """After the prompt's update, the first one holding maia's notes comes streaming.FIRST_UPDATE after the sampling
+    starts, not a whole interval later (half a second, a long wait for the first note): with an interval longer than
+    the whole composing, the stream still shows maia's first notes before it ends (the roll test's firstMaiaDone
+    failed on a fast machine, 1024 tokens sampled within the half second). A Serving that is not started samples in
+    this thread, only as the stream asks: 1,000 of the dense gpt's tokens take 0.4 s or more (2,600 tokens/s)."""
+    tokens = 1000
+    serving = Serving(Limits(models_dir=str(dense_models_dir)))
+    stream = playground.stream(str(tiny_midi), **{**SETTINGS, "tokens": tokens}, variations=1, interval=60.0,
+                               serving=serving)
+    updates = [next(stream), next(stream)]  # the prompt's, then maia's first notes (or the end, without the fix)
+    stream.close()  # a client gone: nothing more is sampled or finished
+    made = [int(re.match(r"(?:done: )?(\d+)/", u.status)[1]) for u in updates]  # "[done: ]made/asked tokens · ..."
+    assert made[0] == 0 and 0 < made[1] < tokens and not updates[1].done, [u.status for u in updates]
 
 
 def messages(updates, i=0):

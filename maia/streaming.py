@@ -32,7 +32,9 @@ UPDATE_INTERVAL = 0.5  # seconds between streamed updates
 FIRST_UPDATE = 0.1  # maia's first notes are shown this soon after sampling starts (after the prompt's update)
 FINISH_BASE_SECONDS = 0.25  # finishing one variation: PNG, MusicXML, engraving (finish_seconds)
 FINISH_SECONDS_PER_NOTE = 0.004
-WAV_SECONDS_PER_SECOND = 0.02  # the WAV rendered again at 44.1 kHz, per second of music (0.011 measured at load 10)
+# the WAV rendered at 44.1 kHz, per second of music (0.011 measured at load 10): only a piece given an ending is
+# rendered again (maia.live.LiveAudio.wav: else the stream's samples are the WAV), but every piece counts it
+WAV_SECONDS_PER_SECOND = 0.02
 ENDING_CANDIDATES = 4  # endings written per variation; the model's likeliest is kept (maia/form.py)
 SHAPING_SECONDS_PER_TOKEN = 0.003  # form and ending, per token of a variation: 6.6 s for the Lacrimosa's 2,700
 #                                    tokens (8 + 22 bars, ABA, ending) on one thread of a 2-core CPU
@@ -83,7 +85,7 @@ def live_view(request: str, variations: int, mine: tuple[int, int], audio: bool,
 def finish_seconds(notes: int, variations: int, seconds: float = 0.0) -> float:
     """What finishing is expected to take (MIDI, WAV, PNG roll, MusicXML and engraving), measured on the
     CPU of BENCHMARKS.md: about 0.25 s and 4 ms per note of each variation (music21 dominates), and the WAV's
-    rendering, 0.02 s per second of music (``seconds``)."""
+    rendering, 0.02 s per second of music (``seconds``), which a piece given an ending needs (an upper bound)."""
     return variations * (FINISH_BASE_SECONDS + FINISH_SECONDS_PER_NOTE * notes + WAV_SECONDS_PER_SECOND * seconds)
 
 

@@ -34,15 +34,13 @@ demo: install
 	-$(BIN)/python -m maia gallery seed  # a gallery that cannot be used is one line; the page starts anyway
 	$(BIN)/python app.py
 
-# The bytecode of what the tests import, written once by two processes (scripts/warm_bytecode.py) before the many
-# that make test starts at once would each compile it for themselves: 37 s of a fresh clone's test time.
-WARM := $(VENV)/.warm
-$(WARM): $(STAMP)
-	$(BIN)/python scripts/warm_bytecode.py
-	touch $@
-
+# While apt-get still installs the Debian packages (a new machine's chromium), the bytecode of what the tests import
+# is written, once, by scripts/warm_bytecode.py, instead of by each of the many processes that the tests start at once;
+# it stops when apt-get is done, and never starts where the packages were there already.
 test:  # the Debian packages install while the Python ones do (apt-get mostly waits on the network and dpkg)
-	@scripts/sysdeps.sh audio browser & debs=$$!; $(MAKE) --no-print-directory $(WARM); ok=$$?; wait $$debs; exit $$ok
+	@scripts/sysdeps.sh audio browser & debs=$$!; $(MAKE) --no-print-directory install; ok=$$?; \
+	  if [ $$ok = 0 ] && kill -0 $$debs 2>/dev/null; then \
+	    $(BIN)/python scripts/warm_bytecode.py & warm=$$!; wait $$debs; kill $$warm 2>/dev/null; fi; wait; exit $$ok
 	$(BIN)/python -m pytest -n auto --durations=25  # one worker per core (pytest-xdist); the 25 slowest shown
 
 lint: install

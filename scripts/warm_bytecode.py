@@ -28,9 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_SIDE = ("torch", "torch.nn", "torch.optim", "torch._dynamo", "torch.distributed.run", "safetensors.torch",
               "numpy")
-PAGE_SIDE = ("gradio", "gradio_client", "matplotlib.figure", "matplotlib.backends.backend_agg", "music21",
-             "music21.musicxml.m21ToXml", "music21.midi.translate", "verovio", "symusic", "mido", "PIL.Image",
-             "fluidsynth", "playwright.sync_api", "hypothesis", "xdist", "pytest_timeout")
+PAGE_SIDE = ("gradio", "gradio.http_server", "uvicorn.main", "uvicorn.lifespan.on", "uvicorn.loops.auto",
+             "uvicorn.protocols.http.h11_impl", "uvicorn.protocols.websockets.auto", "gradio_client",
+             "matplotlib.figure", "matplotlib.backends.backend_agg", "music21", "music21.musicxml.m21ToXml",
+             "music21.midi.translate", "verovio", "symusic", "mido", "PIL.Image", "fluidsynth", "playwright.sync_api",
+             "hypothesis", "xdist", "pytest_timeout")  # gradio's server (uvicorn) loads when app.py launches
 OWN = ("maia", "training", "bench")
 
 

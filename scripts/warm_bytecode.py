@@ -3,8 +3,8 @@ yet, and make test starts many processes at once that import the same libraries:
 servers and sampler processes, the training and CLI subprocesses. Each compiles torch, gradio and music21 for itself
 until one of them has written the bytecode. The Makefile runs this while apt-get still installs a new machine's Debian
 packages, when the machine mostly waits on the network, and stops it when apt-get is done: what it has written by then
-is kept (Python writes each file's bytecode whole), and a fresh clone's tests need that much less time (when it ran to
-the end: 261.6 s against 268.8 s, docs/testing.md).
+is kept (Python writes each file's bytecode whole). With an apt-get that waited 25 s, a fresh clone's make test took
+272 and 277 s with it against 290 and 306 s without (docs/testing.md, Run 13).
 
 Two processes import the heavy libraries, torch's side and the page's side, so that no file is compiled twice;
 then this one imports every module of maia, training and bench. What a module imports only when it runs (torch's
@@ -55,10 +55,11 @@ def main(argv: list[str]) -> int:
         _import(TORCH_SIDE)
         return 0
     sys.path.insert(0, str(ROOT))
-    torch_side = subprocess.Popen([sys.executable, __file__, "torch"])
-    signal.signal(signal.SIGTERM, lambda *_: (torch_side.terminate(), os._exit(0)))  # the Makefile's stop
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, lambda *_: ([c.terminate() for c in children], os._exit(0)))  # the Makefile's stop
+    children.append(subprocess.Popen([sys.executable, __file__, "torch"]))
     _import(PAGE_SIDE)
-    torch_side.wait()
+    children[0].wait()
     _import(_own_modules())
     return 0
 

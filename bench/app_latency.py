@@ -95,6 +95,8 @@ def browser(url: str, tokens: int, runs: int) -> dict:
             for _ in range(runs):
                 page = b.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(url)
+                page.locator("#length-unit input").click()  # the length in tokens (Advanced), not in bars
+                page.get_by_role("option", name="tokens", exact=True).click()
                 length = page.get_by_label("number input for Length (tokens)")
                 length.fill(str(tokens))
                 length.press("Enter")

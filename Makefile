@@ -37,11 +37,13 @@ demo: install
 # While apt-get still installs the Debian packages (a new machine's chromium), the bytecode of what the tests import
 # is written, once, by scripts/warm_bytecode.py, instead of by each of the many processes that the tests start at once;
 # it stops when apt-get is done, and never starts where the packages were there already.
+# pytest-xdist runs one worker more than the cores: the worker with the app server's tests (the browser's) waits on the
+# server and chromium for part of its time, which the third worker of two cores fills (docs/testing.md, Run 14).
 test:  # the Debian packages install while the Python ones do (apt-get mostly waits on the network and dpkg)
 	@scripts/sysdeps.sh audio browser & debs=$$!; $(MAKE) --no-print-directory install; ok=$$?; \
 	  if [ $$ok = 0 ] && kill -0 $$debs 2>/dev/null; then \
 	    $(BIN)/python scripts/warm_bytecode.py & warm=$$!; wait $$debs; kill $$warm 2>/dev/null; fi; wait; exit $$ok
-	$(BIN)/python -m pytest -n auto --durations=25  # one worker per core (pytest-xdist); the 25 slowest shown
+	$(BIN)/python -m pytest -n $$(( $$(nproc) + 1 )) --durations=25  # the 25 slowest shown (docs/testing.md)
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ from maia.gallery import page as gallery_page
 from maia.generate import TOP_K_RANGE, VARIATIONS_RANGE, SamplingConfig
 from maia.limits import Limits
 from maia.serving import Serving
-from maia.web import KEYS_TEMPLATE, ROLL_TEMPLATE, keys_js, roll_js
+from maia.web import KEYS_TEMPLATE, ROLL_TEMPLATE, gradio_fix, keys_js, roll_js
 
 try:
     LIMITS = Limits.from_env()  # the only reading of MAIA_* settings (maia/limits.py)
@@ -494,5 +494,6 @@ if __name__ == "__main__":
         max_file_size=LIMITS.max_input_bytes,  # larger uploads are refused before they reach the handler
         allowed_paths=gallery_page.allowed_paths(GALLERY),  # the gallery's stored files
         css=PAGE_CSS,
-        app_kwargs={"routes": DUETS.routes("/maia/duet")},  # the duet's streamed turns, beside the page
+        # the duet's streamed turns, beside the page; Gradio's status tracker with its idle-page fix
+        app_kwargs={"routes": [*DUETS.routes("/maia/duet"), *gradio_fix.routes()]},
     )

@@ -33,13 +33,12 @@ import time
 from pathlib import Path
 
 from bench.appserver import ROOT, pick_model, serve
+from bench.webmidi import CHROMIUM, CHROMIUM_ARGS
 from maia.checkpoint import load_model
 
 COMPOSER = "mozart"
 SEED = 1
 LACRIMOSA = ROOT / "assets" / "prompts" / "lacrimosa.mid"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required"]
 
 
 def bare(root: Path, name: str, prompt: Path | None, tokens: int) -> float:
@@ -90,7 +89,7 @@ def browser(url: str, tokens: int, runs: int) -> dict:
 
     firsts, draws, updates, gaps, chunks = [], [], [], [], []
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for _ in range(runs):
                 page = b.new_page(viewport={"width": 1400, "height": 1000})

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from bench.appserver import pick_model, serve
-from bench.webmidi import CHROMIUM, CHROMIUM_ARGS, midi_page, open_instrument
+from bench.webmidi import CHROMIUM, CHROMIUM_ARGS, MISSING, midi_page, open_instrument
 
 GOAL_MS = 300.0
 D_MINOR = [50, 52, 53, 55, 57, 58, 61, 62, 64, 65, 67, 69, 70, 73, 74, 76, 77]
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model-dir", help="a models folder (default: the shipped assets/models)")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
-        raise SystemExit("Debian's chromium is not installed (apt-get install chromium)")
+        raise SystemExit(MISSING)
     root, name = pick_model(args.model_dir)
     load = os.getloadavg()[0]
     log = Path(tempfile.mkdtemp(prefix="maia-duet-bench-")) / "app.log"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages maia needs when they are missing:
 #   audio: fluidsynth (libfluidsynth3) and the fluid-soundfont-gm piano
-#   browser: chromium, for the end-to-end test (Playwright drives it; no browser is downloaded)
+#   browser: chromium's headless shell, for the end-to-end tests (Playwright drives it; no browser is downloaded);
+#            where the whole chromium is installed already, the tests run that instead (bench/webmidi.py)
 # Usage: scripts/sysdeps.sh audio|browser ...   When apt-get cannot run, prints the command to run.
 set -u
 want=()
@@ -11,7 +12,7 @@ for what in "$@"; do
       ldconfig -p 2>/dev/null | grep -q libfluidsynth || want+=(fluidsynth libfluidsynth3)
       [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || want+=(fluid-soundfont-gm) ;;
     browser)
-      [ -x /usr/bin/chromium ] || want+=(chromium) ;;
+      [ -x /usr/lib/chromium/chromium-headless-shell ] || [ -x /usr/bin/chromium ] || want+=(chromium-headless-shell) ;;
   esac
 done
 [ ${#want[@]} -eq 0 ] && exit 0

@@ -185,11 +185,13 @@ _SHARED: list = []  # shared_context's: _close_pages closes its pages, not the c
 def first_look(app_url, browser):
     """One page of app_server, opened once per module and test process, for the tests that look at the page as it
     opens (where things are, what they say) and change nothing that the others look at: a page load costs
-    chromium 3-4 s of CPU, more than such a test does. Mark them ``pytest.mark.xdist_group("first-look")``
-    so that one process runs them all. Each test sets the viewport it needs."""
-    from helpers import VIEWPORT
+    chromium 3-4 s of CPU, more than such a test does. One process runs them all, with every other test of the app
+    server (pytest_collection_modifyitems, below). Each test sets the viewport it needs. The page counts the animation frames
+    that Gradio's status trackers ask for (helpers.COUNT_STATUS_FRAMES)."""
+    from helpers import COUNT_STATUS_FRAMES, VIEWPORT
 
     context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(COUNT_STATUS_FRAMES)
     page = context.new_page()
     page.goto(app_url)
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)  # drawn after the load event
@@ -242,7 +244,9 @@ def _close_pages(request):
 # pyproject.toml's addopts hold --dist loadgroup --no-loadscope-reorder: the workers take the tests one or two at a
 # time, in the order below, except the modules of ONE_UNIT, which one worker takes whole (each parses music21
 # scores in module fixtures that two workers would both parse), and those of IN_PROCESS_APP, which one worker takes
-# together. The slow tests go first, the two longest of all first of them (most of their time is spent waiting on a
+# together, and the tests of the session's app server (app_server: the browser, duet, instrument, metronome and load
+# tests), which one worker takes together: one app server and one chromium for the run, not one of each per worker
+# (an app.py and its sampler processes cost 12-17 CPU seconds to start and serve). The slow tests go first, the two longest of all first of them (most of their time is spent waiting on a
 # server, which the other worker uses), so that the workers end together instead of one of them finishing a browser
 # test alone; the quick tests fill in at the end.
 LONGEST = ("test_soak.py", "test_load.py")
@@ -263,3 +267,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
         elif item.path.name in IN_PROCESS_APP:
             item.add_marker(pytest.mark.xdist_group("in-process-app"))
+        elif "app_server" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("app-server"))

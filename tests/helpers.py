@@ -146,6 +146,19 @@ CHROMIUM_ARGS = webmidi.CHROMIUM_ARGS  # no first-run, no background networking,
 STATS = "window.maiaLive && window.maiaLive['1']"  # variation 1's live roll (maia/web/): counters and probes
 
 
+# An init script: counts the animation frames that Gradio's status trackers ask for (window.maiaStatusFrames), for a
+# test that an idle page asks for none. Before the page's modules load, which keep the function they find.
+COUNT_STATUS_FRAMES = """
+window.maiaStatusFrames = 0;
+const maiaFrame = window.requestAnimationFrame;
+window.requestAnimationFrame = (callback) => {
+  if ((new Error().stack || "").includes("/statustracker-")) window.maiaStatusFrames += 1;
+  return maiaFrame.call(window, callback);
+};
+"""
+STATUS_FRAMES = "window.maiaStatusFrames"
+
+
 POLL_MS = 100  # how often until() asks the page
 
 
@@ -224,7 +237,7 @@ def chromium():
     import pytest
 
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.skip(webmidi.MISSING)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -10,6 +10,7 @@ import re
 import pytest
 from helpers import CHROMIUM, VIEWPORT
 
+from bench import webmidi
 from maia.gallery.shelf import Work, seed
 from maia.gallery.store import Gallery
 from maia.limits import Limits
@@ -26,7 +27,7 @@ def server(app_url, dense_models_dir, gallery_data_dir):
     no other test writes to), its gallery holding one pair (two continuations of the Lacrimosa): (url, that
     gallery). The server reads the gallery's database at each request, so a pair added while it runs is served."""
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.skip(webmidi.MISSING)
     limits = Limits(models_dir=str(dense_models_dir), device="cpu", data_dir=str(gallery_data_dir))
     gallery = Gallery.open(limits)
     added = seed(gallery, limits, tokens=16, works=PAIR, progress=lambda line: None)

@@ -48,6 +48,8 @@ def test_handlers(tmp_path, gr, page):
     choices, where = page.browse(g, "newest", page.ALL, page.ALL, page.ALL, 1)
     assert [u for _, u in choices["choices"]] == [second, first] and where == "page 1 of 1 · 2 pieces"
     assert choices["choices"][1][0].startswith(TITLE)  # a radio label: Gradio renders it as text
+    assert choices["value"] is None and "value" not in page.browse(g, "newest", page.ALL, page.ALL, page.ALL, 1,
+                                                                    keep=True)[0]  # the tab again: kept
     title, about, audio, roll, files, link, remove = page.show(g, first, ME, "http://127.0.0.1:7860/?x=1")
     assert "D minor" in about and audio.endswith(".wav") and roll is None and len(files) == 2
     assert title == TITLE and link == "http://127.0.0.1:7860/?seed=0" and remove["interactive"] is True

@@ -141,13 +141,16 @@ def _label(p) -> str:
     return f"{p.title} — {p.composer}, {p.model}, {p.key or '?'}, {p.seconds:.0f} s" + (" ★" if p.shelf else "")
 
 
-def browse(gallery, sort, composer, model, key, page):
-    """The radio's choices (label, uid) for this page, and the page line."""
+def browse(gallery, sort, composer, model, key, page, keep: bool = False):
+    """The radio's choices (label, uid) for this page, and the page line. The selection is cleared (new filters,
+    a deletion), or with ``keep`` left as it is in the browser when the answer comes (the tab opened again, Refresh):
+    a piece clicked while the list was being fetched stays selected."""
     pieces, total = gallery.list(sort=sort, composer=None if composer == ALL else composer,
                                  model=None if model == ALL else model, key=None if key == ALL else key,
                                  page=max(0, int(page or 1) - 1))
     pages = max(1, -(-total // gallery.quotas.page_size))
-    return gr.update(choices=[(_label(p), p.uid) for p in pieces], value=None), f"page {int(page or 1)} of {pages} · {total} pieces"
+    choices = gr.update(choices=[(_label(p), p.uid) for p in pieces], **({} if keep else {"value": None}))
+    return choices, f"page {int(page or 1)} of {pages} · {total} pieces"
 
 
 def show(gallery, uid, token, base_url=""):
@@ -315,8 +318,8 @@ def build_tabs(gallery, problem: str, token) -> None:
                          api_visibility="private").then(lambda *v: browse(gallery, *v), filters, [pieces, where],
                                                         api_visibility="private")
             refresh = gr.Button("Refresh", size="sm")
-            refresh.click(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
-            gallery_tab.select(lambda *v: browse(gallery, *v), filters, [pieces, where], api_visibility="private")
+            for again in (refresh.click, gallery_tab.select):  # the list again, the selection kept
+                again(lambda *v: browse(gallery, *v, keep=True), filters, [pieces, where], api_visibility="private")
     with gr.Tab("Listen") as listen_tab:
         if gallery is None:
             gr.Textbox(value=f"The listening room is not available: {problem}", label="Listen", interactive=False)

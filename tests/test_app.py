@@ -169,7 +169,7 @@ def test_status_reports_the_sampling_speed_not_the_rendering(serving, monkeypatc
     def speed(updates):
         return float(re.search(r"sampled at (\d+) tokens/s", updates[-1].status).group(1))
 
-    fast = speed(run(serving, None, tokens=64))
+    assert speed(run(serving, None, tokens=64)) > 60
     real_update = maia.live.LiveView.update
 
     def slow(self, *a, **k):
@@ -177,8 +177,9 @@ def test_status_reports_the_sampling_speed_not_the_rendering(serving, monkeypatc
         return real_update(self, *a, **k)
 
     monkeypatch.setattr(maia.live.LiveView, "update", slow)
-    # 64 updates x 50 ms of sleep: counted as sampling time, the speed would fall to under 20 tokens/s
-    assert speed(run(serving, None, tokens=64)) > max(0.25 * fast, 60)
+    # 64 updates x 50 ms of sleep: counted as sampling time, the speed would fall to under 20 tokens/s. Not compared
+    # with the first run's speed: on a busy machine the same sampling ran at 1934 and then 411 tokens/s
+    assert speed(run(serving, None, tokens=64)) > 60
 
 
 def test_a_client_that_goes_away_closes_the_audio(serving, tiny_midi, monkeypatch):

@@ -186,8 +186,8 @@ def first_look(app_url, browser):
     """One page of app_server, opened once per module and test process, for the tests that look at the page as it
     opens (where things are, what they say) and change nothing that the others look at: a page load costs
     chromium 3-4 s of CPU, more than such a test does. One process runs them all, with every other test of the app
-    server (pytest_collection_modifyitems, below). Each test sets the viewport it needs. The page counts the animation frames
-    that Gradio's status trackers ask for (helpers.COUNT_STATUS_FRAMES)."""
+    server (pytest_collection_modifyitems, below). Each test sets the viewport it needs. The page counts the
+    animation frames that Gradio's status trackers ask for (helpers.COUNT_STATUS_FRAMES)."""
     from helpers import COUNT_STATUS_FRAMES, VIEWPORT
 
     context = browser.new_context(viewport=VIEWPORT)
@@ -246,9 +246,10 @@ def _close_pages(request):
 # scores in module fixtures that two workers would both parse), and those of IN_PROCESS_APP, which one worker takes
 # together, and the tests of the session's app server (app_server: the browser, duet, instrument, metronome and load
 # tests), which one worker takes together: one app server and one chromium for the run, not one of each per worker
-# (an app.py and its sampler processes cost 12-17 CPU seconds to start and serve). The slow tests go first, the two longest of all first of them (most of their time is spent waiting on a
-# server, which the other worker uses), so that the workers end together instead of one of them finishing a browser
-# test alone; the quick tests fill in at the end.
+# (an app.py and its sampler processes cost 12-17 CPU seconds to start and serve). The slow tests go first, the two
+# longest of all first of them (most of their time is spent waiting on a server, which the other workers use), so
+# that the workers end together instead of one of them finishing a browser test alone; the quick tests fill in at the
+# end.
 LONGEST = ("test_soak.py", "test_load.py")
 ONE_UNIT = ("test_encoding.py", "test_data.py")
 # The modules that import app.py in their own process (gradio: 4-5 s of CPU to import, app.py 2.4 s more) go to one

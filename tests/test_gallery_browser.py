@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import CHROMIUM, VIEWPORT
+from helpers import CHROMIUM, VIEWPORT, until
 
 from bench import webmidi
 from maia.gallery.shelf import Work, seed
@@ -102,7 +102,10 @@ def test_save_find_play_link_vote_and_delete(server, browser):
     expect(other.get_by_label("Seed", exact=True)).to_have_value("7", timeout=15_000)
     expect(other.get_by_label("number input for Length (tokens)")).to_have_value("64")
 
-    # another browser cannot delete it: the button is off, and a forced click is refused by the server
+    # another browser cannot delete it: the button is off, and a forced click is refused by the server. That browser
+    # has its own token first (demo.load sets it; Gradio keeps it in local storage): without one, the refusal says
+    # "this browser has no gallery token", a toast gone after 10 s
+    until(other, "localStorage.getItem('maia-gallery-token') !== null")
     pick(other, TITLE)
     delete = other.locator("#gallery-delete")
     expect(delete).to_be_disabled()

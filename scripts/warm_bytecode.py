@@ -1,6 +1,6 @@
 """Writes the bytecode of what make test's processes import, once. In a new virtual environment nothing is compiled
-yet, and make test starts many processes at once that import the same libraries: two pytest workers, their app
-servers and sampler processes, the training and CLI subprocesses. Each compiles torch, gradio and music21 for itself
+yet, and make test starts many processes at once that import the same libraries: the pytest workers, the app
+servers and their sampler processes, the training and CLI subprocesses. Each compiles torch, gradio and music21 for itself
 until one of them has written the bytecode. The Makefile runs this while apt-get still installs a new machine's Debian
 packages, when the machine mostly waits on the network, and stops it when apt-get is done: what it has written by then
 is kept (Python writes each file's bytecode whole). With an apt-get that waited 25 s, a fresh clone's make test took

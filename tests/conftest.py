@@ -185,9 +185,9 @@ _SHARED: list = []  # shared_context's: _close_pages closes its pages, not the c
 def first_look(app_url, browser):
     """One page of app_server, opened once per module and test process, for the tests that look at the page as it
     opens (where things are, what they say) and change nothing that the others look at: a page load costs
-    chromium 3-4 s of CPU, more than such a test does. One process runs them all, with every other test of the app
-    server (pytest_collection_modifyitems, below). Each test sets the viewport it needs. The page counts the
-    animation frames that Gradio's status trackers ask for (helpers.COUNT_STATUS_FRAMES)."""
+    chromium 1-2 s of CPU (the headless shell), more than such a test does. One process runs them all, with every
+    other test of the app server (pytest_collection_modifyitems, below). Each test sets the viewport it needs. The
+    page counts the animation frames that Gradio's status trackers ask for (helpers.COUNT_STATUS_FRAMES)."""
     from helpers import COUNT_STATUS_FRAMES, VIEWPORT
 
     context = browser.new_context(viewport=VIEWPORT)
